@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv (CPU torch first, so no dependency can pull a CUDA build), install ulmfit, run the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[test]"
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,54 @@
+"""The `ulmfit` command. Each stage registers its subcommands from its own module.
+
+A command module exposes `register(subparsers)`, which adds parsers whose `func` default takes the
+parsed args and returns an exit code. Modules are imported lazily only to build the parser; heavy
+imports (torch, spacy) happen inside the command functions, so `ulmfit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import UlmfitError
+
+# One line per command module; keep the order of the ULMFiT stages.
+COMMAND_MODULES = [
+    "ulmfit.data.commands",  # prepare
+    "ulmfit.text.commands",  # tokenize
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ulmfit",
+        description="Train text classifiers by transfer learning from an AWD-LSTM language model "
+        "(ULMFiT): prepare -> tokenize -> pretrain -> finetune-lm -> train-classifier -> predict.",
+    )
+    parser.add_argument("--version", action="version", version=f"ulmfit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UlmfitError as e:
+        print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ulmfit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Readers of sources (IMDb, tables, folders, plain corpora) into a prepared dataset folder."""

@@ -1,0 +1,1 @@
+"""Cleaning rules, tokenizer backends, vocabulary and the token store."""

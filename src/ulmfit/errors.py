@@ -17,4 +17,4 @@ class InputError(UlmfitError):
         if field is not None:
             where.append(f"field {field!r}")
         self.path, self.line, self.field = path, line, field
-        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+        super().__init__(": ".join(where + [message]))

@@ -1,0 +1,141 @@
+"""Writing a prepared dataset folder (layout: see ulmfit.text.store).
+
+`DatasetWriter` streams documents to `documents.jsonl` as sources yield them, keeping only labels
+and split names in memory; `finish()` adds the label array, the split index arrays (including the
+language-model 90/10 split over every text) and `dataset.json`, which is written last: a folder
+without it is incomplete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UlmfitError
+from ..io import atomic_path, read_json, save_npy, write_json
+from ..text.store import DATASET_FORMAT
+
+
+class DatasetWriter:
+    def __init__(self, out_dir, kind: str):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.kind = kind
+        self._ctx = atomic_path(self.out / "documents.jsonl")
+        self._tmp = self._ctx.__enter__()
+        self._f = open(self._tmp, "w", encoding="utf-8")
+        self.splits: list[str] = []
+        self.labels: list = []
+        self.skipped: dict[str, dict] = {}
+        self.n_fields = None
+
+    def add(self, doc_id: str, split: str, fields, label=None):
+        if isinstance(fields, str):
+            fields = [fields]
+        if self.n_fields is None:
+            self.n_fields = len(fields)
+        text = fields[0] if len(fields) == 1 else fields
+        self._f.write(json.dumps({"id": doc_id, "split": split, "text": text, "label": label}, ensure_ascii=False))
+        self._f.write("\n")
+        self.splits.append(split)
+        self.labels.append(label)
+
+    def skip(self, reason: str, where: str):
+        s = self.skipped.setdefault(reason, {"count": 0, "examples": []})
+        s["count"] += 1
+        if len(s["examples"]) < 10:
+            s["examples"].append(where)
+
+    def abort(self):
+        self._f.close()
+        self._ctx.__exit__(UlmfitError, UlmfitError("aborted"), None)
+
+    def finish(self, classes=None, lm_valid_frac=0.1, seed=42, source=None, clas_splits=("train", "test"),
+               valid_frac=0.0):
+        """Write labels, splits and dataset.json. `classes=None` infers them (sorted) from labels."""
+        self._f.close()
+        self._ctx.__exit__(None, None, None)
+        n = len(self.splits)
+        if n == 0:
+            raise UlmfitError("no documents were read (all were empty or skipped)")
+        split_arr = np.array(self.splits)
+        labelled = [lab for lab in self.labels if lab is not None]
+        if classes is None and labelled:
+            classes = sorted(set(labelled), key=lambda x: (str(type(x)), x))
+        if classes is not None:
+            cidx = {c: i for i, c in enumerate(classes)}
+            unknown = sorted({lab for lab in labelled if lab not in cidx}, key=str)
+            if unknown:
+                raise UlmfitError(f"labels {unknown[:5]} are not among the classes {classes}")
+            labels = np.array([-1 if lab is None else cidx[lab] for lab in self.labels], dtype=np.int64)
+        else:
+            labels = np.full(n, -1, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        splits = {}
+        for name in clas_splits:
+            idx = np.flatnonzero(split_arr == name)
+            if len(idx):
+                splits[name] = idx
+        if valid_frac and "train" in splits and "valid" not in splits:
+            tr = rng.permutation(splits["train"])
+            k = max(1, int(round(len(tr) * valid_frac)))
+            splits["valid"], splits["train"] = np.sort(tr[:k]), np.sort(tr[k:])
+        # The language model reads every text, labelled or not (as the lecture does), split 90/10.
+        perm = rng.permutation(n)
+        k = max(1, int(round(n * lm_valid_frac))) if n > 1 else 0
+        splits["lm_valid"], splits["lm_train"] = np.sort(perm[:k]), np.sort(perm[k:])
+        for name, idx in splits.items():
+            save_npy(self.out / "splits" / f"{name}.npy", idx.astype(np.int64))
+        for old in (self.out / "splits").glob("*.npy"):
+            if old.stem not in splits:
+                old.unlink()
+        save_npy(self.out / "labels.npy", labels)
+        counts = {name: int(len(idx)) for name, idx in splits.items()}
+        per_class = {}
+        if classes is not None:
+            for name in clas_splits:
+                if name in splits:
+                    bc = np.bincount(labels[splits[name]][labels[splits[name]] >= 0], minlength=len(classes))
+                    per_class[name] = {str(c): int(x) for c, x in zip(classes, bc)}
+        meta = {
+            "format": DATASET_FORMAT, "version": 1, "kind": self.kind, "classes": classes,
+            "n_docs": n, "n_fields": self.n_fields, "splits": counts, "class_counts": per_class,
+            "source_splits": dict(Counter(self.splits)), "skipped": self.skipped, "source": source,
+            "lm_valid_frac": lm_valid_frac, "seed": seed,
+        }
+        meta["fingerprint"] = hashlib.sha256(
+            json.dumps([meta, os.urandom(8).hex()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        write_json(self.out / "dataset.json", meta)
+        return meta
+
+
+def cached_dataset(out_dir, source_key: dict):
+    """The dataset.json of `out_dir` if it was prepared from exactly `source_key`, else None."""
+    path = Path(out_dir) / "dataset.json"
+    if not path.exists() or not (Path(out_dir) / "documents.jsonl").exists():
+        return None
+    try:
+        meta = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("source") == source_key else None
+
+
+def file_key(path) -> dict:
+    """What identifies an input file's version cheaply: path, size, modification time."""
+    st = os.stat(path)
+    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def summary(meta) -> str:
+    parts = [f"{meta['n_docs']:,} documents", "splits " + ", ".join(f"{k} {v:,}" for k, v in meta["splits"].items())]
+    if meta.get("classes"):
+        parts.append(f"classes {meta['classes']}")
+    for reason, s in (meta.get("skipped") or {}).items():
+        parts.append(f"skipped {s['count']:,} {reason} (e.g. {', '.join(s['examples'][:3])})")
+    return "; ".join(parts)

@@ -1,0 +1,190 @@
+"""`ulmfit tokenize`: a prepared dataset's documents -> vocab + token store, in parallel, streaming.
+
+Worker processes each own a TextProcessor with a local token table; they get raw JSON lines in
+batches and send back int32 ids in their local numbering plus the tokens they met for the first
+time. The main process keeps one global token table, a translation array per worker, the token
+counts, and appends global ids to a temporary file. Once every document is done, the vocab is
+chosen from the counts and one vectorised look-up turns global ids into vocab ids. Memory stays at
+the output arrays plus the token tables, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InputError, UlmfitError
+from ..io import atomic_dir, read_json, write_json
+from .processor import TextProcessor, TokenTable
+from .rules import clean
+from .special import SPECIAL_TOKENS, UNK_ID
+from .store import TOKENS_DIR, TokenStore
+from .tokenizers import make_tokenizer, train_sentencepiece
+from .vocab import Vocab
+
+RULES_VERSION = 1  # bump when a cleaning rule changes what it produces: cached stores are redone
+
+_proc = None  # the worker's TextProcessor
+
+
+def _init(settings, folder):
+    global _proc
+    _proc = TextProcessor(make_tokenizer(settings, folder), TokenTable(SPECIAL_TOKENS))
+
+
+def _encode_lines(job):
+    first_line, lines, path = job
+    docs = []
+    for k, line in enumerate(lines):
+        try:
+            docs.append(json.loads(line)["text"])
+        except (ValueError, KeyError, TypeError):
+            raise InputError("not a document record", path=path, line=first_line + k) from None
+    flat, lengths = _proc.encode_batch(docs)
+    return os.getpid(), flat, lengths, _proc.token_id.take_new()
+
+
+def _jobs(path, batch_size):
+    with open(path, encoding="utf-8") as f:
+        line = 1
+        while True:
+            lines = list(islice(f, batch_size))
+            if not lines:
+                return
+            yield line, lines, str(path)
+            line += len(lines)
+
+
+def tokenizer_settings(backend="spacy", max_vocab=60000, min_freq=3, lang="en", sp_vocab_size=None):
+    s = {"backend": backend, "lang": lang, "rules_version": RULES_VERSION, "max_vocab": max_vocab,
+         "min_freq": min_freq}
+    if backend == "sentencepiece":
+        s.update(model="spm.model", sp_vocab_size=sp_vocab_size or min(max_vocab, 30000))
+    return s
+
+
+def _train_spm(root, meta, tmp, settings, sample_docs=20000, seed=0):
+    """SentencePiece learns its pieces from (a sample of) the cleaned language-model training texts."""
+    idx_path = root / "splits" / "lm_train.npy"
+    n = meta["n_docs"]
+    pool = np.load(idx_path) if idx_path.exists() else np.arange(n)
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.choice(pool, size=min(sample_docs, len(pool)), replace=False).tolist())
+
+    def texts():
+        with open(root / "documents.jsonl", encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if i in chosen:
+                    t = json.loads(line)["text"]
+                    yield " ".join(clean(x) for x in ([t] if isinstance(t, str) else t))
+
+    train_sentencepiece(texts(), tmp, vocab_size=settings["sp_vocab_size"])
+
+
+def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers=None, batch_size=256,
+                     force=False, progress=True, sp_vocab_size=None):
+    """Tokenize DIR/documents.jsonl into DIR/tokens/ (see ulmfit.text.store). Returns (store, reused)."""
+    root = Path(root)
+    if not (root / "dataset.json").exists():
+        raise UlmfitError(f"{root} is not a prepared dataset (no dataset.json): run `ulmfit prepare ... --out {root}`")
+    meta = read_json(root / "dataset.json")
+    settings = tokenizer_settings(backend, max_vocab, min_freq, sp_vocab_size=sp_vocab_size)
+    key = {"dataset": meta.get("fingerprint"), "settings": settings}
+    tok_dir = root / TOKENS_DIR
+    if not force and (tok_dir / "manifest.json").exists():
+        try:
+            if read_json(tok_dir / "manifest.json").get("key") == key:
+                return TokenStore(root), True
+        except (OSError, ValueError):
+            pass
+    workers = max(1, workers or os.cpu_count() or 1)
+    n_docs = meta["n_docs"]
+    t0 = time.time()
+    with atomic_dir(tok_dir) as tmp:
+        if backend == "sentencepiece":
+            _train_spm(root, meta, tmp, settings)
+        in_vocab = np.zeros(n_docs, dtype=bool)
+        vocab_split = root / "splits" / "lm_train.npy"
+        in_vocab[np.load(vocab_split) if vocab_split.exists() else slice(None)] = True
+
+        table = TokenTable(SPECIAL_TOKENS)
+        counts = np.zeros(1 << 16, dtype=np.int64)
+        trans: dict[int, np.ndarray] = {}
+        lengths_all = np.zeros(n_docs, dtype=np.int64)
+        raw_path = tmp / "global_ids.i32"
+        done = 0
+        jobs = _jobs(root / "documents.jsonl", batch_size)
+        if workers == 1:
+            _init(settings, tmp)
+            results = map(_encode_lines, jobs)
+            pool = None
+        else:
+            pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(settings, tmp))
+            results = pool.imap(_encode_lines, jobs)
+        try:
+            with open(raw_path, "wb") as raw, tqdm(total=n_docs, desc="tokenizing", unit="doc",
+                                                    disable=not progress) as bar:
+                for pid, flat, lengths, new in results:
+                    tr = trans.get(pid)
+                    if tr is None:
+                        tr = np.arange(len(SPECIAL_TOKENS), dtype=np.int32)
+                    if new:
+                        tr = np.concatenate([tr, np.array([table(t) for t in new], dtype=np.int32)])
+                    trans[pid] = tr
+                    glob = tr[flat]
+                    raw.write(glob.tobytes())
+                    k = len(lengths)
+                    lengths_all[done : done + k] = lengths
+                    mask = np.repeat(in_vocab[done : done + k], lengths)
+                    if len(table.stoi) > len(counts):
+                        counts = np.concatenate([counts, np.zeros(max(len(counts), len(table.stoi)), np.int64)])
+                    counts += np.bincount(glob[mask], minlength=len(counts))
+                    done += k
+                    bar.update(k)
+        finally:
+            if pool is not None:
+                pool.terminate()
+        if done != n_docs:
+            raise UlmfitError(f"{root}/documents.jsonl has {done} documents, dataset.json says {n_docs}")
+
+        itos = list(table.stoi)
+        count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c >= min_freq}
+        if backend == "sentencepiece":
+            count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c > 0}
+        vocab = Vocab.from_counts(count_of, max_size=max_vocab, min_freq=1 if backend == "sentencepiece" else min_freq)
+        lookup = np.array([vocab.stoi.get(t, UNK_ID) for t in itos], dtype=np.int32)
+        n_tokens = int(lengths_all.sum())
+        src = np.memmap(raw_path, dtype=np.int32, mode="r", shape=(n_tokens,))
+        out = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=vocab.dtype, shape=(n_tokens,))
+        step = 1 << 24
+        for s in range(0, n_tokens, step):
+            out[s : s + step] = lookup[src[s : s + step]]
+        n_unk = int(np.count_nonzero(out == UNK_ID))
+        out.flush()
+        del out, src
+        raw_path.unlink()
+        offsets = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(lengths_all, out=offsets[1:])
+        np.save(tmp / "offsets.npy", offsets)
+        vocab.save(tmp / "vocab.json")
+        write_json(tmp / "manifest.json", {
+            "key": key, "tokenizer": settings, "vocab_size": len(vocab), "vocab_hash": vocab.hash,
+            "dtype": np.dtype(vocab.dtype).name, "n_docs": n_docs, "n_tokens": n_tokens,
+            "n_distinct_tokens": len(itos), "unk_rate": round(n_unk / max(1, n_tokens), 5),
+            "vocab_split": "lm_train" if vocab_split.exists() else "all", "seconds": round(time.time() - t0, 2),
+        })
+    return TokenStore(root), False
+
+
+def copy_tokenizer_files(settings, src_folder, dst_folder):
+    """Files a tokenizer needs besides its settings (the SentencePiece model)."""
+    if settings.get("backend") == "sentencepiece":
+        shutil.copyfile(Path(src_folder) / settings["model"], Path(dst_folder) / settings["model"])

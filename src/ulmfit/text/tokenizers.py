@@ -1,0 +1,124 @@
+"""Tokenizer backends behind one interface: cleaned text chunks in, token strings out.
+
+Both backends split on whitespace first and tokenize each whitespace-free chunk on its own (spaCy's
+tokenizer and SentencePiece do exactly that internally), so a chunk's tokens never depend on its
+neighbours. That lets callers cache tokens per distinct chunk: a corpus of 27M words has under a
+million distinct chunks, so the slow tokenizer runs on a few percent of the text.
+"""
+
+from __future__ import annotations
+
+from ..errors import UlmfitError
+from .special import SPECIAL_TOKENS
+
+BACKENDS = ("spacy", "sentencepiece")
+
+
+class SpacyTokenizer:
+    """spaCy's rule-based tokenizer of a blank pipeline (no model to download)."""
+
+    def __init__(self, lang="en"):
+        import spacy
+
+        self.lang = lang
+        self.nlp = spacy.blank(lang)
+        # Our special tokens are plain lower-case words; spaCy keeps them whole already, and the
+        # special cases make that explicit should a language's rules ever split them.
+        from spacy.symbols import ORTH
+
+        for t in SPECIAL_TOKENS:
+            self.nlp.tokenizer.add_special_case(t, [{ORTH: t}])
+
+    @property
+    def settings(self):
+        return {"backend": "spacy", "lang": self.lang}
+
+    def tokenize_chunks(self, chunks):
+        """Whitespace-free strings -> list of token lists, one per chunk. One spaCy call for all."""
+        if not chunks:
+            return []
+        doc = self.nlp.tokenizer(" ".join(chunks))
+        out, cur = [], []
+        for t in doc:
+            cur.append(t.text)
+            if t.whitespace_:
+                out.append(cur)
+                cur = []
+        out.append(cur)
+        if len(out) != len(chunks):  # cannot happen for whitespace-free chunks; guard the invariant
+            raise RuntimeError("spaCy split the chunks unexpectedly")
+        return out
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model trained on the corpus (`train_sentencepiece`)."""
+
+    def __init__(self, model_path):
+        import sentencepiece as spm
+
+        self.model_path = str(model_path)
+        self.sp = spm.SentencePieceProcessor(model_file=self.model_path)
+
+    @property
+    def settings(self):
+        return {"backend": "sentencepiece", "model": "spm.model"}
+
+    def tokenize_chunks(self, chunks):
+        return self.sp.encode(list(chunks), out_type=str)
+
+
+def train_sentencepiece(texts, out_dir, vocab_size=30000, model_type="unigram", max_sentences=2_000_000):
+    """Train SentencePiece on cleaned texts; writes out_dir/spm.model and returns its path.
+
+    Our special tokens are user-defined symbols so they stay whole pieces.
+    """
+    import io
+
+    import sentencepiece as spm
+
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    n = 0
+
+    def sentences():
+        nonlocal n
+        for t in texts:
+            if t:
+                n += 1
+                yield t
+
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences(), model_writer=model, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=0.9999, input_sentence_size=max_sentences,
+            shuffle_input_sentence=True, user_defined_symbols=SPECIAL_TOKENS, unk_id=0,
+            bos_id=-1, eos_id=-1, pad_id=-1, unk_piece="<unk_sp>", hard_vocab_limit=False,
+            max_sentence_length=1 << 16, num_threads=2, minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise UlmfitError(f"SentencePiece training failed: {e}") from None
+    path = out_dir / "spm.model"
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(model.getvalue())
+    return path
+
+
+def make_tokenizer(settings: dict, folder=None):
+    backend = settings.get("backend", "spacy")
+    if backend == "spacy":
+        return SpacyTokenizer(settings.get("lang", "en"))
+    if backend == "sentencepiece":
+        if folder is None:
+            raise UlmfitError("a SentencePiece tokenizer needs the folder holding spm.model")
+        from pathlib import Path
+
+        path = Path(folder) / settings.get("model", "spm.model")
+        if not path.exists():
+            raise UlmfitError(f"{path}: SentencePiece model missing")
+        return SentencePieceTokenizer(path)
+    raise UlmfitError(f"unknown tokenizer backend {backend!r} (choose from {', '.join(BACKENDS)})")

@@ -1,0 +1,18 @@
+import os
+
+import pytest
+
+os.environ.setdefault("ULMFIT_CACHE", os.path.join(os.path.dirname(__file__), ".cache-never-used"))
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the `ulmfit` CLI in-process; returns (exit code, stdout, stderr)."""
+    from ulmfit.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -94,6 +94,7 @@ class TrainConfig:
     max_steps: int | None = None  # budget: stop the run at this global step (resumable; lr plan unchanged)
     max_minutes: float | None = None  # budget: stop after this many minutes of this invocation
     device: str | None = None  # None: cuda if available, else cpu
+    threads: int | None = None  # CPU threads for torch (None: all cores)
     bf16: bool = True  # bf16 autocast on CUDA (CPU always trains in float32)
     progress: bool = True  # tqdm bars and a line per epoch on stderr
     plot: bool = True  # write training_curve.png at each epoch end
@@ -108,7 +109,7 @@ def pick_device(cfg) -> torch.device:
     else:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     return dev
 
 

@@ -217,3 +217,31 @@ def test_lr_find(tmp_path):
     after = task.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert torch.equal(rng, torch.get_rng_state())
+
+
+def real_task(seed=0, drop_mult=1.0):
+    from ulmfit.models.awd_lstm import LanguageModel
+    from ulmfit.models.config import preset
+
+    torch.manual_seed(seed)
+    model = LanguageModel(preset("tiny", vocab_size=24, drop_mult=drop_mult))
+    return LMTask(model, pattern_stream(3000), pattern_stream(800, seed=1), bs=8, bptt=12)
+
+
+def test_real_language_model_learns(tmp_path):
+    task = real_task(drop_mult=0.1)
+    cfg = TrainConfig(**CFG)
+    start = validate(task, task.model, torch.device("cpu"), cfg)
+    hist = fit(task, [Phase(epochs=2, lr=2e-2, lr_div=1.0)], cfg, tmp_path)
+    assert hist[-1]["valid_loss"] < 0.7 * start["loss"] and hist[-1]["accuracy"] > 0.5
+
+
+def test_real_language_model_resume_is_exact(tmp_path):
+    # dropouts everywhere (embedding, locked, DropConnect): the RNG must be restored exactly
+    cfg = TrainConfig(schedule="stlr", **CFG)
+    ref_task = real_task()
+    ref = fit(ref_task, PHASES, cfg, tmp_path / "ref")
+    fit(real_task(), PHASES, TrainConfig(schedule="stlr", max_steps=ref[1]["step"] - 5, **CFG), tmp_path / "run")
+    task = real_task(seed=7)
+    resumed = fit(task, PHASES, cfg, tmp_path / "run", resume=True)
+    _compare(ref, resumed, ref_task.model, task.model)

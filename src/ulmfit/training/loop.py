@@ -286,6 +286,7 @@ def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, 
         "format": CKPT_FORMAT,
         "position": position,
         "phases": [asdict(p) for p in phases],
+        "seed": cfg.seed,
         "history": history,
         "aliases": _model_tensors(model, tensors),
         "optimizer": _optimizer_tensors(opt, tensors),
@@ -430,6 +431,8 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
         if meta["phases"] != [asdict(p) for p in phases]:
             raise UlmfitError(f"the checkpoint in {out_dir} was made with other training phases "
                               f"({meta['phases']}); resume with the same settings or start afresh")
+        if meta["seed"] != cfg.seed:
+            raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
         pos, history, step_losses = meta["position"], meta["history"], meta["step_losses"]
         if cfg.progress:
             print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "

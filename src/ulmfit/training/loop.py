@@ -94,6 +94,7 @@ class TrainConfig:
     max_steps: int | None = None  # budget: stop the run at this global step (resumable; lr plan unchanged)
     max_minutes: float | None = None  # budget: stop after this many minutes of this invocation
     device: str | None = None  # None: cuda if available, else cpu
+    threads: int | None = None  # CPU threads for torch (None: all cores)
     bf16: bool = True  # bf16 autocast on CUDA (CPU always trains in float32)
     progress: bool = True  # tqdm bars and a line per epoch on stderr
     plot: bool = True  # write training_curve.png at each epoch end
@@ -108,7 +109,7 @@ def pick_device(cfg) -> torch.device:
     else:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     return dev
 
 
@@ -285,6 +286,7 @@ def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, 
         "format": CKPT_FORMAT,
         "position": position,
         "phases": [asdict(p) for p in phases],
+        "seed": cfg.seed,
         "history": history,
         "aliases": _model_tensors(model, tensors),
         "optimizer": _optimizer_tensors(opt, tensors),
@@ -429,6 +431,8 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
         if meta["phases"] != [asdict(p) for p in phases]:
             raise UlmfitError(f"the checkpoint in {out_dir} was made with other training phases "
                               f"({meta['phases']}); resume with the same settings or start afresh")
+        if meta["seed"] != cfg.seed:
+            raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
         pos, history, step_losses = meta["position"], meta["history"], meta["step_losses"]
         if cfg.progress:
             print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "

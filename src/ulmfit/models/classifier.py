@@ -10,8 +10,12 @@ Plain modules that know nothing of training. Inputs are right-padded id batches 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+
 import torch
 from torch import nn
+
+from ..errors import UlmfitError
 
 
 def _select_state(state, idx):
@@ -57,7 +61,7 @@ class BPT3C(nn.Module):
             fk = first_kept if full else first_kept.index_select(0, idx)
             pooled_here = bool(((fk < j) & (ln > i)).any())
             with torch.set_grad_enabled(grad and pooled_here):
-                _, out, st = self.encoder(x, st)
+                out, _, st = self.encoder(x, st)  # raw: the head applies its own dropout (output_p)
             st = [(h.detach(), c.detach()) for h, c in st]
             state = st if (full or state is None) else _merge_state(state, idx, st)
             if last is None:  # allocate the running pools once the width is known
@@ -127,3 +131,42 @@ class SequenceClassifier(nn.Module):
         enc = self.encoder.encoder
         groups = enc.param_groups() if hasattr(enc, "param_groups") else [list(enc.parameters())]
         return [list(g) for g in groups] + [list(self.head.parameters())]
+
+
+@dataclass
+class ClassifierSettings:
+    """Everything besides the AWD-LSTM's ModelConfig that rebuilds a classifier; config.json["classifier"].
+
+    head_dropouts: one per head block (the paper: 0.4 x drop_mult on the pooled features, then 0.1).
+    backwards: the model reads each document reversed (`... c b a xxbos`).
+    quantized: load with int8 dynamic quantization of the LSTMs (weights are stored in float32).
+    """
+
+    classes: list
+    head_hidden: list = field(default_factory=lambda: [50])
+    head_dropouts: list = field(default_factory=lambda: [0.2, 0.1])
+    max_len: int = 20 * 70
+    bptt: int = 70
+    backwards: bool = False
+    add_eos: bool = False
+    multi_label: bool = False
+    threshold: float = 0.5
+    quantized: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict, where="config.json") -> "ClassifierSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UlmfitError(f"{where}: unknown classifier setting(s): {', '.join(unknown)}")
+        if not d.get("classes"):
+            raise UlmfitError(f"{where}: field 'classifier.classes' is missing or empty")
+        return cls(**d)
+
+
+def build_classifier(mcfg, settings: ClassifierSettings) -> SequenceClassifier:
+    """A fresh classifier: an AWD-LSTM encoder (mcfg) under BPT3C, and the pooling head."""
+    from .awd_lstm import AWDLSTM
+
+    return SequenceClassifier(AWDLSTM(mcfg), len(settings.classes), mcfg.emb_size, settings.head_hidden,
+                              settings.head_dropouts, settings.bptt, settings.max_len, mcfg.pad_id)

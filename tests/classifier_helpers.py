@@ -1,4 +1,4 @@
-"""Shared helpers for the classifier tests: a stand-in encoder and a learnable synthetic store."""
+"""Shared helpers for the classifier tests: a stand-in encoder, tiny real models and a learnable store."""
 
 import numpy as np
 import torch
@@ -32,6 +32,17 @@ class StandInEncoder(nn.Module):
         return [[self.embedding.weight]] + [list(r.parameters()) for r in self.rnns]
 
 
+def tiny_classifier(vocab_size=40, n_classes=2, bptt=7, max_len=20, n_layers=3, seed=0, **kw):
+    """A real AWD-LSTM classifier of the tiny preset (3 layers: groups emb, rnn1-3, head)."""
+    from ulmfit.models.classifier import ClassifierSettings, build_classifier
+    from ulmfit.models.config import preset
+
+    torch.manual_seed(seed)
+    mcfg = preset("tiny", vocab_size=vocab_size, n_layers=n_layers, drop_mult=kw.pop("drop_mult", 1.0))
+    settings = ClassifierSettings(classes=[f"c{i}" for i in range(n_classes)], bptt=bptt, max_len=max_len, **kw)
+    return build_classifier(mcfg, settings)
+
+
 def synthetic_docs(n_docs=200, n_words=20, seed=0, min_len=5, max_len=40):
     """Two classes: class 1 documents contain the word `w0` somewhere, class 0 ones `w1`; the rest is noise."""
     rng = np.random.default_rng(seed)
@@ -46,3 +57,15 @@ def synthetic_docs(n_docs=200, n_words=20, seed=0, min_len=5, max_len=40):
         docs.append([BOS_ID] + body.tolist())
         labels.append(y)
     return docs, labels, itos
+
+
+def synthetic_store(root, n_docs=400, n_test=100, seed=0, max_len=60):
+    """A tokenized labelled dataset whose tokenizer settings a TextEncoder can rebuild (spaCy keeps `w12` whole)."""
+    from ulmfit.text.pipeline import tokenizer_settings
+    from ulmfit.text.store import write_store
+
+    docs, labels, itos = synthetic_docs(n_docs, seed=seed, max_len=max_len)
+    n_train = n_docs - n_test
+    return write_store(root, docs, itos, labels=labels, classes=["neg", "pos"],
+                       splits={"train": range(n_train), "test": range(n_train, n_docs)},
+                       tokenizer=tokenizer_settings("spacy"))

@@ -53,14 +53,14 @@ def test_gradual_unfreezing_trains_exactly_the_intended_groups(tmp_path):
 
 def test_synthetic_task_is_learned(tmp_path):
     task = _task(tmp_path)
-    hist = fit(task, make_phases(parse_stages("0:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
+    hist = fit(task, make_phases(parse_stages("all:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
     assert hist[-1]["accuracy"] >= 0.95, hist
     assert set(hist[-1]) >= {"valid_loss", "accuracy", "macro_f1", "train_loss"}
 
 
 def test_multi_label_task_trains(tmp_path):
     task = _task(tmp_path, multi_label=True)
-    hist = fit(task, make_phases(parse_stages("0:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
+    hist = fit(task, make_phases(parse_stages("all:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
     assert hist[-1]["valid_loss"] < hist[0]["valid_loss"]
     assert 0 <= hist[-1]["macro_f1"] <= 1 and hist[-1]["accuracy"] > 0.5
 
@@ -70,6 +70,8 @@ def test_parse_stages_errors():
 
     from ulmfit.errors import UlmfitError
 
-    assert parse_stages("-1:1:2e-2, 0:2:1e-3") == ((-1, 1, 0.02), (0, 2, 0.001))
+    assert parse_stages("1:1:2e-2, 3:1:5e-3, all:2:1e-3") == ((-1, 1, 0.02), (-3, 1, 0.005), (0, 2, 0.001))
     with pytest.raises(UlmfitError, match="stage 2"):
-        parse_stages("-1:1:2e-2,0:x:1")
+        parse_stages("1:1:2e-2,all:x:1")
+    with pytest.raises(UlmfitError, match="TRAINABLE >= 1"):
+        parse_stages("0:1:1e-2")

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 PRESETS = ("paper", "small", "tiny")
-DEFAULT_STAGES = "-1:1:2e-2,-2:1:1e-2,-3:1:5e-3,0:2:1e-3"  # ulmfit.classifier.task.PAPER_STAGES
+DEFAULT_STAGES = "1:1:2e-2,2:1:1e-2,3:1:5e-3,all:2:1e-3"  # ulmfit.classifier.task.PAPER_STAGES
 
 
 def _floats(text):
@@ -60,9 +60,10 @@ def register(sub):
                    help="independent labels (sigmoid + threshold); labels.npy must hold multi-hot rows")
     g.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold (default 0.5)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--stages", default=DEFAULT_STAGES, metavar="F:E:LR,...",
-                   help="training phases as FREEZE_TO:EPOCHS:LR (freeze_to -1 = head only, -2 = head + top LSTM, "
-                   f"0 = all; LR = the head's peak lr) (default {DEFAULT_STAGES})")
+    g.add_argument("--stages", default=DEFAULT_STAGES, metavar="N:E:LR,...",
+                   help="training phases as TRAINABLE:EPOCHS:LR: the top TRAINABLE layer groups train (1 = the "
+                   "head, 2 = + the top LSTM, ..., all), for EPOCHS epochs at peak lr LR (the head's) "
+                   f"(default {DEFAULT_STAGES})")
     g.add_argument("--lr-mult", type=float, default=1.0, help="multiply every stage's lr (default 1)")
     g.add_argument("--lr-div", type=float, default=2.6, help="discriminative lr factor between groups (default 2.6)")
     g.add_argument("--schedule", choices=["stlr", "one_cycle", "constant"], default="stlr",

@@ -20,19 +20,25 @@ PAPER_STAGES = ((-1, 1, 2e-2), (-2, 1, 1e-2), (-3, 1, 5e-3), (0, 2, 1e-3))
 
 
 def parse_stages(text: str):
-    """'-1:1:2e-2,-2:1:1e-2,0:2:1e-3' -> ((freeze_to, epochs, lr), ...)."""
+    """'1:1:2e-2,2:1:1e-2,all:2:1e-3' -> ((freeze_to, epochs, lr), ...).
+
+    Each stage is TRAINABLE:EPOCHS:LR, TRAINABLE being how many layer groups from the top train
+    (1 = the head alone) or `all`; it becomes the loop's freeze_to (-TRAINABLE, or 0 for all)."""
     stages = []
     for k, part in enumerate(text.split(",")):
         bits = part.strip().split(":")
         try:
             if len(bits) != 3:
                 raise ValueError
-            stages.append((int(bits[0]), int(bits[1]), float(bits[2])))
+            top = None if bits[0].strip().lower() == "all" else int(bits[0])
+            stages.append((0 if top is None else -top, int(bits[1]), float(bits[2])))
         except ValueError:
-            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} is not FREEZE_TO:EPOCHS:LR "
-                              "(e.g. -1:1:2e-2)") from None
-        if stages[-1][1] < 1 or stages[-1][2] <= 0:
-            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} needs epochs >= 1 and lr > 0")
+            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} is not TRAINABLE:EPOCHS:LR "
+                              "(e.g. 1:1:2e-2 or all:2:1e-3)") from None
+        _, e, lr = stages[-1]
+        if (top is not None and top < 1) or e < 1 or lr <= 0:
+            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} needs TRAINABLE >= 1 (or all), "
+                              "EPOCHS >= 1 and LR > 0")
     return tuple(stages)
 
 

@@ -141,10 +141,21 @@ def _add_inference_args(p):
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
 
 
+def _passive_omp_threads():
+    """OpenMP threads that sleep at barriers instead of spinning. On a machine whose cores are busy with
+    other work, spinning threads wait for descheduled ones and the LSTM gets up to 10x slower; on an
+    idle machine the cost is small. Only effective before torch is first imported; OMP_WAIT_POLICY in
+    the environment wins."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 # ------------------------------------------------------------------------------------ training
 
 
 def _train(args):
+    _passive_omp_threads()
     from .train import train_classifier
 
     return train_classifier(args)
@@ -155,6 +166,8 @@ def _train(args):
 
 def _load_all(args, dirs):
     import os
+
+    _passive_omp_threads()
 
     import torch
 

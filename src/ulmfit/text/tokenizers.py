@@ -8,10 +8,14 @@ million distinct chunks, so the slow tokenizer runs on a few percent of the text
 
 from __future__ import annotations
 
+import re
+
 from ..errors import UlmfitError
 from .special import SPECIAL_TOKENS
 
 BACKENDS = ("spacy", "sentencepiece")
+_SPECIALS = frozenset(SPECIAL_TOKENS)
+_SIMPLE = re.compile(r"([a-z]+)([.,!?;:]?)")
 
 
 class SpacyTokenizer:
@@ -28,6 +32,7 @@ class SpacyTokenizer:
 
         for t in SPECIAL_TOKENS:
             self.nlp.tokenizer.add_special_case(t, [{ORTH: t}])
+        self._rules = self.nlp.tokenizer.rules or {}
 
     @property
     def settings(self):
@@ -35,18 +40,33 @@ class SpacyTokenizer:
 
     def tokenize_chunks(self, chunks):
         """Whitespace-free strings -> list of token lists, one per chunk. One spaCy call for all."""
-        if not chunks:
-            return []
-        doc = self.nlp.tokenizer(" ".join(chunks))
-        out, cur = [], []
-        for t in doc:
-            cur.append(t.text)
-            if t.whitespace_:
-                out.append(cur)
-                cur = []
-        out.append(cur)
-        if len(out) != len(chunks):  # cannot happen for whitespace-free chunks; guard the invariant
-            raise RuntimeError("spaCy split the chunks unexpectedly")
+        out = [None] * len(chunks)
+        slow = []
+        rules = self._rules
+        for i, c in enumerate(chunks):
+            # Fast path: a lower-case word, maybe with one trailing punctuation mark, that is no
+            # special case: spaCy's answer is known (tests/test_tokenize.py checks it against spaCy).
+            m = _SIMPLE.fullmatch(c)
+            if m and c not in rules:
+                w, p = m.groups()
+                if not p:
+                    out[i] = [c]
+                    continue
+                if w not in rules:
+                    out[i] = [w, p]
+                    continue
+            slow.append(i)
+        if slow:
+            doc = self.nlp.tokenizer(" ".join(chunks[i] for i in slow))
+            k, cur = 0, []
+            for t in doc:
+                cur.append(t.text)
+                if t.whitespace_:
+                    out[slow[k]] = cur
+                    k, cur = k + 1, []
+            out[slow[k]] = cur
+            if k + 1 != len(slow):  # cannot happen for whitespace-free chunks; guard the invariant
+                raise RuntimeError("spaCy split the chunks unexpectedly")
         return out
 
 
@@ -64,7 +84,12 @@ class SentencePieceTokenizer:
         return {"backend": "sentencepiece", "model": "spm.model"}
 
     def tokenize_chunks(self, chunks):
-        return self.sp.encode(list(chunks), out_type=str)
+        # Special tokens stand alone (no word-start piece before them), as with spaCy.
+        out = [[c] if c in _SPECIALS else None for c in chunks]
+        rest = [i for i, o in enumerate(out) if o is None]
+        for i, pieces in zip(rest, self.sp.encode([chunks[i] for i in rest], out_type=str)):
+            out[i] = pieces
+        return out
 
 
 def train_sentencepiece(texts, out_dir, vocab_size=30000, model_type="unigram", max_sentences=2_000_000):

@@ -56,17 +56,11 @@ class SpacyTokenizer:
                     out[i] = [w, p]
                     continue
             slow.append(i)
-        if slow:
-            doc = self.nlp.tokenizer(" ".join(chunks[i] for i in slow))
-            k, cur = 0, []
-            for t in doc:
-                cur.append(t.text)
-                if t.whitespace_:
-                    out[slow[k]] = cur
-                    k, cur = k + 1, []
-            out[slow[k]] = cur
-            if k + 1 != len(slow):  # cannot happen for whitespace-free chunks; guard the invariant
-                raise RuntimeError("spaCy split the chunks unexpectedly")
+        # One call per chunk, not one call on the joined chunks: spaCy's special-case matching can look
+        # across a space (e.g. "'' swingin'"), and a chunk's tokens must not depend on its neighbours.
+        tk = self.nlp.tokenizer
+        for i in slow:
+            out[i] = [t.text for t in tk(chunks[i])]
         return out
 
 

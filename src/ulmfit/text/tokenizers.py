@@ -39,7 +39,7 @@ class SpacyTokenizer:
         return {"backend": "spacy", "lang": self.lang}
 
     def tokenize_chunks(self, chunks):
-        """Whitespace-free strings -> list of token lists, one per chunk. One spaCy call for all."""
+        """Whitespace-free strings -> list of token lists, one per chunk."""
         out = [None] * len(chunks)
         slow = []
         rules = self._rules

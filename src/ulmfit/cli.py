@@ -18,6 +18,7 @@ from .errors import UlmfitError
 COMMAND_MODULES = [
     "ulmfit.data.commands",  # prepare
     "ulmfit.text.commands",  # tokenize
+    "ulmfit.models.commands",  # generate, import-fastai
 ]
 
 

@@ -1,0 +1,178 @@
+"""Model folders: config.json + model.safetensors + the text encoder's tokenizer.json/vocab.json.
+
+No pickle anywhere: weights are safetensors, everything else JSON. Tied weights (the LM decoder
+shares the embedding matrix) are stored once; the alias is recorded in the safetensors metadata and
+re-tied on load, so `model.load_state_dict(state_dict)` just works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .errors import UlmfitError
+from .io import atomic_dir, read_json, write_json
+
+CONFIG, WEIGHTS, VOCAB, TOKENIZER = "config.json", "model.safetensors", "vocab.json", "tokenizer.json"
+_ALIASES = "ulmfit_aliases"
+
+
+def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _dedupe(state_dict):
+    """Split a state dict into tensors to store (each memory block once) and {alias: stored name}."""
+    tensors, aliases, seen = {}, {}, {}
+    for name, t in state_dict.items():
+        t = t.detach()
+        key = (t.device.type, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        if t.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        # Contiguous and not sharing memory with anything else, as safetensors requires.
+        tensors[name] = t.to("cpu", copy=True).contiguous()
+    return tensors, aliases
+
+
+def _keep_other_files(old: Path, new: Path):
+    """Carry over what else lives in the folder (training logs, checkpoints) into the new version."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        dst = new / entry.name
+        if dst.exists() or entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, dst, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, dst)
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def save_model(folder, model, config: dict, encoder=None):
+    """Write a model folder atomically: config.json, model.safetensors, and `encoder.save(folder)`
+    (tokenizer.json + vocab.json). `model` is an nn.Module or a state dict; `config` a JSON-able dict
+    such as {"kind": "language_model", "model": ModelConfig(...)} (dataclasses are converted).
+    Other files already in the folder (metrics.json, log.csv, ...) are kept."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state_dict = model.state_dict() if hasattr(model, "state_dict") else dict(model)
+    tensors, aliases = _dedupe(state_dict)
+    config = _jsonable(config)
+    try:
+        json.dumps(config)
+    except (TypeError, ValueError) as e:
+        raise UlmfitError(f"model config for {folder} is not JSON-serializable: {e}") from None
+    with atomic_dir(folder) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", _ALIASES: json.dumps(aliases)})
+        write_json(tmp / CONFIG, config)
+        if encoder is not None:
+            encoder.save(tmp)
+        _keep_other_files(folder, tmp)
+    return folder
+
+
+def read_config(folder) -> dict:
+    """config.json of a model folder, with errors that name the file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UlmfitError(f"model folder {folder} does not exist")
+    path = folder / CONFIG
+    if not path.exists():
+        raise UlmfitError(f"{path} is missing: {folder} is not a model folder")
+    try:
+        config = read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UlmfitError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise UlmfitError(f"{path} has no \"model\" settings object")
+    return config
+
+
+def load_state_dict(folder) -> dict:
+    """The tensors of model.safetensors, on the CPU, with tied weights re-tied (the same tensor)."""
+    from safetensors import safe_open
+
+    path = Path(folder) / WEIGHTS
+    if not path.exists():
+        raise UlmfitError(f"{path} is missing")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            state_dict = {k: f.get_tensor(k) for k in f.keys()}
+        aliases = json.loads(meta.get(_ALIASES, "{}"))
+    except Exception as e:  # safetensors raises several types for truncated/garbled files
+        raise UlmfitError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    for alias, target in aliases.items():
+        if target not in state_dict:
+            raise UlmfitError(f"{path}: tied weight {alias} refers to missing tensor {target}")
+        state_dict[alias] = state_dict[target]
+    return state_dict
+
+
+def load_encoder(folder):
+    """The folder's TextEncoder (tokenizer settings + vocab)."""
+    folder = Path(folder)
+    for name in (TOKENIZER, VOCAB):
+        if not (folder / name).exists():
+            raise UlmfitError(f"{folder / name} is missing: the model folder cannot encode text")
+    from .text.encoder import TextEncoder  # lazy: tokenizer backends are heavy imports
+
+    return TextEncoder.load(folder)
+
+
+def load_model(folder, with_encoder: bool = True):
+    """-> (config dict, state_dict, TextEncoder or None when with_encoder=False)."""
+    config = read_config(folder)
+    state_dict = load_state_dict(folder)
+    return config, state_dict, (load_encoder(folder) if with_encoder else None)
+
+
+def model_config(config):
+    """The ModelConfig of a config.json dict (or of its "model" dict, or a ModelConfig itself)."""
+    from .models.config import ModelConfig
+
+    if isinstance(config, ModelConfig):
+        return config
+    d = config.get("model", config) if isinstance(config, dict) else None
+    if not isinstance(d, dict):
+        raise UlmfitError("model config must be a dict with the model settings")
+    return ModelConfig.from_dict(d)
+
+
+def build_language_model(config):
+    """A fresh (randomly initialized) LanguageModel from config.json's dict or a ModelConfig."""
+    from .models.awd_lstm import LanguageModel
+
+    if isinstance(config, dict) and config.get("kind", "language_model") != "language_model":
+        raise UlmfitError(f"expected a language model, the config says kind={config.get('kind')!r}")
+    return LanguageModel(model_config(config))
+
+
+def load_language_model(folder, with_encoder: bool = True):
+    """-> (LanguageModel in eval mode with the folder's weights, config dict, TextEncoder or None)."""
+    config, state_dict, encoder = load_model(folder, with_encoder)
+    lm = build_language_model(config)
+    try:
+        lm.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise UlmfitError(f"{Path(folder) / WEIGHTS} does not fit its config.json: {e}") from None
+    return lm.eval(), config, encoder

@@ -1,0 +1,70 @@
+"""`ulmfit generate` (sample from a language model) and `ulmfit import-fastai` (fastai's weights)."""
+
+from __future__ import annotations
+
+
+def register(sub):
+    p = sub.add_parser(
+        "generate", help="sample text from a language-model folder",
+        description="Continue a prompt with words sampled from a language model (a quick look at what it learnt).",
+    )
+    p.add_argument("model_dir", metavar="DIR", help="language-model folder (config.json, model.safetensors, vocab)")
+    p.add_argument("prompt", help="text to continue (tokenized with the folder's tokenizer)")
+    p.add_argument("--n-words", type=int, default=40, metavar="N", help="how many tokens to sample (default 40)")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="T",
+                   help="softmax temperature: lower is more conservative, 0 is greedy (default 0.8)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed, for reproducible samples")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser(
+        "import-fastai", help="convert fastai's published AWD-LSTM weights to a model folder",
+        description="Convert a fastai AWD-LSTM language model (v2 lstm_fwd.pth + vocab, v1 fwd_wt103.h5 + "
+        "itos_wt103.pkl) into an ulmfit language-model folder, without executing any pickled code.",
+    )
+    p.add_argument("pth", metavar="PTH", help="fastai weights file (a torch-saved state dict)")
+    p.add_argument("itos", metavar="ITOS", help="its vocab: pickled list (.pkl), JSON list, or one token per line")
+    p.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
+    p.set_defaults(func=_import_fastai)
+
+
+def _generate(args):
+    import torch
+
+    from ..artifacts import load_language_model
+    from ..errors import UlmfitError
+    from ..text.vocab import Vocab
+    from .sampling import detokenize, sample
+
+    if args.n_words < 1:
+        raise UlmfitError("--n-words must be at least 1")
+    lm, _, encoder = load_language_model(args.model_dir)
+    itos = Vocab.load(f"{args.model_dir}/vocab.json").itos
+    ids = encoder.encode([args.prompt])[0]
+    gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    new = sample(lm, ids, args.n_words, args.temperature, generator=gen)
+    print(detokenize([itos[int(i)] for i in list(ids) + new]))
+    return 0
+
+
+def _import_fastai(args):
+    from ..artifacts import save_model
+    from ..io import write_json
+    from ..transfer import import_fastai
+
+    cfg, state_dict, itos = import_fastai(args.pth, args.itos)
+
+    class _ForeignVocab:
+        """A model folder's tokenizer.json + vocab.json for a model trained elsewhere: fastai
+        tokenized with spaCy's English defaults and the same xx... rules as ours."""
+
+        def save(self, folder):
+            write_json(f"{folder}/tokenizer.json", {"backend": "spacy", "lang": "en"})
+            write_json(f"{folder}/vocab.json", {"itos": itos}, indent=None)
+
+    config = {"kind": "language_model", "model": cfg, "source": {"fastai_weights": str(args.pth),
+                                                                  "fastai_vocab": str(args.itos)}}
+    save_model(args.out, state_dict, config, _ForeignVocab())
+    print(f"wrote {args.out}: {cfg.n_layers} layers, emb {cfg.emb_size}, hidden {cfg.n_hid}, vocab {cfg.vocab_size}")
+    return 0

@@ -1,0 +1,93 @@
+"""Model hyper-parameters: one dataclass, stored as `config.json["model"]` in every model folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import UlmfitError
+
+DROPOUTS = ("embed_p", "input_p", "hidden_p", "weight_p", "output_p")
+
+
+@dataclass
+class ModelConfig:
+    """AWD-LSTM sizes and dropouts. Every dropout is multiplied by `drop_mult` (fastai's knob).
+
+    embed_p: whole embedding rows (words) dropped;  input_p: locked dropout on the embeddings;
+    hidden_p: locked dropout between LSTM layers;   weight_p: DropConnect on hidden-to-hidden weights;
+    output_p: locked dropout on the last layer's output (what the LM decoder sees).
+    The last LSTM layer outputs `emb_size` so that the decoder can share the embedding matrix.
+    """
+
+    vocab_size: int
+    emb_size: int = 400
+    n_hid: int = 1150
+    n_layers: int = 3
+    pad_id: int = 1
+    embed_p: float = 0.02
+    input_p: float = 0.25
+    hidden_p: float = 0.15
+    weight_p: float = 0.2
+    output_p: float = 0.1
+    tie_weights: bool = True
+    out_bias: bool = True
+    drop_mult: float = 1.0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "emb_size", "n_hid", "n_layers"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UlmfitError(f"model setting {name} must be a positive integer, got {v!r}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise UlmfitError(f"model setting pad_id={self.pad_id} is outside the vocab (size {self.vocab_size})")
+        if self.drop_mult < 0:
+            raise UlmfitError(f"model setting drop_mult must be >= 0, got {self.drop_mult}")
+        for name in DROPOUTS:
+            if not 0 <= self.p(name) < 1:
+                raise UlmfitError(f"dropout {name}={getattr(self, name)} x drop_mult={self.drop_mult} "
+                                  "must be in [0, 1)")
+
+    def p(self, name: str) -> float:
+        """The effective dropout `name` (e.g. "hidden_p"): the stored value times drop_mult."""
+        return float(getattr(self, name)) * float(self.drop_mult)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UlmfitError(f"unknown model setting(s): {', '.join(unknown)}")
+        if "vocab_size" not in d:
+            raise UlmfitError("model settings lack vocab_size")
+        return cls(**d)
+
+
+# The ULMFiT paper's language model (fastai's awd_lstm_lm_config dropouts).
+_PAPER = dict(emb_size=400, n_hid=1150, n_layers=3,
+              embed_p=0.02, input_p=0.25, hidden_p=0.15, weight_p=0.2, output_p=0.1)
+PRESETS = {
+    "paper": _PAPER,
+    # Trainable on a CPU: about 3-4x fewer flops per token than `paper`, same dropout recipe.
+    "small": {**_PAPER, "emb_size": 200, "n_hid": 600},
+    # For tests only.
+    "tiny": {**_PAPER, "emb_size": 16, "n_hid": 32, "n_layers": 2},
+}
+
+
+def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
+    """A named configuration ("paper", "small", "tiny") for a vocab of `vocab_size`, with overrides."""
+    if name not in PRESETS:
+        raise UlmfitError(f"unknown model preset {name!r} (choose from: {', '.join(PRESETS)})")
+    return ModelConfig.from_dict({**PRESETS[name], "vocab_size": vocab_size, **overrides})
+
+
+def classifier_dropouts() -> dict:
+    """fastai's awd_lstm_clas_config dropouts: the classifier regularizes more than the LM.
+
+    Use as `dataclasses.replace(lm_config, **classifier_dropouts())`. For the classifier, output_p is
+    the dropout of the head's first layer (on the pooled features)."""
+    return dict(embed_p=0.05, input_p=0.4, hidden_p=0.3, weight_p=0.5, output_p=0.4)

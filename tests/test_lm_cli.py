@@ -92,3 +92,12 @@ def test_untokenized_corpus_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
     assert main(["pretrain", str(tmp_path / "raw"), "--out", str(tmp_path / "o")]) == 1
     assert "ulmfit tokenize" in capsys.readouterr().err
+
+
+def test_building_the_parser_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, ulmfit.cli; ulmfit.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

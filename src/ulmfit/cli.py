@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "ulmfit.data.commands",  # prepare
     "ulmfit.text.commands",  # tokenize
     "ulmfit.models.commands",  # generate, import-fastai
+    "ulmfit.training.commands",  # pretrain, finetune-lm, lr-find
 ]
 
 

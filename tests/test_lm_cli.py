@@ -121,3 +121,13 @@ def test_building_the_parser_does_not_import_torch():
     code = "import sys, ulmfit.cli; ulmfit.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_evaluate_lm_cli(pretrained, capsys):
+    import json
+
+    root, pre = pretrained
+    assert main(["evaluate-lm", str(pre), str(root / "corpus"), "--bs", "4", "--bptt", "10", "--threads", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    res = json.loads(line)
+    assert res["perplexity"] > 1 and 0 <= res["accuracy"] <= 1 and res["tokens"] > 0

@@ -126,6 +126,18 @@ def register(sub):
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser(
+        "evaluate-lm", help="validation loss, accuracy and perplexity of a language model on a dataset",
+        description="Evaluate a language-model folder on the lm_valid split of a tokenized dataset (the model's "
+        "vocab is mapped onto the dataset's as finetune-lm does, so a pretrained model can be measured on a new "
+        "corpus before fine-tuning). Prints one JSON line.")
+    p.add_argument("model", metavar="DIR", help="a language-model folder")
+    p.add_argument("data", metavar="DATA", help="a tokenized dataset folder")
+    p.add_argument("--split", default="lm_valid", help="the split to measure (default lm_valid)")
+    _add_data_args(p)
+    _add_run_args(p, training=False)
+    p.set_defaults(func=_evaluate_lm)
+
+    p = sub.add_parser(
         "lr-find", help="find a learning rate: a short run with an exponentially growing lr",
         description="Train a language model for up to --steps batches while the lr grows exponentially from "
         "--start to --end, stopping when the loss diverges. Writes lr_find.csv, lr_find.json and lr_find.png to "
@@ -354,6 +366,26 @@ def _finetune(args):
     history = fit(task, phases, cfg, args.out, resume=args.resume,
                   on_epoch_end=lambda m, row: _save_lm(args.out, m, config, store, row, encoder_file=True))
     return _report(history, args.out)
+
+
+def _evaluate_lm(args):
+    import json
+
+    from .lm_task import LMTask
+    from .loop import TrainConfig, pick_device, validate
+
+    store = open_lm_store(args.data)
+    model, _, config = load_pretrained_lm(args.model, store)
+    stream = store.split(args.split).stream()
+    if args.valid_tokens:
+        stream = stream[: args.valid_tokens]
+    task = LMTask(model, stream, stream, args.bs, args.bptt, backwards=bool(config.get("backwards", False)))
+    cfg = TrainConfig(device=args.device, threads=args.threads, progress=False)
+    device = pick_device(cfg)
+    metrics = validate(task, model.to(device), device, cfg)
+    print(json.dumps({"model": str(args.model), "data": str(args.data), "split": args.split,
+                      "tokens": int(len(stream)), **{k: round(float(v), 4) for k, v in metrics.items()}}))
+    return 0
 
 
 def _lr_find(args):

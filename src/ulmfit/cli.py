@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "ulmfit.text.commands",  # tokenize
     "ulmfit.models.commands",  # generate, import-fastai
     "ulmfit.training.commands",  # pretrain, finetune-lm, lr-find
+    "ulmfit.run.commands",  # run
 ]
 
 

@@ -1,0 +1,136 @@
+"""The classifier as a task of the one training loop (`ulmfit.training.fit`), and the paper's schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import UlmfitError
+from ..training import Phase
+from .data import ClassifierBatches
+from .metrics import cm_from_sums, cm_to_sums, confusion, multilabel_scores, scores
+
+# fast.ai's IMDb recipe (2018 lecture): the head alone, then the top groups one by one, then all of it
+# for two epochs; each phase at a lower peak lr. (freeze_to, epochs, lr); lr is the head's, group k from
+# the top gets lr / 2.6**k.
+PAPER_STAGES = ((-1, 1, 2e-2), (-2, 1, 1e-2), (-3, 1, 5e-3), (0, 2, 1e-3))
+
+
+def parse_stages(text: str):
+    """'1:1:2e-2,2:1:1e-2,all:2:1e-3' -> ((freeze_to, epochs, lr), ...).
+
+    Each stage is TRAINABLE:EPOCHS:LR, TRAINABLE being how many layer groups from the top train
+    (1 = the head alone) or `all`; it becomes the loop's freeze_to (-TRAINABLE, or 0 for all)."""
+    stages = []
+    for k, part in enumerate(text.split(",")):
+        bits = part.strip().split(":")
+        try:
+            if len(bits) != 3:
+                raise ValueError
+            top = None if bits[0].strip().lower() == "all" else int(bits[0])
+            stages.append((0 if top is None else -top, int(bits[1]), float(bits[2])))
+        except ValueError:
+            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} is not TRAINABLE:EPOCHS:LR "
+                              "(e.g. 1:1:2e-2 or all:2:1e-3)") from None
+        _, e, lr = stages[-1]
+        if (top is not None and top < 1) or e < 1 or lr <= 0:
+            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} needs TRAINABLE >= 1 (or all), "
+                              "EPOCHS >= 1 and LR > 0")
+    return tuple(stages)
+
+
+def make_phases(stages=PAPER_STAGES, lr_mult: float = 1.0, epochs_mult: int = 1):
+    return [Phase(epochs=e * epochs_mult, lr=lr * lr_mult, freeze_to=f) for f, e, lr in stages]
+
+
+@dataclass
+class BatchSettings:
+    bs: int = 64
+    add_eos: bool = False
+    backwards: bool = False
+    limit_train: int | None = None
+    limit_valid: int | None = None
+
+
+class ClassifierTask:
+    """Documents of a token store's split -> logits of `model(ids, lengths)`; cross entropy (or binary
+    cross entropy per label for multi-label). Valid metrics: loss, accuracy, macro_f1."""
+
+    def __init__(self, model, train_split, valid_split, n_classes: int, settings: BatchSettings,
+                 multi_label: bool = False, pad_id: int = 1):
+        self.model, self.n_classes, self.multi_label = model, n_classes, multi_label
+        self.s, self.pad_id = settings, pad_id
+        self.train_split, self.valid_split = train_split, valid_split
+        self._train_cache = {}
+        kw = dict(pad_id=pad_id, add_eos=settings.add_eos, backwards=settings.backwards)
+        self.valid = ClassifierBatches(valid_split, settings.bs, limit=settings.limit_valid, **kw)
+        self._kw = kw
+        for name, b in (("valid", self.valid),):
+            if b.n_docs == 0:
+                raise UlmfitError(f"the {name} split {valid_split.name!r} has no labelled documents")
+
+    def train_batches(self, epoch, seed):
+        key = (epoch, seed)
+        if key not in self._train_cache:
+            self._train_cache = {key: ClassifierBatches(self.train_split, self.s.bs, shuffle=True,
+                                                        seed=int(seed) * 100_003 + int(epoch),
+                                                        limit=self.s.limit_train, **self._kw)}
+        return self._train_cache[key]
+
+    def valid_batches(self):
+        return self.valid
+
+    def loss(self, logits, y):
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits.float(), y.float())
+        return F.cross_entropy(logits.float(), y)
+
+    def train_step(self, model, batch, state):
+        x, lengths, y = batch
+        return self.loss(model(x, lengths), y), len(y), None
+
+    def eval_step(self, model, batch, state):
+        x, lengths, y = batch
+        logits = model(x, lengths).float()
+        n = len(y)
+        sums = {"loss": float(self.loss(logits, y)) * n, "n": float(n)}
+        if self.multi_label:
+            pred, true = logits > 0, y > 0.5
+            for k in range(self.n_classes):
+                sums[f"tp.{k}"] = float((pred[:, k] & true[:, k]).sum())
+                sums[f"fp.{k}"] = float((pred[:, k] & ~true[:, k]).sum())
+                sums[f"fn.{k}"] = float((~pred[:, k] & true[:, k]).sum())
+            sums["exact"] = float((pred == true).all(1).sum())
+        else:
+            cm = confusion(y.cpu().numpy(), logits.argmax(1).cpu().numpy(), self.n_classes)
+            sums.update(cm_to_sums(cm))
+        return sums, None
+
+    def summarize(self, sums):
+        n = max(sums.get("n", 0.0), 1.0)
+        if self.multi_label:
+            get = lambda p: np.array([sums.get(f"{p}.{k}", 0.0) for k in range(self.n_classes)])  # noqa: E731
+            sc = multilabel_scores(get("tp"), get("fp"), get("fn"), sums.get("exact", 0.0), n)
+        else:
+            sc = scores(cm_from_sums(sums, self.n_classes))
+        return {"loss": sums.get("loss", float("nan")) / n, "accuracy": sc["accuracy"], "macro_f1": sc["macro_f1"]}
+
+
+@torch.no_grad()
+def predict_batches(model, batches, multi_label=False):
+    """Probabilities and labels of a ClassifierBatches, in the batches' document order (`batches.keep`)."""
+    model.eval()
+    probs, labels, order = [], [], []
+    for idx in batches.batches:
+        x, lengths, y = batches.batch(idx)
+        logits = model(x, lengths).float()
+        probs.append(torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1))
+        labels.append(y)
+        order.append(idx)
+    order = np.concatenate(order) if order else np.zeros(0, np.int64)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return torch.cat(probs).numpy()[inv], torch.cat(labels).numpy()[inv]

@@ -1,0 +1,178 @@
+"""`ulmfit train-classifier`: build the classifier from a fine-tuned LM, train it with the one loop,
+save the classifier folder (last epoch in DIR, best valid accuracy in DIR/best) and its reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UlmfitError
+from ..io import write_json
+from ..models.classifier import ClassifierSettings, build_classifier
+from ..models.config import classifier_dropouts, preset
+from ..training import TrainConfig, fit
+from .task import BatchSettings, ClassifierTask, make_phases, parse_stages, predict_batches
+
+
+def open_classifier_store(path, train_split, valid_split):
+    from ..text.store import TokenStore
+
+    path = Path(path)
+    if not (path / "tokens" / "manifest.json").exists():
+        raise UlmfitError(f"{path} is not a tokenized dataset folder: run `ulmfit prepare ... --out {path}` and "
+                          f"`ulmfit tokenize {path}` first")
+    store = TokenStore(path)
+    if not store.classes:
+        raise UlmfitError(f"{path / 'dataset.json'}: field 'classes' is empty: the dataset has no labels")
+    if valid_split is None:
+        valid_split = "valid" if store.has_split("valid") else "test"
+    for name in (train_split, valid_split):
+        if not store.has_split(name):
+            raise UlmfitError(f"{path} has no split {name!r} (it has: {', '.join(store.split_names)})")
+    return store, store.split(train_split), store.split(valid_split)
+
+
+def text_encoder_of(store, lm_dir=None):
+    """The tokenizer + vocab to save with the classifier: the store's (what its ids mean)."""
+    from ..text.encoder import TextEncoder
+
+    try:
+        return TextEncoder.from_store(store)
+    except UlmfitError as e:
+        raise UlmfitError(f"{store.root}: cannot rebuild the text encoder the store was made with ({e})") from None
+
+
+def _encoder_from_lm(lm_dir, store, args):
+    """The fine-tuned LM's ModelConfig and AWD-LSTM encoder weights (vocab mapped onto the store's)."""
+    from ..training.commands import load_pretrained_lm
+
+    lm, mcfg, lm_config = load_pretrained_lm(lm_dir, store)
+    lm_back = bool(lm_config.get("backwards", False))
+    if args.backwards is None:
+        args.backwards = lm_back
+    elif bool(args.backwards) != lm_back:
+        raise UlmfitError(f"{Path(lm_dir) / 'config.json'}: the language model reads "
+                          f"{'backwards' if lm_back else 'forwards'}, but --backwards was "
+                          f"{'given' if args.backwards else 'not given'}")
+    return mcfg, lm.encoder.state_dict()
+
+
+def _check(args):
+    for name in ("bs", "bptt", "max_len", "limit_train", "limit_valid", "max_steps"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise UlmfitError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if args.bs < 2:
+        raise UlmfitError("--bs must be at least 2 (the head's BatchNorm needs two documents per batch)")
+    if len(args.betas) != 2 or len(args.moms) != 3:
+        raise UlmfitError("--betas takes two numbers and --moms three")
+    if not args.head:
+        raise UlmfitError("--head needs at least one hidden size")
+
+
+def train_classifier(args):
+    _check(args)
+    stages = parse_stages(args.stages)
+    store, train_split, valid_split = open_classifier_store(args.data, args.train_split, args.valid_split)
+    classes = list(store.classes)
+    labels = np.asarray(train_split.labels)
+    if args.multi_label and labels.ndim != 2:
+        raise UlmfitError(f"{Path(args.data) / 'labels.npy'}: --multi-label needs multi-hot rows [n_docs, n_classes]")
+    if not args.multi_label and labels.ndim != 1:
+        raise UlmfitError(f"{Path(args.data) / 'labels.npy'} holds multi-hot rows: add --multi-label")
+    encoder_text = text_encoder_of(store)
+
+    torch.manual_seed(args.seed)
+    if args.encoder:
+        mcfg, enc_state = _encoder_from_lm(args.encoder, store, args)
+    else:
+        mcfg, enc_state = preset(args.preset, vocab_size=len(store.vocab)), None
+        args.backwards = bool(args.backwards)
+        print(f"note: no --encoder: training a fresh {args.preset} encoder (ULMFiT starts from a fine-tuned LM)",
+              file=sys.stderr)
+    # The classifier regularizes more than the LM (fastai's awd_lstm_clas_config), scaled by --drop-mult.
+    mcfg = dataclasses.replace(mcfg, **classifier_dropouts(), drop_mult=args.drop_mult)
+    settings = ClassifierSettings(
+        classes=classes, head_hidden=list(args.head), head_dropouts=[mcfg.p("output_p")] + [0.1] * len(args.head),
+        max_len=args.max_len, bptt=args.bptt, backwards=bool(args.backwards), add_eos=args.eos,
+        multi_label=args.multi_label, threshold=args.threshold)
+    model = build_classifier(mcfg, settings)
+    if enc_state is not None:
+        model.encoder.encoder.load_state_dict(enc_state)
+
+    task = ClassifierTask(model, train_split, valid_split, len(classes),
+                          BatchSettings(bs=args.bs, add_eos=args.eos, backwards=settings.backwards,
+                                        limit_train=args.limit_train, limit_valid=args.limit_valid),
+                          multi_label=args.multi_label, pad_id=mcfg.pad_id)
+    phases = make_phases(stages, args.lr_mult)
+    cfg = TrainConfig(schedule=args.schedule, lr_div=args.lr_div, wd=args.wd, betas=tuple(args.betas),
+                      moms=tuple(args.moms) if args.schedule == "one_cycle" else None, clip=args.clip or None,
+                      seed=args.seed, ckpt_every=args.ckpt_every, max_steps=args.max_steps,
+                      max_minutes=args.max_minutes, device=args.device, threads=args.threads,
+                      progress=not args.quiet)
+    config = {
+        "kind": "classifier", "model": dataclasses.asdict(mcfg), "classifier": dataclasses.asdict(settings),
+        "training": {"data": str(args.data), "encoder": args.encoder, "vocab_hash": store.vocab.hash,
+                     "train_split": train_split.name, "valid_split": valid_split.name, "bs": args.bs,
+                     "limit_train": args.limit_train, "phases": [dataclasses.asdict(p) for p in phases],
+                     "train": dataclasses.asdict(cfg)},
+    }
+    out = Path(args.out)
+    if not args.quiet:
+        n_params = sum(p.numel() for p in model.parameters())
+        n_batches = len(task.train_batches(0, args.seed))
+        print(f"training a {'backward' if settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
+              f"parameters, classes {classes}) on {task.train_batches(0, args.seed).n_docs:,} documents "
+              f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({valid_split.name}); stages "
+              + ", ".join(f"freeze_to {p.freeze_to} x{p.epochs} lr {p.lr:g}" for p in phases), file=sys.stderr)
+
+    best_path = out / "best" / "metrics.json"
+    best = [_read_accuracy(best_path) if args.resume else -1.0]
+
+    def on_epoch_end(m, row):
+        from ..artifacts import save_model
+
+        state = {k: v.detach().cpu() for k, v in m.state_dict().items()}
+        save_model(out, state, config, encoder_text)
+        write_json(out / "metrics.json", row)
+        if row.get("accuracy", -1.0) > best[0]:
+            best[0] = row["accuracy"]
+            save_model(out / "best", state, config, encoder_text)
+            write_json(best_path, row)
+
+    history = fit(task, phases, cfg, out, resume=args.resume, on_epoch_end=on_epoch_end)
+    if not history:
+        return 0
+    final = history[-1]
+    if not args.multi_label:
+        report = write_confusion(task, out, classes, final)
+        final = {**final, "macro_f1": report["macro_f1"]}
+    print(f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
+          f"{final['step']} steps (best {best[0]:.4f} in {out / 'best'})"
+          + (" (stopped early; --resume continues)" if final.get("partial") else ""))
+    return 0
+
+
+def _read_accuracy(path) -> float:
+    from ..io import read_json
+
+    try:
+        return float(read_json(path)["accuracy"])
+    except (OSError, KeyError, ValueError):
+        return -1.0
+
+
+def write_confusion(task, out, classes, row):
+    """confusion.json + confusion.png for the final model on the valid split."""
+    from .metrics import confusion, write_report
+
+    model = task.model
+    device = next(model.parameters()).device
+    probs, y = predict_batches(model.cpu(), task.valid)
+    model.to(device)
+    cm = confusion(y, probs.argmax(1), len(classes))
+    return write_report(out, "confusion", cm, classes, {"split": task.valid_split.name, "step": row["step"]})

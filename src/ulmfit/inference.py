@@ -1,0 +1,176 @@
+"""TextClassifier: a classifier folder -> predictions on raw text, fast on a CPU.
+
+    from ulmfit import TextClassifier
+    clf = TextClassifier.load("runs/imdb-clas")          # int8=True: dynamic int8 LSTMs (CPU serving)
+    clf.predict(["A wonderful film.", "Dull."])          # [{"label": "pos", "probability": 0.97}, ...]
+    clf.predict_proba(texts)                             # np.ndarray [n, n_classes]
+
+Batch prediction sorts the documents by length (little padding; finished documents drop out of the
+batch chunk by chunk), then restores the input order. The folder alone is enough: config.json,
+model.safetensors, tokenizer.json and vocab.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UlmfitError
+
+CLASSIFIER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "spm.model")
+
+
+def plain_lstms(model: nn.Module) -> nn.Module:
+    """Swap each LSTM subclass (the AWD-LSTM's weight-dropped ones) for a plain nn.LSTM with the same
+    weights: what int8 dynamic quantization recognises. Inference only: weight dropout is gone."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.LSTM) and type(child) is not nn.LSTM:
+            plain = nn.LSTM(child.input_size, child.hidden_size, num_layers=child.num_layers, bias=child.bias,
+                            batch_first=child.batch_first, bidirectional=child.bidirectional)
+            plain.load_state_dict(child.state_dict())
+            setattr(model, name, plain)
+        else:
+            plain_lstms(child)
+    return model
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """int8 dynamic quantization of the LSTMs (weights int8, activations quantized per step).
+    The head's Linear layers stay float: they are a negligible share of the work."""
+    model = plain_lstms(model.eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao deprecation notices
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.LSTM}, dtype=torch.qint8)
+
+
+class TextClassifier:
+    def __init__(self, model, encoder, config: dict, folder=None):
+        from .models.classifier import ClassifierSettings
+
+        self.model, self.encoder, self.config = model.eval(), encoder, config
+        self.settings = ClassifierSettings.from_dict(config["classifier"])
+        self.classes = list(self.settings.classes)
+        self.folder = Path(folder) if folder is not None else None
+        self.int8 = False
+
+    @classmethod
+    def load(cls, folder, int8: bool | None = None, threads: int | None = None) -> "TextClassifier":
+        """Load a classifier folder. int8: None follows the folder's `quantized` setting.
+        threads: torch CPU threads to use (default: leave torch's setting)."""
+        from .artifacts import load_model, model_config
+        from .models.classifier import ClassifierSettings, build_classifier
+
+        if threads:
+            torch.set_num_threads(threads)
+        config, state_dict, encoder = load_model(folder)
+        if config.get("kind") != "classifier":
+            raise UlmfitError(f"{Path(folder) / 'config.json'}: field 'kind' is {config.get('kind')!r}, "
+                              "not 'classifier' (train one with `ulmfit train-classifier`)")
+        if "classifier" not in config:
+            raise UlmfitError(f"{Path(folder) / 'config.json'}: field 'classifier' is missing")
+        settings = ClassifierSettings.from_dict(config["classifier"], where=str(Path(folder) / "config.json"))
+        model = build_classifier(model_config(config), settings)
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as e:
+            raise UlmfitError(f"{Path(folder) / 'model.safetensors'} does not fit its config.json: {e}") from None
+        clf = cls(model, encoder, config, folder)
+        if settings.quantized if int8 is None else int8:
+            clf.quantize()
+        return clf
+
+    def quantize(self):
+        """Switch to int8 dynamic quantized LSTMs (in place)."""
+        if not self.int8:
+            self.model = quantize_int8(self.model)
+            self.int8 = True
+        return self
+
+    # ------------------------------------------------------------------------------ prediction
+
+    def encode(self, texts) -> list:
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts (a single string would be read as a list of characters)")
+        return self.encoder.encode(list(texts))
+
+    @torch.inference_mode()
+    def predict_ids(self, docs, bs: int = 64) -> np.ndarray:
+        """Token id arrays (each starting with bos) -> probabilities [n, n_classes], in input order."""
+        from .classifier.data import pad_collate, sort_order
+        from .text.special import EOS_ID
+
+        n = len(docs)
+        probs = np.zeros((n, len(self.classes)), dtype=np.float32)
+        if n == 0:
+            return probs
+        order = sort_order([len(d) for d in docs])
+        eos = EOS_ID if self.settings.add_eos else None
+        pad = self.model.encoder.pad_id
+        for s in range(0, n, bs):
+            idx = order[s : s + bs]
+            x, lengths = pad_collate([docs[i] for i in idx], pad, eos, self.settings.backwards)
+            logits = self.model(x, lengths).float()
+            p = torch.sigmoid(logits) if self.settings.multi_label else torch.softmax(logits, -1)
+            probs[idx] = p.numpy()
+        return probs
+
+    def predict_proba(self, texts, bs: int = 64) -> np.ndarray:
+        return self.predict_ids(self.encode(texts), bs)
+
+    def labels_of(self, probs: np.ndarray) -> list:
+        """Probabilities -> [{"label", "probability"}] (multi-label: [{"labels", "probabilities"}])."""
+        out = []
+        for p in probs:
+            if self.settings.multi_label:
+                on = [k for k in range(len(p)) if p[k] >= self.settings.threshold]
+                out.append({"labels": [self.classes[k] for k in on],
+                            "probabilities": {c: round(float(v), 6) for c, v in zip(self.classes, p)}})
+            else:
+                k = int(p.argmax())
+                out.append({"label": self.classes[k], "probability": float(p[k])})
+        return out
+
+    def predict(self, texts, bs: int = 64) -> list:
+        """Raw texts -> one {"label", "probability"} per text, in input order."""
+        return self.labels_of(self.predict_proba(texts, bs))
+
+    # -------------------------------------------------------------------------------- export
+
+    def export(self, out, int8: bool = False):
+        """Copy the folder's model files (no training files) to `out`; int8 marks it to load quantized.
+        Weights stay float32 in the file: quantization happens on load, in a second or two."""
+        if self.folder is None:
+            raise UlmfitError("this classifier was not loaded from a folder; nothing to export")
+        from .io import atomic_dir, write_json
+
+        config = dict(self.config)
+        config["classifier"] = {**config["classifier"], "quantized": bool(int8)}
+        with atomic_dir(out) as tmp:
+            for name in CLASSIFIER_FILES:
+                if (self.folder / name).exists():
+                    shutil.copyfile(self.folder / name, tmp / name)
+            write_json(tmp / "config.json", config)
+        return Path(out)
+
+
+def ensemble_proba(classifiers, texts, bs: int = 64) -> np.ndarray:
+    """The mean of several classifiers' probabilities (e.g. a forward and a backward model).
+    Each classifier tokenizes with its own folder's encoder; their classes must agree."""
+    classes = classifiers[0].classes
+    for c in classifiers[1:]:
+        if c.classes != classes:
+            raise UlmfitError(f"cannot ensemble classifiers with different classes: {classes} vs {c.classes}")
+    return np.mean([c.predict_proba(texts, bs) for c in classifiers], axis=0)
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+

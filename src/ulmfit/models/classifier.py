@@ -1,0 +1,172 @@
+"""The ULMFiT classifier: an encoder run over whole documents in bptt chunks (BPT3C) + a pooling head.
+
+Plain modules that know nothing of training. Inputs are right-padded id batches with their lengths
+(see `ulmfit.classifier.data`). Pooling is accumulated chunk by chunk over each document's own last
+`max_len` positions, so
+- padding never changes a document's result (the LSTM is causal and padding sits after the text);
+- memory does not grow with document length: only chunks that some document pools from are run
+  with autograd, the rest under no_grad, and no chunk's outputs are kept after it is pooled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import nn
+
+from ..errors import UlmfitError
+
+
+def _select_state(state, idx):
+    return [(h.index_select(1, idx), c.index_select(1, idx)) for h, c in state]
+
+
+def _merge_state(state, idx, sub):
+    return [(h.index_copy(1, idx, sh), c.index_copy(1, idx, sc)) for (h, c), (sh, sc) in zip(state, sub)]
+
+
+class BPT3C(nn.Module):
+    """Backpropagation through time for text classification.
+
+    Wraps an encoder with the signature `raw, out, state = encoder(ids, state)` (the AWD-LSTM) and
+    returns concat-pooled features [last, max, mean] of its outputs, [bs, 3 * emb].
+    The hidden state is carried from chunk to chunk and detached between chunks (truncated BPTT).
+    """
+
+    def __init__(self, encoder: nn.Module, bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1):
+        super().__init__()
+        if bptt < 1 or max_len < 1:
+            raise ValueError("bptt and max_len must be positive")
+        self.encoder, self.bptt, self.max_len, self.pad_id = encoder, bptt, max_len, pad_id
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        bs, T = ids.shape
+        if lengths is None:
+            lengths = (ids != self.pad_id).sum(1)
+        lengths = lengths.to(ids.device).clamp(min=1)
+        first_kept = (lengths - self.max_len).clamp(min=0)  # each doc pools positions [first_kept, length)
+        grad = torch.is_grad_enabled()
+        state = None
+        last = mx = total = None
+        for i in range(0, int(lengths.max()), self.bptt):
+            j = min(i + self.bptt, T)
+            active = lengths > i  # documents that still have tokens in this chunk
+            n_active = int(active.sum())
+            full = n_active == bs
+            idx = None if full else active.nonzero().squeeze(1)
+            x = ids[:, i:j] if full else ids.index_select(0, idx)[:, i:j]
+            st = state if (full or state is None) else _select_state(state, idx)
+            ln = lengths if full else lengths.index_select(0, idx)
+            fk = first_kept if full else first_kept.index_select(0, idx)
+            pooled_here = bool(((fk < j) & (ln > i)).any())
+            with torch.set_grad_enabled(grad and pooled_here):
+                out, _, st = self.encoder(x, st)  # raw: the head applies its own dropout (output_p)
+            st = [(h.detach(), c.detach()) for h, c in st]
+            state = st if (full or state is None) else _merge_state(state, idx, st)
+            if last is None:  # allocate the running pools once the width is known
+                emb = out.shape[-1]
+                last = out.new_zeros(bs, emb)
+                mx = out.new_full((bs, emb), float("-inf"))
+                total = out.new_zeros(bs, emb)
+            if not pooled_here:
+                continue
+            pos = torch.arange(i, j, device=ids.device)[None, :]
+            valid = (pos >= fk[:, None]) & (pos < ln[:, None])  # [n, L]
+            c_max = out.masked_fill(~valid[..., None], float("-inf")).amax(1)
+            c_sum = (out * valid[..., None]).sum(1)
+            ends_here = (ln - 1 >= i) & (ln - 1 < j)
+            c_last = out[torch.arange(out.shape[0], device=ids.device), (ln - 1 - i).clamp(0, j - i - 1)]
+            c_last = torch.where(ends_here[:, None], c_last, torch.zeros_like(c_last))
+            if full:
+                mx, total, last = torch.maximum(mx, c_max), total + c_sum, last + c_last
+            else:
+                mx = mx.index_copy(0, idx, torch.maximum(mx.index_select(0, idx), c_max))
+                total = total.index_add(0, idx, c_sum)
+                last = last.index_add(0, idx, c_last)
+        count = (lengths - first_kept).to(total.dtype)[:, None]
+        return torch.cat([last, mx, total / count], dim=1)
+
+
+class LinBnDrop(nn.Sequential):
+    """BatchNorm -> Dropout -> Linear (-> ReLU): one block of the classifier head."""
+
+    def __init__(self, n_in: int, n_out: int, p: float = 0.0, relu: bool = True):
+        layers = [nn.BatchNorm1d(n_in)]
+        if p > 0:
+            layers.append(nn.Dropout(p))
+        layers.append(nn.Linear(n_in, n_out, bias=False))  # the next BatchNorm (or the loss) absorbs a bias
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class PoolingHead(nn.Sequential):
+    """Concat-pooled features [3 * emb] -> LinBnDrop blocks -> class logits.
+
+    `sizes` = [3 * emb, hidden..., n_classes]; `dropouts` has one entry per block (the paper's
+    0.4 * drop_mult on the pooled features, 0.1 after the hidden layer)."""
+
+    def __init__(self, sizes, dropouts):
+        if len(dropouts) != len(sizes) - 1:
+            raise ValueError(f"the head needs {len(sizes) - 1} dropouts for sizes {sizes}, got {len(dropouts)}")
+        n = len(sizes) - 1
+        super().__init__(*[LinBnDrop(sizes[k], sizes[k + 1], dropouts[k], relu=k < n - 1) for k in range(n)])
+
+
+class SequenceClassifier(nn.Module):
+    """encoder (BPT3C over an AWD-LSTM) + head. forward(ids, lengths) -> logits [bs, n_classes]."""
+
+    def __init__(self, encoder: nn.Module, n_classes: int, emb_size: int, hidden=(50,), dropouts=(0.2, 0.1),
+                 bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1):
+        super().__init__()
+        self.encoder = BPT3C(encoder, bptt, max_len, pad_id)
+        self.head = PoolingHead([3 * emb_size, *hidden, n_classes], list(dropouts))
+
+    def forward(self, ids, lengths=None):
+        return self.head(self.encoder(ids, lengths))
+
+    def param_groups(self):
+        """[embedding, rnn 1, ..., rnn n, head]: input side first, the head last (trainable when frozen)."""
+        enc = self.encoder.encoder
+        groups = enc.param_groups() if hasattr(enc, "param_groups") else [list(enc.parameters())]
+        return [list(g) for g in groups] + [list(self.head.parameters())]
+
+
+@dataclass
+class ClassifierSettings:
+    """Everything besides the AWD-LSTM's ModelConfig that rebuilds a classifier; config.json["classifier"].
+
+    head_dropouts: one per head block (the paper: 0.4 x drop_mult on the pooled features, then 0.1).
+    backwards: the model reads each document reversed (`... c b a xxbos`).
+    quantized: load with int8 dynamic quantization of the LSTMs (weights are stored in float32).
+    """
+
+    classes: list
+    head_hidden: list = field(default_factory=lambda: [50])
+    head_dropouts: list = field(default_factory=lambda: [0.2, 0.1])
+    max_len: int = 20 * 70
+    bptt: int = 70
+    backwards: bool = False
+    add_eos: bool = False
+    multi_label: bool = False
+    threshold: float = 0.5
+    quantized: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict, where="config.json") -> "ClassifierSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UlmfitError(f"{where}: unknown classifier setting(s): {', '.join(unknown)}")
+        if not d.get("classes"):
+            raise UlmfitError(f"{where}: field 'classifier.classes' is missing or empty")
+        return cls(**d)
+
+
+def build_classifier(mcfg, settings: ClassifierSettings) -> SequenceClassifier:
+    """A fresh classifier: an AWD-LSTM encoder (mcfg) under BPT3C, and the pooling head."""
+    from .awd_lstm import AWDLSTM
+
+    return SequenceClassifier(AWDLSTM(mcfg), len(settings.classes), mcfg.emb_size, settings.head_hidden,
+                              settings.head_dropouts, settings.bptt, settings.max_len, mcfg.pad_id)

@@ -1,0 +1,77 @@
+import numpy as np
+import torch
+
+from ulmfit.classifier.task import BatchSettings, ClassifierTask, make_phases, parse_stages
+from ulmfit.text.store import write_store
+from ulmfit.training import TrainConfig, fit
+from ulmfit.training.optim import trainable_groups
+
+from classifier_helpers import synthetic_docs, tiny_classifier
+
+
+def _task(tmp_path, n_docs=400, multi_label=False):
+    docs, labels, itos = synthetic_docs(n_docs)
+    n_train = n_docs * 3 // 4
+    store = write_store(tmp_path / "data", docs, itos, labels=labels, classes=["neg", "pos"],
+                        splits={"train": range(n_train), "test": range(n_train, n_docs)})
+    if multi_label:  # two labels: "has w0" and "is long"
+        y = np.array([[lab, len(d) > 20] for d, lab in zip(docs, labels)], dtype=np.int64)
+        np.save(tmp_path / "data" / "labels.npy", y)
+        from ulmfit.text.store import TokenStore
+
+        store = TokenStore(tmp_path / "data")
+    model = tiny_classifier(len(itos), bptt=10, max_len=30, drop_mult=0.1)
+    return ClassifierTask(model, store.split("train"), store.split("test"), 2, BatchSettings(bs=16),
+                          multi_label=multi_label)
+
+
+def _cfg(**kw):
+    return TrainConfig(schedule="stlr", betas=(0.7, 0.99), moms=None, progress=False, plot=False, threads=1, **kw)
+
+
+def test_gradual_unfreezing_trains_exactly_the_intended_groups(tmp_path):
+    task = _task(tmp_path, 64)
+    seen, snapshots = [], []
+    before = [p.detach().clone() for p in task.model.parameters()]
+
+    def on_epoch_end(model, row):
+        seen.append(trainable_groups(model))
+        snapshots.append([p.detach().clone() for p in model.parameters()])
+
+    fit(task, make_phases(), _cfg(), tmp_path / "run", on_epoch_end=on_epoch_end)
+    F, T = False, True
+    # the paper's stages: head; + top LSTM; + middle LSTM; then everything for two epochs
+    assert seen == [[F, F, F, F, T], [F, F, F, T, T], [F, F, T, T, T], [T] * 5, [T] * 5]
+    groups = task.model.param_groups()
+    params = list(task.model.parameters())
+    for stage, n_trained in enumerate([1, 2, 3]):
+        trained = {id(p) for g in groups[len(groups) - n_trained :] for p in g}
+        prev = before if stage == 0 else snapshots[stage - 1]
+        for p, a, b in zip(params, prev, snapshots[stage]):
+            assert torch.equal(a, b) != (id(p) in trained), stage
+
+
+def test_synthetic_task_is_learned(tmp_path):
+    task = _task(tmp_path)
+    hist = fit(task, make_phases(parse_stages("all:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
+    assert hist[-1]["accuracy"] >= 0.95, hist
+    assert set(hist[-1]) >= {"valid_loss", "accuracy", "macro_f1", "train_loss"}
+
+
+def test_multi_label_task_trains(tmp_path):
+    task = _task(tmp_path, multi_label=True)
+    hist = fit(task, make_phases(parse_stages("all:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
+    assert hist[-1]["valid_loss"] < hist[0]["valid_loss"]
+    assert 0 <= hist[-1]["macro_f1"] <= 1 and hist[-1]["accuracy"] > 0.5
+
+
+def test_parse_stages_errors():
+    import pytest
+
+    from ulmfit.errors import UlmfitError
+
+    assert parse_stages("1:1:2e-2, 3:1:5e-3, all:2:1e-3") == ((-1, 1, 0.02), (-3, 1, 0.005), (0, 2, 0.001))
+    with pytest.raises(UlmfitError, match="stage 2"):
+        parse_stages("1:1:2e-2,all:x:1")
+    with pytest.raises(UlmfitError, match="TRAINABLE >= 1"):
+        parse_stages("0:1:1e-2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -22,18 +23,21 @@ def main(argv=None):
     p.add_argument("--preset", default=None, help="model preset (default: paper on CUDA, small on CPU)")
     p.add_argument("--bs", type=int, default=32, help="batch size (sequences per step)")
     p.add_argument("--bptt", type=int, default=70, help="sequence length per step")
-    p.add_argument("--steps", type=int, default=5, help="timed steps (after 2 warm-up steps)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, kernels warm-up)")
     p.add_argument("--vocab-size", type=int, default=60000, help="vocab size (decoder width)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-amp", action="store_true", help="fp32 even on CUDA")
+    p.add_argument("--amp", choices=["bf16", "fp16", "none"], default=None,
+                   help="autocast dtype on CUDA (default bf16; CPU runs fp32: oneDNN's bf16 LSTM needs AVX-512)")
     a = p.parse_args(argv)
 
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     name = a.preset or ("paper" if device.type == "cuda" else "small")
-    amp = device.type == "cuda" and not a.no_amp
+    amp = a.amp or ("bf16" if device.type == "cuda" else "none")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     torch.manual_seed(0)
     cfg = preset(name, a.vocab_size)
     lm = LanguageModel(cfg).to(device).train()
@@ -43,7 +47,7 @@ def main(argv=None):
 
     def step():
         nonlocal state
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             logits, raw, out, state = lm(data[:, :-1], state)
             loss = F.cross_entropy(logits.float().flatten(0, 1), data[:, 1:].flatten()) + ar_tar_loss(raw, out)
         opt.zero_grad(set_to_none=True)
@@ -56,7 +60,7 @@ def main(argv=None):
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(2):
+    for _ in range(a.warmup):
         step()
     sync()
     t0 = time.perf_counter()
@@ -69,8 +73,9 @@ def main(argv=None):
         "benchmark": "lm_throughput", "tokens_per_s": round(tokens / dt, 1), "s_per_step": round(dt / a.steps, 4),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "preset": name, "bs": a.bs, "bptt": a.bptt, "steps": a.steps, "vocab_size": a.vocab_size,
-        "amp": "bf16" if amp else "fp32", "params": sum(p.numel() for p in lm.parameters()),
+        "amp": amp, "params": sum(p.numel() for p in lm.parameters()),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }))
 
 

@@ -88,7 +88,46 @@ def test_lr_find_cli(pretrained, capsys):
     assert (out / "lr_find.csv").exists() and (out / "lr_find.png").exists()
 
 
-def test_untokenized_corpus_is_a_clear_error(tmp_path, capsys):
+def test_empty_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
     assert main(["pretrain", str(tmp_path / "raw"), "--out", str(tmp_path / "o")]) == 1
     assert "ulmfit tokenize" in capsys.readouterr().err
+
+
+def test_pretrain_on_raw_corpus_files(tmp_path, capsys):
+    import json
+    import lzma
+
+    files = []
+    for k in range(2):
+        files.append(tmp_path / f"part{k}.jsonl.xz")
+        with lzma.open(files[-1], "wt") as f:
+            for i in range(60):
+                f.write(json.dumps({"id": i, "text": f"The cat sat on mat number {i % 7}. It was happy."}) + "\n")
+    out = tmp_path / "lm"
+    args = ["pretrain", *map(str, files), "--out", str(out), "--preset", "tiny", "--epochs", "1", "--max-steps",
+            "5", "--bs", "4", "--bptt", "8", "--min-freq", "1", "--max-words", "600", "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    meta = json.loads((out / "corpus" / "dataset.json").read_text())
+    assert 50 <= meta["n_docs"] < 120  # --max-words took a slice
+    assert (out / "corpus" / "tokens" / "ids.npy").exists() and (out / "model.safetensors").exists()
+    assert json.loads((out / "vocab.json").read_text())["itos"][9:12]
+
+
+def test_building_the_parser_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, ulmfit.cli; ulmfit.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_evaluate_lm_cli(pretrained, capsys):
+    import json
+
+    root, pre = pretrained
+    assert main(["evaluate-lm", str(pre), str(root / "corpus"), "--bs", "4", "--bptt", "10", "--threads", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    res = json.loads(line)
+    assert res["perplexity"] > 1 and 0 <= res["accuracy"] <= 1 and res["tokens"] > 0

@@ -113,6 +113,8 @@ def test_lm_shapes_tied_weights_and_init():
     assert lm.decoder.weight.data_ptr() == emb.data_ptr()
     assert torch.all(emb[cfg.pad_id] == 0) and emb.abs().max() <= 0.1
     assert torch.all(lm.decoder.bias == 0)
+    raw2, out2, state2 = AWDLSTM(cfg)(ids, None)
+    assert raw2.shape == out2.shape == (3, 7, cfg.emb_size) and len(state2) == cfg.n_layers
     untied = LanguageModel(tiny(tie_weights=False, out_bias=False))
     assert untied.decoder.weight is not untied.encoder.embedding.weight and untied.decoder.bias is None
 

@@ -127,3 +127,15 @@ def test_store_splits_and_stream(tmp_path):
     assert tr.stream().tolist() == [2, 9, 10, 2, 9, 9, 9, 10]
     assert store.split("lm_train").stream().tolist() == sum(docs, [])
     assert TokenStore(tmp_path / "s").split("train").doc(1).tolist() == [2, 9, 9, 9, 10]
+
+
+def test_spacy_fast_path_agrees_with_spacy():
+    tok = SpacyTokenizer()
+    words = ["hello", "cannot", "gonna", "dont", "mr", "st", "a", "i", "e", "vs", "etc", "jan", "u", "ok",
+             "ain", "lets", "im", "youre", "theyll", "wo", "ca", "na", "o", "p", "s"]
+    words += [w.lower().rstrip(".,!?;:") for w in tok._rules if w.isascii() and w.lower().rstrip(".,!?;:").isalpha()]
+    chunks = sorted({w + p for w in words for p in ["", ".", ",", "!", "?", ";", ":"]})
+    got = tok.tokenize_chunks(chunks)
+    ref = [[t.text for t in tok.nlp.tokenizer(c)] for c in chunks]
+    bad = [(c, g, r) for c, g, r in zip(chunks, got, ref) if g != r]
+    assert not bad, bad[:10]

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "ulmfit.models.commands",  # generate, import-fastai
     "ulmfit.training.commands",  # pretrain, finetune-lm, lr-find
     "ulmfit.classifier.commands",  # train-classifier, predict, evaluate, export-classifier
+    "ulmfit.run.commands",  # run
 ]
 
 

@@ -8,6 +8,8 @@ the id array at the end.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from .rules import CHUNK_RULES, fix_html, mark_word_repeats
@@ -41,47 +43,37 @@ class TextProcessor:
             pieces.extend(sub)
             owners.append(len(sub))
         toks = self.tokenizer.tokenize_chunks(pieces)
-        tid, pos = self.token_id, 0
-        if len(self.cache) + len(misses) > self.max_cache:
-            self.cache.clear()  # bound memory on huge corpora; the cost is re-tokenizing a few chunks
+        tid, pos, cache = self.token_id, 0, self.cache
         for c, k in zip(misses, owners):
-            self.cache[c] = tuple(tid(t) for tt in toks[pos : pos + k] for t in tt)
+            cache[c] = tuple(tid(t) for tt in toks[pos : pos + k] for t in tt)
             pos += k
 
     def encode_batch(self, docs):
         """docs: list of str or list of fields -> (flat int32 ids of all docs, int64 lengths)."""
-        cache = self.cache
-        chunked = []
-        misses = {}
+        chunks, n_chunks = [], []
         for d in docs:
-            fields = [d] if isinstance(d, str) else d
-            doc_chunks = [fix_html(f).split() for f in fields]
-            chunked.append(doc_chunks)
-            for cs in doc_chunks:
-                for c in cs:
-                    if c not in cache:
-                        misses[c] = None
+            start = len(chunks)
+            # The markers go through the cache like words: "xxbos" tokenizes to itself.
+            chunks.append(BOS)
+            if isinstance(d, str):
+                chunks.extend(fix_html(d).split())
+            else:
+                for i, f in enumerate(d, 1):
+                    if len(d) > 1:
+                        chunks.append(FLD)
+                        chunks.append(str(i))
+                    chunks.extend(fix_html(f).split())
+            n_chunks.append(len(chunks) - start)
+        if len(self.cache) > self.max_cache:
+            self.cache.clear()  # bound memory on huge corpora; the cost is re-tokenizing some chunks
+        misses = set(chunks).difference(self.cache)  # the loops below run in C, not per token in Python
         if misses:
             self._fill(list(misses))
-        ids, lengths = [], []
-        bos, fld = self.bos, self.fld
-        for doc_chunks in chunked:
-            start = len(ids)
-            ids.append(bos)
-            mark = len(doc_chunks) > 1
-            for i, cs in enumerate(doc_chunks, 1):
-                if mark:
-                    ids.append(fld)
-                    ids.append(self.number_id(i))
-                for c in cs:
-                    t = cache.get(c)
-                    if t is None:  # evicted since the look-up above
-                        self._fill([c])
-                        t = self.cache[c]
-                    ids.extend(t)
-            lengths.append(len(ids) - start)
-        flat = np.array(ids, dtype=np.int32)
-        lengths = np.array(lengths, dtype=np.int64)
+        per_chunk = list(map(self.cache.__getitem__, chunks))
+        flat = np.fromiter(chain.from_iterable(per_chunk), dtype=np.int32)
+        chunk_len = np.fromiter(map(len, per_chunk), dtype=np.int64, count=len(per_chunk))
+        starts = np.concatenate([[0], np.cumsum(n_chunks)[:-1]]).astype(np.int64)
+        lengths = np.add.reduceat(chunk_len, starts) if len(chunks) else np.zeros(0, np.int64)
         flat, dropped = mark_word_repeats(flat, self.wrep, self.number_id)
         if len(dropped):
             doc_of = np.searchsorted(np.cumsum(lengths), dropped, side="right")

@@ -8,10 +8,14 @@ million distinct chunks, so the slow tokenizer runs on a few percent of the text
 
 from __future__ import annotations
 
+import re
+
 from ..errors import UlmfitError
 from .special import SPECIAL_TOKENS
 
 BACKENDS = ("spacy", "sentencepiece")
+_SPECIALS = frozenset(SPECIAL_TOKENS)
+_SIMPLE = re.compile(r"([a-z]+)([.,!?;:]?)")
 
 
 class SpacyTokenizer:
@@ -28,25 +32,35 @@ class SpacyTokenizer:
 
         for t in SPECIAL_TOKENS:
             self.nlp.tokenizer.add_special_case(t, [{ORTH: t}])
+        self._rules = self.nlp.tokenizer.rules or {}
 
     @property
     def settings(self):
         return {"backend": "spacy", "lang": self.lang}
 
     def tokenize_chunks(self, chunks):
-        """Whitespace-free strings -> list of token lists, one per chunk. One spaCy call for all."""
-        if not chunks:
-            return []
-        doc = self.nlp.tokenizer(" ".join(chunks))
-        out, cur = [], []
-        for t in doc:
-            cur.append(t.text)
-            if t.whitespace_:
-                out.append(cur)
-                cur = []
-        out.append(cur)
-        if len(out) != len(chunks):  # cannot happen for whitespace-free chunks; guard the invariant
-            raise RuntimeError("spaCy split the chunks unexpectedly")
+        """Whitespace-free strings -> list of token lists, one per chunk."""
+        out = [None] * len(chunks)
+        slow = []
+        rules = self._rules
+        for i, c in enumerate(chunks):
+            # Fast path: a lower-case word, maybe with one trailing punctuation mark, that is no
+            # special case: spaCy's answer is known (tests/test_tokenize.py checks it against spaCy).
+            m = _SIMPLE.fullmatch(c)
+            if m and c not in rules:
+                w, p = m.groups()
+                if not p:
+                    out[i] = [c]
+                    continue
+                if w not in rules:
+                    out[i] = [w, p]
+                    continue
+            slow.append(i)
+        # One call per chunk, not one call on the joined chunks: spaCy's special-case matching can look
+        # across a space (e.g. "'' swingin'"), and a chunk's tokens must not depend on its neighbours.
+        tk = self.nlp.tokenizer
+        for i in slow:
+            out[i] = [t.text for t in tk(chunks[i])]
         return out
 
 
@@ -64,7 +78,12 @@ class SentencePieceTokenizer:
         return {"backend": "sentencepiece", "model": "spm.model"}
 
     def tokenize_chunks(self, chunks):
-        return self.sp.encode(list(chunks), out_type=str)
+        # Special tokens stand alone (no word-start piece before them), as with spaCy.
+        out = [[c] if c in _SPECIALS else None for c in chunks]
+        rest = [i for i, o in enumerate(out) if o is None]
+        for i, pieces in zip(rest, self.sp.encode([chunks[i] for i in rest], out_type=str)):
+            out[i] = pieces
+        return out
 
 
 def train_sentencepiece(texts, out_dir, vocab_size=30000, model_type="unigram", max_sentences=2_000_000):

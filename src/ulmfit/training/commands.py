@@ -23,6 +23,8 @@ def _floats(text):
 
 def _add_data_args(p):
     g = p.add_argument_group("data")
+    g.add_argument("--valid-tokens", type=int, metavar="N",
+                   help="validate on the first N tokens of lm_valid only (default: all; a cap keeps CPU runs short)")
     g.add_argument("--bs", type=int, default=64, metavar="N", help="batch size: parallel text streams (default 64)")
     g.add_argument("--bptt", type=int, default=70, metavar="N",
                    help="mean sequence length for backprop through time; varied per batch (default 70)")
@@ -72,8 +74,16 @@ def register(sub):
         "with log.csv, history.json, metrics.json, training_curve.png and a resumable checkpoint.",
         epilog="example: ulmfit pretrain data/wiki --out models/wiki-lm --preset small --epochs 10 --max-minutes 600",
     )
-    p.add_argument("corpus", metavar="CORPUS", help="a tokenized dataset folder (`ulmfit prepare corpus` + `ulmfit tokenize`)")
+    p.add_argument("corpus", metavar="CORPUS", nargs="+",
+                   help="a tokenized dataset folder, a prepared one (tokenized here), or corpus files that "
+                   "`ulmfit prepare corpus` reads (.jsonl[.xz|.gz] with a text field, .txt): those are prepared "
+                   "and tokenized into DIR/corpus first (reused when unchanged)")
     p.add_argument("--out", required=True, metavar="DIR", help="the language-model folder to write")
+    g = p.add_argument_group("corpus files (when CORPUS is not a tokenized folder)")
+    g.add_argument("--max-words", type=int, metavar="N", help="read only about the first N words of the files")
+    g.add_argument("--max-vocab", type=int, default=60000, metavar="N", help="vocab size (default 60000)")
+    g.add_argument("--min-freq", type=int, default=3, metavar="N", help="least token count in the vocab (default 3)")
+    g.add_argument("--tokenizer", choices=["spacy", "sentencepiece"], default="spacy", help="tokenizer backend")
     p.add_argument("--preset", choices=PRESETS, default="small",
                    help="model size: paper (400/1150/3 layers), small (200/600/3, CPU-friendly), tiny (tests) (default small)")
     p.add_argument("--drop-mult", type=float, default=1.0, help="multiplier of all the preset's dropouts (default 1)")
@@ -108,10 +118,24 @@ def register(sub):
                    help="multiplier of the model's dropouts while fine-tuning (default 0.3, as the fast.ai course)")
     p.add_argument("--max-steps", type=int, metavar="N",
                    help="stop the unfrozen phase after N steps (its lr schedule is fitted to them)")
+    p.add_argument("--frozen-steps", type=int, metavar="N",
+                   help="stop the frozen phase after N steps (its lr schedule is fitted to them)")
     _add_data_args(p)
     _add_train_args(p, lr=2e-3, schedule="one_cycle")
     _add_run_args(p)
     p.set_defaults(func=_finetune)
+
+    p = sub.add_parser(
+        "evaluate-lm", help="validation loss, accuracy and perplexity of a language model on a dataset",
+        description="Evaluate a language-model folder on the lm_valid split of a tokenized dataset (the model's "
+        "vocab is mapped onto the dataset's as finetune-lm does, so a pretrained model can be measured on a new "
+        "corpus before fine-tuning). Prints one JSON line.")
+    p.add_argument("model", metavar="DIR", help="a language-model folder")
+    p.add_argument("data", metavar="DATA", help="a tokenized dataset folder")
+    p.add_argument("--split", default="lm_valid", help="the split to measure (default lm_valid)")
+    _add_data_args(p)
+    _add_run_args(p, training=False)
+    p.set_defaults(func=_evaluate_lm)
 
     p = sub.add_parser(
         "lr-find", help="find a learning rate: a short run with an exponentially growing lr",
@@ -157,6 +181,28 @@ def open_lm_store(path):
     return store
 
 
+def _valid_stream(store, args):
+    stream = store.split("lm_valid").stream()
+    n = getattr(args, "valid_tokens", None)
+    return stream[:n] if n else stream
+
+
+def resolve_corpus(paths, out, max_words=None, max_vocab=60000, min_freq=3, tokenizer="spacy", quiet=False):
+    """CORPUS arguments -> a tokenized store folder: used as is, tokenized, or prepared + tokenized."""
+    from ..data.table import prepare_corpus
+    from ..text.pipeline import tokenize_dataset
+
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and paths[0].is_dir():
+        if (paths[0] / "dataset.json").exists() and not (paths[0] / "tokens" / "manifest.json").exists():
+            tokenize_dataset(paths[0], backend=tokenizer, max_vocab=max_vocab, min_freq=min_freq, progress=not quiet)
+        return paths[0]
+    target = Path(out) / "corpus"
+    prepare_corpus(paths, target, max_words=max_words, progress=not quiet)
+    tokenize_dataset(target, backend=tokenizer, max_vocab=max_vocab, min_freq=min_freq, progress=not quiet)
+    return target
+
+
 class _StoreVocab:
     """What a model folder needs to encode text like the store did (tokenizer.json + vocab.json)."""
 
@@ -164,14 +210,8 @@ class _StoreVocab:
         self.store = store
 
     def save(self, folder):
-        try:
-            from ..text.encoder import TextEncoder
-        except ImportError:  # the text pipeline's encoder is not on this branch: write the two files
-            from ..io import write_json
+        from ..text.encoder import TextEncoder
 
-            write_json(Path(folder) / "tokenizer.json", self.store.tokenizer_settings)
-            self.store.vocab.save(Path(folder) / "vocab.json")
-            return
         TextEncoder.from_store(self.store).save(folder)
 
 
@@ -239,17 +279,19 @@ def _pretrain(args):
     from .loop import Phase, fit
 
     _check_args(args)
-    store = open_lm_store(args.corpus)
+    corpus = resolve_corpus(args.corpus, args.out, args.max_words, args.max_vocab, args.min_freq, args.tokenizer,
+                            args.quiet)
+    store = open_lm_store(corpus)
     torch.manual_seed(args.seed)
     mcfg = preset(args.preset, vocab_size=len(store.vocab), drop_mult=args.drop_mult)
     model = LanguageModel(mcfg)
-    task = LMTask(model, store.split("lm_train").stream(), store.split("lm_valid").stream(), args.bs, args.bptt,
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, args), args.bs, args.bptt,
                   backwards=args.backwards, alpha=args.alpha, beta=args.beta)
     # From scratch every layer is equally new: one lr for all groups.
     phases = [Phase(epochs=args.epochs, lr=args.lr, steps=args.max_steps, lr_div=1.0)]
     cfg = _train_config(args)
     config = {"kind": "language_model", "model": dataclasses.asdict(mcfg), "backwards": args.backwards,
-              "training": {"stage": "pretrain", "corpus": str(args.corpus), "vocab_hash": store.vocab.hash,
+              "training": {"stage": "pretrain", "corpus": str(corpus), "vocab_hash": store.vocab.hash,
                            "bs": args.bs, "bptt": args.bptt, "phases": [dataclasses.asdict(p) for p in phases],
                            "train": dataclasses.asdict(cfg)}}
     if not args.quiet:
@@ -308,11 +350,11 @@ def _finetune(args):
     torch.manual_seed(args.seed)
     model, mcfg, pre_config = load_pretrained_lm(args.pretrained, store, args.drop_mult)
     backwards = bool(pre_config.get("backwards", False))  # a backwards LM keeps reading backwards
-    task = LMTask(model, store.split("lm_train").stream(), store.split("lm_valid").stream(), args.bs, args.bptt,
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, args), args.bs, args.bptt,
                   backwards=backwards, alpha=args.alpha, beta=args.beta)
     phases = []
     if args.frozen_epochs:
-        phases.append(Phase(epochs=args.frozen_epochs, lr=args.frozen_lr, freeze_to=-1))
+        phases.append(Phase(epochs=args.frozen_epochs, lr=args.frozen_lr, freeze_to=-1, steps=args.frozen_steps))
     if args.epochs:
         phases.append(Phase(epochs=args.epochs, lr=args.lr, freeze_to=0, steps=args.max_steps, lr_div=args.lr_div))
     cfg = _train_config(args, lr_div=args.lr_div)
@@ -324,6 +366,26 @@ def _finetune(args):
     history = fit(task, phases, cfg, args.out, resume=args.resume,
                   on_epoch_end=lambda m, row: _save_lm(args.out, m, config, store, row, encoder_file=True))
     return _report(history, args.out)
+
+
+def _evaluate_lm(args):
+    import json
+
+    from .lm_task import LMTask
+    from .loop import TrainConfig, pick_device, validate
+
+    store = open_lm_store(args.data)
+    model, _, config = load_pretrained_lm(args.model, store)
+    stream = store.split(args.split).stream()
+    if args.valid_tokens:
+        stream = stream[: args.valid_tokens]
+    task = LMTask(model, stream, stream, args.bs, args.bptt, backwards=bool(config.get("backwards", False)))
+    cfg = TrainConfig(device=args.device, threads=args.threads, progress=False)
+    device = pick_device(cfg)
+    metrics = validate(task, model.to(device), device, cfg)
+    print(json.dumps({"model": str(args.model), "data": str(args.data), "split": args.split,
+                      "tokens": int(len(stream)), **{k: round(float(v), 4) for k, v in metrics.items()}}))
+    return 0
 
 
 def _lr_find(args):
@@ -347,7 +409,7 @@ def _lr_find(args):
         model = LanguageModel(preset(args.preset, vocab_size=len(store.vocab), drop_mult=args.drop_mult or 1.0))
     if args.frozen:
         freeze_to(model, -1)
-    task = LMTask(model, store.split("lm_train").stream(), store.split("lm_valid").stream(), args.bs, args.bptt,
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, args), args.bs, args.bptt,
                   backwards=backwards, alpha=args.alpha, beta=args.beta)
     lr = lr_find(task, _train_config(args), args.out, start=args.start, end=args.end, steps=args.steps)
     print(f"suggested lr: {lr:.2e} (plot and loss per lr in {args.out}/lr_find.png, lr_find.csv)")

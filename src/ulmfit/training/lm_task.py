@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from ..batching import LMBatches
+from ..models.awd_lstm import ar_tar_loss
 
 
 def _detach(state):
+    # Generic (any nesting of tensors), so the task also runs models other than LanguageModel.
     if state is None:
         return None
     if isinstance(state, torch.Tensor):
@@ -19,31 +21,11 @@ def _detach(state):
     return type(state)(_detach(s) for s in state)
 
 
-def ar_tar(raw, out, alpha=2.0, beta=1.0):
-    """Activation regularization (alpha * mean(out^2) on the dropped-out last layer output) and
-    temporal activation regularization (beta * mean((h_t - h_{t-1})^2) on the raw last layer output)."""
-    loss = out.new_zeros((), dtype=torch.float32)
-    if alpha:
-        loss = loss + alpha * out.float().pow(2).mean()
-    if beta and raw.shape[1] > 1:
-        loss = loss + beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
-    return loss
-
-
-def _ar_tar_fn():
-    # Prefer the model module's own version when it has one (same formula).
-    try:
-        from ..models.awd_lstm import ar_tar_loss
-
-        return ar_tar_loss
-    except ImportError:
-        return ar_tar
-
-
 class LMTask:
     """Train a language model `model(ids, state) -> (logits, raw, out, state)` on a flat id stream.
 
-    Validation uses fixed-length sequences, no start offset, and the same batch size.
+    Validation uses fixed-length sequences, no start offset, and the same batch size (fewer rows when
+    the validation stream is tiny).
     Metrics: loss (cross entropy), accuracy (next token), perplexity (exp of the loss).
     """
 
@@ -52,8 +34,9 @@ class LMTask:
         self.model = model
         self.alpha, self.beta = alpha, beta
         self.train = LMBatches(train_stream, bs, bptt, backwards=backwards, variable=variable_bptt)
-        self.valid = LMBatches(valid_stream, bs, bptt, backwards=backwards, variable=False, shuffle=False)
-        self._ar_tar = _ar_tar_fn()
+        # A small validation split gets fewer rows rather than an error.
+        valid_bs = max(1, min(bs, (len(valid_stream) - 1) // 2))
+        self.valid = LMBatches(valid_stream, valid_bs, bptt, backwards=backwards, variable=False, shuffle=False)
 
     def train_batches(self, epoch, seed):
         self.train.seed = int(seed)
@@ -66,7 +49,7 @@ class LMTask:
         x, y = batch
         logits, raw, out, state = model(x, state)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
-        loss = ce + self._ar_tar(raw, out, self.alpha, self.beta) if (self.alpha or self.beta) else ce
+        loss = ce + ar_tar_loss(raw, out, self.alpha, self.beta) if (self.alpha or self.beta) else ce
         return (loss, ce.detach()), y.numel(), _detach(state)
 
     def eval_step(self, model, batch, state):

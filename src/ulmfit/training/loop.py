@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -370,6 +370,9 @@ def plot_curve(path, history, step_losses):
     if rows:
         ax.plot([r["step"] for r in rows], [r["valid_loss"] for r in rows], "o-", color="tab:orange",
                 label="valid loss")
+    for a, b in zip(history, history[1:]):  # phase boundaries (a new lr cycle starts)
+        if a["phase"] != b["phase"]:
+            ax.axvline(a["step"], color="gray", ls=":", lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)

@@ -1,0 +1,57 @@
+"""`ulmfit run CONFIG`: prepare -> tokenize -> pretrain -> fine-tune LM -> classifier(s) -> evaluate -> report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+STAGES = ("prepare", "tokenize", "pretrain", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
+          "lm-bwd", "classifier-bwd", "evaluate")
+
+
+def register(sub):
+    from .config import preset_names
+
+    p = sub.add_parser(
+        "run", help="every stage from raw data to an evaluated classifier, from one config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the ULMFiT pipeline described by CONFIG (a TOML/YAML file or a shipped preset): "
+        "prepare -> tokenize -> pretrain (or load, or skip) -> fine-tune LM -> classifier (forward, optionally "
+        "backward) -> evaluate (+ ensemble) -> report.md/report.json. Each stage's output is a folder in the run "
+        "folder, reused when nothing it depends on changed; an interrupted run resumes where it stopped.\n\n"
+        f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise.",
+        epilog="examples:\n  ulmfit run imdb --source ../shared/data/aclImdb_v1.tar.gz\n"
+        "  ulmfit run --print-config imdb-cpu > my.toml && ulmfit run my.toml --out runs/mine",
+    )
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="a .toml/.yaml file or a preset name")
+    p.add_argument("--out", metavar="DIR", help="the run folder (default: runs/NAME)")
+    p.add_argument("--source", help="the data source, overriding [data] source (e.g. the IMDb tarball)")
+    p.add_argument("--from", dest="force_from", metavar="STAGE", choices=STAGES,
+                   help=f"redo STAGE and every stage after it ({', '.join(STAGES)})")
+    p.add_argument("--print-config", metavar="PRESET", help="print a preset's TOML (a starting point) and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run)
+
+
+def _run(a):
+    from ..errors import UlmfitError
+    from .config import load_config, preset_text
+
+    if a.print_config:
+        name = a.print_config
+        if name == "imdb":
+            from .config import auto_preset
+
+            name = auto_preset()
+        sys.stdout.write(preset_text(name))
+        return 0
+    if not a.config:
+        raise UlmfitError("name a CONFIG (file or preset) or use --print-config PRESET")
+    cfg = load_config(a.config)
+    from .runner import Runner
+
+    out = a.out or f"runs/{cfg['name']}"
+    report = Runner(cfg, out, source=a.source, force_from=a.force_from, quiet=a.quiet).run()
+    acc = report.get("accuracy")
+    print(f"report: {out}/report.md" + (f"  test accuracy {100 * acc:.2f} %" if acc is not None else ""))
+    return 0

@@ -1,0 +1,157 @@
+"""report.md + report.json for a run folder: what a person reads and what a script parses."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+from ..io import read_json, write_json, write_text
+from .config import dump_toml
+
+
+def _read(path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def hardware() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    hw = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+          "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return hw
+
+
+def versions() -> dict:
+    import numpy
+    import spacy
+    import torch
+
+    from .. import __version__
+
+    return {"ulmfit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "spacy": spacy.__version__}
+
+
+def _lm_summary(folder: Path):
+    hist = _read(folder / "history.json")
+    if not hist:
+        return None
+    rows = hist if isinstance(hist, list) else hist.get("history", [])
+    if not rows:
+        return None
+    last = rows[-1]
+    return {"folder": folder.name, "epochs": [
+        {k: r.get(k) for k in ("phase", "epoch", "step", "train_loss", "valid_loss", "accuracy", "perplexity", "partial")}
+        for r in rows], "final_perplexity": last.get("perplexity"), "final_accuracy": last.get("accuracy"),
+        "curve": f"{folder.name}/training_curve.png" if (folder / "training_curve.png").exists() else None}
+
+
+def _clas_summary(folder: Path):
+    hist = _read(folder / "history.json")
+    rows = (hist if isinstance(hist, list) else (hist or {}).get("history", [])) or []
+    keep = ("phase", "epoch", "step", "train_loss", "valid_loss", "accuracy", "macro_f1", "partial")
+    return {"folder": folder.name, "epochs": [{k: r.get(k) for k in keep if k in r} for r in rows],
+            "final": _read(folder / "metrics.json"),
+            "curve": f"{folder.name}/training_curve.png" if (folder / "training_curve.png").exists() else None,
+            "confusion": f"{folder.name}/confusion.png" if (folder / "confusion.png").exists() else None}
+
+
+def _fmt(x, nd=4):
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def write_report(runner) -> dict:
+    d = runner.dir
+    state = runner.state
+    ds = _read(d / "data" / "dataset.json") or {}
+    man = _read(d / "data" / "tokens" / "manifest.json") or {}
+    stages = [{"stage": n, "seconds": state[n].get("seconds"), "reused": state[n].get("reused", False),
+               "command": "ulmfit " + " ".join(state[n].get("argv", []))} for n in runner.order if n in state]
+    lms = {n: _lm_summary(d / f) for n, f in (("pretrain", "pretrain"), ("pretrain_bwd", "pretrain-bwd"),
+                                               ("lm", "lm"), ("lm_bwd", "lm-bwd")) if (d / f).exists()}
+    clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"))
+            if (d / f).exists()}
+    ev = _read(d / "evaluation" / "evaluation.json") or {}
+    report = {
+        "name": runner.cfg.get("name"), "run_dir": str(d), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "data": {"n_docs": ds.get("n_docs"), "splits": ds.get("splits"), "classes": ds.get("classes"),
+                 "class_counts": ds.get("class_counts"), "skipped": ds.get("skipped")},
+        "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
+        "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
+        "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
+        "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
+        "hardware": hardware(), "versions": versions(), "config": runner.cfg,
+    }
+    write_json(d / "report.json", report)
+    write_text(d / "report.md", render(report))
+    return report
+
+
+def render(r) -> str:
+    L = [f"# ulmfit run: {r['name']}", "", f"{r['date']} · run folder `{r['run_dir']}`", ""]
+    if r.get("accuracy") is not None:
+        ens = " (forward + backward ensemble)" if "ensemble" in str(r["evaluation"].get("models", "")) or \
+            r["evaluation"].get("ensemble") else ""
+        L += [f"**Test accuracy {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
+              f"on {r['evaluation'].get('n', '?')} documents.", ""]
+    dd, tk = r["data"], r["tokens"]
+    L += ["## Data", "", f"- documents: {dd.get('n_docs')}; splits: "
+          + ", ".join(f"{k} {v}" for k, v in (dd.get("splits") or {}).items()),
+          f"- classes: {dd.get('classes')}; per split: {dd.get('class_counts')}",
+          f"- skipped: {dd.get('skipped') or 'nothing'}",
+          f"- vocab: {tk.get('vocab_size')} tokens ({(tk.get('tokenizer') or {}).get('backend')}), "
+          f"{tk.get('n_tokens')} tokens in all, unknown rate {tk.get('unk_rate')}", ""]
+    if r["language_models"]:
+        L += ["## Language models", "", "| model | epoch | step | train loss | valid loss | accuracy | perplexity |",
+              "|---|---|---|---|---|---|---|"]
+        for name, lm in r["language_models"].items():
+            for e in lm["epochs"]:
+                L.append(f"| {name} | {e.get('epoch')}{' (cut)' if e.get('partial') else ''} | {e.get('step')} | "
+                         f"{_fmt(e.get('train_loss'))} | {_fmt(e.get('valid_loss'))} | {_fmt(e.get('accuracy'))} | "
+                         f"{_fmt(e.get('perplexity'), 1)} |")
+        L.append("")
+        L += [f"![{n} training curve]({lm['curve']})" for n, lm in r["language_models"].items() if lm["curve"]]
+        L.append("")
+    if r["classifiers"]:
+        L += ["## Classifiers (validation during training)", "",
+              "| model | stage (phase) | epoch | train loss | valid loss | accuracy | macro-F1 |", "|---|---|---|---|---|---|---|"]
+        for name, c in r["classifiers"].items():
+            for e in c["epochs"]:
+                L.append(f"| {name} | {e.get('phase')} | {e.get('epoch')}{' (cut)' if e.get('partial') else ''} | "
+                         f"{_fmt(e.get('train_loss'))} | {_fmt(e.get('valid_loss'))} | {_fmt(e.get('accuracy'))} | "
+                         f"{_fmt(e.get('macro_f1'))} |")
+        L.append("")
+        for name, c in r["classifiers"].items():
+            L += [f"![{name} {kind}]({c[kind]})" for kind in ("curve", "confusion") if c.get(kind)]
+        L.append("")
+    if r["evaluation"]:
+        ev = r["evaluation"]
+        L += ["## Evaluation", "", f"- accuracy {_fmt(ev.get('accuracy'))}, macro-F1 {_fmt(ev.get('macro_f1'))}, "
+              f"n = {ev.get('n')}", f"- classes {ev.get('classes')}; confusion matrix (rows true, columns predicted): "
+              f"{ev.get('confusion_matrix')}", ""]
+        if Path(r["run_dir"], "evaluation", "evaluation.png").exists():
+            L += ["![confusion matrix](evaluation/evaluation.png)", ""]
+    L += ["## Stages", "", "| stage | wall time | reused | command |", "|---|---|---|---|"]
+    for s in r["stages"]:
+        L.append(f"| {s['stage']} | {_fmt(s['seconds'], 1)} s | {'yes' if s['reused'] else 'no'} | `{s['command']}` |")
+    L += ["", f"Total wall time of the stages: {r['total_seconds']} s.", "", "## Machine", ""]
+    L += [f"- {k}: {v}" for k, v in {**r["hardware"], **r["versions"]}.items()]
+    L += ["", "## Resolved config", "", "```toml", dump_toml(r["config"]).rstrip(), "```", ""]
+    return "\n".join(L)

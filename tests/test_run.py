@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from test_prepare import make_imdb_tar
+from ulmfit.run.config import dump_toml, load_config, to_argv, validate
+from ulmfit.errors import UlmfitError
+
+
+def test_to_argv():
+    assert to_argv({"max_steps": 5, "quiet": True, "resume": False, "betas": [0.7, 0.99], "lr": 1e-3}) == [
+        "--max-steps", "5", "--quiet", "--betas", "0.7,0.99", "--lr", "0.001"]
+
+
+def test_presets_load_and_round_trip(tmp_path):
+    import tomllib
+
+    for name in ("tiny", "imdb-cpu", "imdb-fast", "imdb-paper"):
+        cfg = load_config(name)
+        assert cfg["name"] == name and cfg["data"]["kind"] == "imdb"
+        again = validate(tomllib.loads(dump_toml(cfg)), "x")
+        assert again == cfg
+
+
+def test_bad_configs_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pretrain]\nmode = 'magic'\n")
+    with pytest.raises(UlmfitError, match="mode must be one of"):
+        load_config(bad)
+    bad.write_text("[pretrian]\n")
+    with pytest.raises(UlmfitError, match="unknown section"):
+        load_config(bad)
+    bad.write_text("[data\n")
+    with pytest.raises(UlmfitError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(UlmfitError, match="no preset"):
+        load_config("nope")
+
+
+def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=30)
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("run", "tiny", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    assert "report:" in stdout and "test accuracy" in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["n_docs"] == 150 and report["tokens"]["vocab_size"] > 9
+    assert 0 <= report["accuracy"] <= 1 and report["evaluation"]["n"] > 0
+    assert report["language_models"]["lm"]["final_perplexity"] > 1
+    assert (out / "report.md").read_text().startswith("# ulmfit run: tiny")
+    stages = json.loads((out / "stages.json").read_text())
+    names = ["prepare", "tokenize", "lm", "classifier", "evaluate"]
+    assert all(stages[n]["status"] == "done" and not stages[n]["reused"] for n in names)
+    weights = (out / "classifier" / "model.safetensors").stat().st_mtime_ns
+
+    code, stdout, err = run_cli("run", "tiny", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    stages = json.loads((out / "stages.json").read_text())
+    assert all(stages[n]["reused"] for n in names)  # the second run reuses every stage
+    assert (out / "classifier" / "model.safetensors").stat().st_mtime_ns == weights
+
+    code, _, err = run_cli("run", "tiny", "--source", tar, "--out", out, "--quiet", "--from", "classifier")
+    assert code == 0, err
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["lm"]["reused"] and not stages["classifier"]["reused"] and not stages["evaluate"]["reused"]
+
+
+def test_print_config(run_cli):
+    code, out, _ = run_cli("run", "--print-config", "imdb-cpu")
+    assert code == 0 and "[classifier]" in out and 'name = "imdb-cpu"' in out

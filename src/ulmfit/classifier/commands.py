@@ -208,6 +208,7 @@ def read_texts(args):
 
 
 def _predict(args):
+    _passive_omp_threads()
     import json
     import sys
 
@@ -313,6 +314,7 @@ def _read_texts_jsonl(path, wanted):
 
 
 def _evaluate(args):
+    _passive_omp_threads()
     import json
     import time
 
@@ -350,6 +352,7 @@ def _evaluate(args):
 
 
 def _export(args):
+    _passive_omp_threads()
     from ..inference import TextClassifier
 
     clf = TextClassifier.load(args.model_dir, int8=False)

@@ -64,10 +64,10 @@ def untrained_classifier(source, vocab_docs):
     return TextClassifier(model, encoder, config)
 
 
-def measure(clf, texts, singles, bs):
+def measure(clf, texts, singles, bs, workers=1):
     clf.encoder.processor.cache.clear()  # tokenization starts cold, as for new text
     t = time.perf_counter()
-    probs = clf.predict_proba(texts, bs)
+    probs = clf.predict_proba(texts, bs, workers)
     dt = time.perf_counter() - t
     lat = []
     clf.predict(singles[:1])  # warm-up
@@ -91,6 +91,8 @@ def main(argv=None):
     p.add_argument("--modes", default="float32,int8", help="comma-separated: float32,int8 (default both)")
     p.add_argument("--vocab-docs", type=int, default=25000, help="train reviews to count the vocab from (no DIR)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="batches predicted at once, one thread each (default 1: one batch on --threads threads)")
     a = p.parse_args(argv)
 
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
@@ -105,12 +107,12 @@ def main(argv=None):
         make = lambda int8: base.quantize() if int8 else base  # noqa: E731 (float32 runs first)
     result = {"model": a.model_dir or "untrained paper preset", "threads": torch.get_num_threads(),
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-              "load_avg_1m": round(os.getloadavg()[0], 2), "bs": a.bs}
+              "load_avg_1m": round(os.getloadavg()[0], 2), "bs": a.bs, "workers": a.workers}
     preds = {}
     for mode in [m for m in ("float32", "int8") if m in a.modes.split(",")]:
         clf = make(mode == "int8")
         n = a.float32_limit if mode == "float32" and a.float32_limit else a.limit
-        probs, r = measure(clf, texts[:n], singles, a.bs)
+        probs, r = measure(clf, texts[:n], singles, a.bs, a.workers)
         preds[mode] = probs
         if a.model_dir and {"pos", "neg"} <= set(clf.classes):
             pos = clf.classes.index("pos")

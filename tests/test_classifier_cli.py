@@ -53,6 +53,7 @@ def test_predict_keeps_input_order(trained):
     batch = clf.predict_proba(texts, bs=8)
     one_by_one = np.concatenate([clf.predict_proba([t]) for t in texts])
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(clf.predict_proba(texts, bs=4, workers=2), batch, atol=1e-5)
     labels = [r["label"] for r in clf.predict(texts, bs=8)]
     assert sum(lab == ("pos" if k % 2 else "neg") for k, lab in enumerate(labels)) >= 34
     r = clf.predict([POS, NEG])
@@ -126,6 +127,12 @@ def test_evaluate_and_ensemble(trained, tmp_path, run_cli):
     a, b = TextClassifier.load(fwd), TextClassifier.load(bwd)
     np.testing.assert_allclose(ensemble_proba([a, b], texts), (a.predict_proba(texts) + b.predict_proba(texts)) / 2,
                                atol=1e-6)
+    # an untokenized dataset folder is read as raw text (documents.jsonl) through the folder's tokenizer
+    raw = tmp_path / "raw"
+    shutil.copytree(data, raw, ignore=shutil.ignore_patterns("tokens"))
+    code, out2, err = run_cli("evaluate", fwd, raw, "--threads", "1")
+    assert code == 0, err
+    assert json.loads(out2)["accuracy"] == pytest.approx(rep["single_accuracy"][0])
     # a labelled table works too; its labels must be the classifier's classes
     (tmp_path / "t.csv").write_text(f"text,label\n{POS},pos\n{NEG},neg\n")
     code, out, err = run_cli("evaluate", fwd, tmp_path / "t.csv", "--threads", "1")

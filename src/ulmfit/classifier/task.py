@@ -68,9 +68,10 @@ class ClassifierTask:
         kw = dict(pad_id=pad_id, add_eos=settings.add_eos, backwards=settings.backwards)
         self.valid = ClassifierBatches(valid_split, settings.bs, limit=settings.limit_valid, **kw)
         self._kw = kw
-        for name, b in (("valid", self.valid),):
-            if b.n_docs == 0:
-                raise UlmfitError(f"the {name} split {valid_split.name!r} has no labelled documents")
+        if self.valid.n_docs == 0:
+            raise UlmfitError(f"the valid split {valid_split.name!r} has no labelled documents")
+        if len(self.train_batches(0, 0)) == 0:
+            raise UlmfitError(f"the train split {train_split.name!r} has no labelled documents")
 
     def train_batches(self, epoch, seed):
         key = (epoch, seed)

@@ -36,7 +36,7 @@ def open_classifier_store(path, train_split, valid_split):
     return store, store.split(train_split), store.split(valid_split)
 
 
-def text_encoder_of(store, lm_dir=None):
+def text_encoder_of(store):
     """The tokenizer + vocab to save with the classifier: the store's (what its ids mean)."""
     from ..text.encoder import TextEncoder
 

@@ -66,11 +66,12 @@ class BPT3C(nn.Module):
             state = st if (full or state is None) else _merge_state(state, idx, st)
             if last is None:  # allocate the running pools once the width is known
                 emb = out.shape[-1]
-                last = out.new_zeros(bs, emb)
-                mx = out.new_full((bs, emb), float("-inf"))
-                total = out.new_zeros(bs, emb)
+                last = out.new_zeros(bs, emb, dtype=torch.float32)
+                mx = out.new_full((bs, emb), float("-inf"), dtype=torch.float32)
+                total = out.new_zeros(bs, emb, dtype=torch.float32)
             if not pooled_here:
                 continue
+            out = out.float()  # pool in float32 even under bf16 autocast: sums run over up to max_len steps
             pos = torch.arange(i, j, device=ids.device)[None, :]
             valid = (pos >= fk[:, None]) & (pos < ln[:, None])  # [n, L]
             c_max = out.masked_fill(~valid[..., None], float("-inf")).amax(1)

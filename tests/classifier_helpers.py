@@ -6,9 +6,19 @@ from torch import nn
 
 from ulmfit.text.special import BOS_ID, SPECIAL_TOKENS
 
+import pytest
+
 # Tiny models run fastest on one thread, and the test machine is shared: several threads spin-wait
-# against other processes and can be 100x slower.
+# against other processes and can be 100x slower. Commands under test may change the thread count
+# (`--threads`, all cores by default), so every classifier test starts from one thread again.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
 
 
 class StandInEncoder(nn.Module):

@@ -9,7 +9,7 @@ import torch
 
 from ulmfit.inference import TextClassifier, ensemble_proba
 
-from classifier_helpers import synthetic_store
+from classifier_helpers import synthetic_store, one_thread  # noqa: F401 (autouse)
 
 FAST = ["--preset", "tiny", "--threads", "1", "--bs", "16", "--stages", "all:5:3e-2", "--lr-div", "1",
         "--drop-mult", "0.1", "--quiet"]

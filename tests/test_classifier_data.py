@@ -5,7 +5,7 @@ from ulmfit.classifier.data import ClassifierBatches, pad_collate, sort_order, s
 from ulmfit.text.special import EOS_ID, PAD_ID
 from ulmfit.text.store import write_store
 
-from classifier_helpers import synthetic_docs
+from classifier_helpers import synthetic_docs, one_thread  # noqa: F401 (autouse)
 
 
 def test_sort_order_longest_first():

@@ -3,7 +3,7 @@ import torch
 from ulmfit.classifier.data import pad_collate
 from ulmfit.models.classifier import BPT3C
 
-from classifier_helpers import StandInEncoder, tiny_classifier
+from classifier_helpers import StandInEncoder, tiny_classifier, one_thread  # noqa: F401 (autouse)
 
 
 def test_padding_does_not_change_a_document():

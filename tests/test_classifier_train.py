@@ -6,7 +6,7 @@ from ulmfit.text.store import write_store
 from ulmfit.training import TrainConfig, fit
 from ulmfit.training.optim import trainable_groups
 
-from classifier_helpers import synthetic_docs, tiny_classifier
+from classifier_helpers import synthetic_docs, tiny_classifier, one_thread  # noqa: F401 (autouse)
 
 
 def _task(tmp_path, n_docs=400, multi_label=False):

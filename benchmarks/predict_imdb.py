@@ -19,7 +19,6 @@ import os
 import sys
 import tarfile
 import time
-from pathlib import Path
 
 # Threads that sleep at OpenMP barriers instead of spinning: on a machine whose cores are shared,
 # spinning threads wait for descheduled ones and prediction gets up to 10x slower. Set before torch loads.

@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 
 from ulmfit.classifier.data import ClassifierBatches, pad_collate, sort_order, sortish_batches
 from ulmfit.text.special import EOS_ID, PAD_ID

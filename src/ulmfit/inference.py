@@ -12,7 +12,6 @@ model.safetensors, tokenizer.json and vocab.json.
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -188,8 +187,4 @@ def ensemble_proba(classifiers, texts, bs: int = 64) -> np.ndarray:
         if c.classes != classes:
             raise UlmfitError(f"cannot ensemble classifiers with different classes: {classes} vs {c.classes}")
     return np.mean([c.predict_proba(texts, bs) for c in classifiers], axis=0)
-
-
-def default_threads() -> int:
-    return os.cpu_count() or 1
 

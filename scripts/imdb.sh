@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: IMDb end to end. Uses ../shared/data/aclImdb_v1.tar.gz (or $IMDB) when it exists,
-# otherwise downloads IMDb once into ~/.cache/ulmfit. Output goes to ./runs/imdb (or $OUT).
+# The main job: IMDb end to end with `ulmfit run imdb` (imdb-fast on a GPU, imdb-cpu otherwise).
+# Uses ../shared/data/aclImdb_v1.tar.gz (or $IMDB) when it exists, otherwise downloads IMDb once into
+# ~/.cache/ulmfit. The run folder is runs/<preset>; the last line names the report and the accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -11,7 +12,8 @@ if [ ! -x .venv/bin/ulmfit ]; then
   .venv/bin/python -m pip install -q -e .
 fi
 SRC=${IMDB:-../shared/data/aclImdb_v1.tar.gz}
-[ -e "$SRC" ] || SRC=""   # empty: download from the official URL
-OUT=${OUT:-runs/imdb}
-.venv/bin/ulmfit prepare imdb $SRC --out "$OUT/data"
-.venv/bin/ulmfit tokenize "$OUT/data"
+if [ -e "$SRC" ]; then
+  exec .venv/bin/ulmfit run "${PRESET:-imdb}" --source "$SRC" "$@"
+else
+  exec .venv/bin/ulmfit run "${PRESET:-imdb}" "$@"
+fi

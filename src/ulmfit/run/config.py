@@ -34,7 +34,7 @@ def auto_preset() -> str:
 def load_config(name_or_path) -> dict:
     name = str(name_or_path)
     path = Path(name)
-    if path.suffix in (".toml", ".yaml", ".yml") or path.exists():
+    if path.suffix in (".toml", ".yaml", ".yml") or path.is_file():
         if not path.exists():
             raise UlmfitError(f"{path}: no such config file")
         text = path.read_text(encoding="utf-8")

@@ -1,6 +1,8 @@
 import os
 
-import pytest
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see ulmfit.cli.main
+
+import pytest  # noqa: E402
 
 os.environ.setdefault("ULMFIT_CACHE", os.path.join(os.path.dirname(__file__), ".cache-never-used"))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -39,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # OpenMP threads that sleep at barriers instead of spinning: where the cores are shared with other
+    # work, spinning threads wait for descheduled ones and the LSTMs get up to 10x slower; on an idle
+    # machine the cost is small. Must be set before torch loads; the environment's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

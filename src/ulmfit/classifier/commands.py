@@ -141,21 +141,10 @@ def _add_inference_args(p):
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
 
 
-def _passive_omp_threads():
-    """OpenMP threads that sleep at barriers instead of spinning. On a machine whose cores are busy with
-    other work, spinning threads wait for descheduled ones and the LSTM gets up to 10x slower; on an
-    idle machine the cost is small. Only effective before torch is first imported; OMP_WAIT_POLICY in
-    the environment wins."""
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 # ------------------------------------------------------------------------------------ training
 
 
 def _train(args):
-    _passive_omp_threads()
     from .train import train_classifier
 
     return train_classifier(args)
@@ -167,7 +156,6 @@ def _train(args):
 def _load_all(args, dirs):
     import os
 
-    _passive_omp_threads()
 
     import torch
 
@@ -208,7 +196,6 @@ def read_texts(args):
 
 
 def _predict(args):
-    _passive_omp_threads()
     import json
     import sys
 
@@ -314,7 +301,6 @@ def _read_texts_jsonl(path, wanted):
 
 
 def _evaluate(args):
-    _passive_omp_threads()
     import json
     import time
 
@@ -352,7 +338,6 @@ def _evaluate(args):
 
 
 def _export(args):
-    _passive_omp_threads()
     from ..inference import TextClassifier
 
     clf = TextClassifier.load(args.model_dir, int8=False)

@@ -26,6 +26,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, kernels warm-up)")
     p.add_argument("--vocab-size", type=int, default=60000, help="vocab size (decoder width)")
+    p.add_argument("--emb-size", type=int, help="override the preset's embedding size")
+    p.add_argument("--n-hid", type=int, help="override the preset's LSTM hidden size")
+    p.add_argument("--n-layers", type=int, help="override the preset's number of LSTM layers")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], default=None,
@@ -39,7 +42,7 @@ def main(argv=None):
     amp = a.amp or ("bf16" if device.type == "cuda" else "none")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     torch.manual_seed(0)
-    cfg = preset(name, a.vocab_size)
+    cfg = preset(name, a.vocab_size, **{k: getattr(a, k) for k in ("emb_size", "n_hid", "n_layers") if getattr(a, k)})
     lm = LanguageModel(cfg).to(device).train()
     opt = torch.optim.AdamW(lm.parameters(), lr=1e-3, betas=(0.8, 0.99), weight_decay=0.01)
     data = torch.randint(0, a.vocab_size, (a.bs, a.bptt + 1), device=device)
@@ -72,7 +75,7 @@ def main(argv=None):
     print(json.dumps({
         "benchmark": "lm_throughput", "tokens_per_s": round(tokens / dt, 1), "s_per_step": round(dt / a.steps, 4),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "preset": name, "bs": a.bs, "bptt": a.bptt, "steps": a.steps, "vocab_size": a.vocab_size,
+        "preset": name, "emb_size": cfg.emb_size, "n_hid": cfg.n_hid, "n_layers": cfg.n_layers, "bs": a.bs, "bptt": a.bptt, "steps": a.steps, "vocab_size": a.vocab_size,
         "amp": amp, "params": sum(p.numel() for p in lm.parameters()),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,

@@ -208,3 +208,12 @@ def test_sample_respects_banned_and_seed():
 def test_detokenize():
     toks = ["xxbos", "xxmaj", "this", "movie", "is", "xxup", "great", "xxrep", "3", "!", "it", "was", "n't", "bad", "."]
     assert detokenize(toks) == "This movie is GREAT !!! it wasn't bad."
+
+
+def test_cli_preset_lists_match_the_model_presets():
+    # The CLIs keep their own tuple (importing the models would load torch for --help).
+    from ulmfit.classifier import commands as clas_cmd
+    from ulmfit.models.config import PRESETS
+    from ulmfit.training import commands as lm_cmd
+
+    assert set(lm_cmd.PRESETS) == set(PRESETS) == set(clas_cmd.PRESETS)

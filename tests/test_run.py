@@ -47,9 +47,13 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
     assert report["data"]["n_docs"] == 150 and report["tokens"]["vocab_size"] > 9
     assert 0 <= report["accuracy"] <= 1 and report["evaluation"]["n"] > 0
     assert report["language_models"]["lm"]["final_perplexity"] > 1
-    assert (out / "report.md").read_text().startswith("# ulmfit run: tiny")
+    md = (out / "report.md").read_text()
+    assert md.startswith("# ulmfit run: tiny")
+    assert report["lr_find"]["suggested"] > 0 and (out / report["lr_find"]["plot"]).stat().st_size > 1000
+    for image in ("lr_find/lr_find.png", "lm/training_curve.png", "classifier/confusion.png"):
+        assert f"]({image})" in md and (out / image).exists()
     stages = json.loads((out / "stages.json").read_text())
-    names = ["prepare", "tokenize", "lm", "classifier", "evaluate"]
+    names = ["prepare", "tokenize", "lr_find", "lm", "classifier", "evaluate"]
     assert all(stages[n]["status"] == "done" and not stages[n]["reused"] for n in names)
     weights = (out / "classifier" / "model.safetensors").stat().st_mtime_ns
 

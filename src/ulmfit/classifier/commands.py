@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRESETS = ("paper", "small", "tiny")
+PRESETS = ("paper", "small", "cpu", "tiny")
 DEFAULT_STAGES = "1:1:2e-2,2:1:1e-2,3:1:5e-3,all:2:1e-3"  # ulmfit.classifier.task.PAPER_STAGES
 
 

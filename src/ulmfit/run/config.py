@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import UlmfitError
 
 SECTIONS = ("data", "tokenize", "pretrain", "finetune_lm", "classifier", "evaluate")
+OPTIONAL_SECTIONS = ("lr_find",)  # present: the stage runs
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 
 
@@ -62,9 +63,15 @@ def load_config(name_or_path) -> dict:
 
 def validate(cfg: dict, where: str) -> dict:
     cfg = copy.deepcopy(cfg)
-    unknown = set(cfg) - set(SECTIONS) - {"name", "description"}
+    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description"}
     if unknown:
-        raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} (known: {', '.join(SECTIONS)})")
+        raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} "
+                          f"(known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")
+    for s in OPTIONAL_SECTIONS:
+        if s in cfg:
+            if not isinstance(cfg[s], dict):
+                raise UlmfitError(f"{where}: [{s}] must be a table")
+            cfg[s].setdefault("args", {})
     for s in SECTIONS:
         cfg.setdefault(s, {})
         if not isinstance(cfg[s], dict):

@@ -89,12 +89,17 @@ def write_report(runner) -> dict:
     clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"))
             if (d / f).exists()}
     ev = _read(d / "evaluation" / "evaluation.json") or {}
+    lf = _read(d / "lr_find" / "lr_find.json")
+    lr_find = None
+    if lf:
+        lr_find = {k: lf.get(k) for k in ("suggested", "steepest", "min_div10", "steps_run")}
+        lr_find["plot"] = "lr_find/lr_find.png" if (d / "lr_find" / "lr_find.png").exists() else None
     report = {
         "name": runner.cfg.get("name"), "run_dir": str(d), "date": time.strftime("%Y-%m-%d %H:%M"),
         "data": {"n_docs": ds.get("n_docs"), "splits": ds.get("splits"), "classes": ds.get("classes"),
                  "class_counts": ds.get("class_counts"), "skipped": ds.get("skipped")},
         "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
-        "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
+        "lr_find": lr_find, "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,
@@ -118,6 +123,14 @@ def render(r) -> str:
           f"- skipped: {dd.get('skipped') or 'nothing'}",
           f"- vocab: {tk.get('vocab_size')} tokens ({(tk.get('tokenizer') or {}).get('backend')}), "
           f"{tk.get('n_tokens')} tokens in all, unknown rate {tk.get('unk_rate')}", ""]
+    if r.get("lr_find"):
+        lf = r["lr_find"]
+        L += ["## Learning-rate finder (language model)", "",
+              f"Suggested lr {lf['suggested']:.2g} (steepest descent of the smoothed loss; a tenth of the lr at the "
+              f"minimum: {lf['min_div10']:.2g}) from a sweep of {lf['steps_run']} steps. The run's schedule is "
+              "set in the config; this is a check that its lr is in a sensible range.", ""]
+        if lf.get("plot"):
+            L += [f"![lr finder]({lf['plot']})", ""]
     if r["language_models"]:
         L += ["## Language models", "", "| model | epoch | step | train loss | valid loss | accuracy | perplexity |",
               "|---|---|---|---|---|---|---|"]

@@ -128,6 +128,28 @@ class Runner:
         self.state[name].update(status="done", reused=False)
         self._save()
 
+    def _lr_find(self, data, mode, q):
+        """A side stage (nothing reads it): the lr finder on the language model that the next stage
+        trains, for the report's plot and suggested lr. Its batch shape follows that stage's."""
+        from ..data.dataset import file_key
+
+        cfg = self.cfg
+        stage_args = cfg["finetune_lm" if mode in ("corpus", "from") else "pretrain"]["args"]
+        args = {k: stage_args[k] for k in ("bs", "bptt", "threads") if k in stage_args}
+        extra = None
+        if mode == "scratch":
+            args["preset"] = stage_args.get("preset", "small")
+            src, deps = [], ["tokenize"]
+        elif mode == "corpus":
+            src, deps = ["--from", str(self.dir / "pretrain"), "--frozen"], ["tokenize", "pretrain"]
+        else:
+            folder = str(cfg["pretrain"]["folder"])
+            src, deps = ["--from", folder, "--frozen"], ["tokenize"]
+            extra = file_key(Path(folder) / "model.safetensors")
+        args.update(cfg["lr_find"]["args"])
+        out = self.dir / "lr_find"
+        self._command("lr_find", ["lr-find", data, *src, "--out", str(out), *to_argv(args), *q], out, deps, extra)
+
     def run(self):
         from ..data.dataset import file_key
 
@@ -139,6 +161,7 @@ class Runner:
         data = str(d / "data")
         directions = [False] + ([True] if cfg["classifier"].get("backwards") else [])
         mode = cfg["pretrain"]["mode"]
+        lr_find = "lr_find" in cfg and mode != "none"
         for bwd in directions:
             sfx, flag = ("-bwd", ["--backwards"]) if bwd else ("", [])
             lm = d / f"lm{sfx}"
@@ -151,6 +174,8 @@ class Runner:
                 self._command(f"pretrain{sfx}", ["pretrain", *corpus, "--out", str(pre),
                                                  *to_argv(cfg["pretrain"]["args"]), *flag, *q], pre, [],
                               extra_key=[file_key(p) for p in corpus])
+                if lr_find and not bwd:
+                    self._lr_find(data, mode, q)
                 self._command(f"finetune_lm{sfx}", ["finetune-lm", data, "--from", str(pre), "--out", str(lm),
                                                     *to_argv(cfg["finetune_lm"]["args"]), *q], lm,
                               ["tokenize", f"pretrain{sfx}"])
@@ -158,10 +183,14 @@ class Runner:
                 folder = str(cfg["pretrain"]["folder"]) + (sfx if bwd else "")
                 if not Path(folder).exists():
                     raise UlmfitError(f"[pretrain] folder {folder}: no such language-model folder")
+                if lr_find and not bwd:
+                    self._lr_find(data, mode, q)
                 self._command(f"finetune_lm{sfx}", ["finetune-lm", data, "--from", folder, "--out", str(lm),
                                                     *to_argv(cfg["finetune_lm"]["args"]), *q], lm, ["tokenize"],
                               extra_key=file_key(Path(folder) / "model.safetensors"))
             elif mode == "scratch":
+                if lr_find and not bwd:
+                    self._lr_find(data, mode, q)
                 self._command(f"lm{sfx}", ["pretrain", data, "--out", str(lm), *to_argv(cfg["pretrain"]["args"]),
                                            *flag, *q], lm, ["tokenize"])
             clas = d / f"classifier{sfx}"

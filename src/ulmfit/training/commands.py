@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRESETS = ("paper", "small", "tiny")  # ulmfit.models.config.PRESETS (not imported: it would load torch)
+PRESETS = ("paper", "small", "cpu", "tiny")  # ulmfit.models.config.PRESETS (not imported: it would load torch)
 
 
 def _floats(text):
@@ -85,7 +85,7 @@ def register(sub):
     g.add_argument("--min-freq", type=int, default=3, metavar="N", help="least token count in the vocab (default 3)")
     g.add_argument("--tokenizer", choices=["spacy", "sentencepiece"], default="spacy", help="tokenizer backend")
     p.add_argument("--preset", choices=PRESETS, default="small",
-                   help="model size: paper (400/1150/3 layers), small (200/600/3, CPU-friendly), tiny (tests) (default small)")
+                   help="model size: paper (400/1150/3 layers), small (200/600/3, CPU-friendly), cpu (128/384/3, for 2-core CPUs), tiny (tests) (default small)")
     p.add_argument("--drop-mult", type=float, default=1.0, help="multiplier of all the preset's dropouts (default 1)")
     p.add_argument("--epochs", type=int, default=10, metavar="N", help="epochs (default 10)")
     p.add_argument("--max-steps", type=int, metavar="N",

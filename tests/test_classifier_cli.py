@@ -121,6 +121,7 @@ def test_evaluate_and_ensemble(trained, tmp_path, run_cli):
     assert code == 0, err
     rep = json.loads(out)
     assert rep["n"] == 100 and rep["accuracy"] >= 0.95 and len(rep["single_accuracy"]) == 2
+    assert "predicting" in err  # a progress bar (100 documents: two batches of 64)
     assert (tmp_path / "rep" / "evaluation.json").exists() and (tmp_path / "rep" / "evaluation.png").exists()
     # the ensemble is the mean of the two models' probabilities
     texts = [POS, NEG, "w3 w9 w0 w11 w2"]
@@ -130,8 +131,9 @@ def test_evaluate_and_ensemble(trained, tmp_path, run_cli):
     # an untokenized dataset folder is read as raw text (documents.jsonl) through the folder's tokenizer
     raw = tmp_path / "raw"
     shutil.copytree(data, raw, ignore=shutil.ignore_patterns("tokens"))
-    code, out2, err = run_cli("evaluate", fwd, raw, "--threads", "1")
+    code, out2, err = run_cli("evaluate", fwd, raw, "--threads", "1", "--quiet")
     assert code == 0, err
+    assert "predicting" not in err
     assert json.loads(out2)["accuracy"] == pytest.approx(rep["single_accuracy"][0])
     # a labelled table works too; its labels must be the classifier's classes
     (tmp_path / "t.csv").write_text(f"text,label\n{POS},pos\n{NEG},neg\n")

@@ -100,11 +100,16 @@ class TextClassifier:
             raise TypeError("pass a list of texts (a single string would be read as a list of characters)")
         return self.encoder.encode(list(texts))
 
-    def predict_ids(self, docs, bs: int = 64, workers: int = 1) -> np.ndarray:
+    def predict_ids(self, docs, bs: int = 64, workers: int = 1, progress: bool = False) -> np.ndarray:
         """Token id arrays (each starting with bos) -> probabilities [n, n_classes], in input order.
 
         workers > 1 runs that many batches at once, each on one thread (torch's intra-op threads are set
-        to 1 meanwhile): on a few cores this beats splitting every small per-step matmul across threads."""
+        to 1 meanwhile): on a few cores this beats splitting every small per-step matmul across threads.
+        progress: a progress bar on stderr (documents done) when there is more than one batch."""
+        import sys
+
+        from tqdm.auto import tqdm
+
         from .classifier.data import pad_collate, sort_order
         from .text.special import EOS_ID
 
@@ -116,6 +121,8 @@ class TextClassifier:
         eos = EOS_ID if self.settings.add_eos else None
         pad = self.model.encoder.pad_id
         batches = [order[s : s + bs] for s in range(0, n, bs)]
+        bar = tqdm(total=n, desc="predicting", unit="doc", file=sys.stderr, leave=False,
+                   disable=not progress or len(batches) < 2)
 
         def run(idx):
             with torch.inference_mode():  # grad mode is per thread
@@ -123,25 +130,29 @@ class TextClassifier:
                 logits = self.model(x, lengths).float()
                 p = torch.sigmoid(logits) if self.settings.multi_label else torch.softmax(logits, -1)
                 probs[idx] = p.numpy()
+            bar.update(len(idx))
 
         workers = min(workers or 1, len(batches))
-        if workers <= 1:
-            for idx in batches:
-                run(idx)
-            return probs
-        from concurrent.futures import ThreadPoolExecutor
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         try:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, batches))  # longest batches first, each to the next free worker
-        finally:
-            torch.set_num_threads(threads)
-        return probs
+            if workers <= 1:
+                for idx in batches:
+                    run(idx)
+                return probs
+            from concurrent.futures import ThreadPoolExecutor
 
-    def predict_proba(self, texts, bs: int = 64, workers: int = 1) -> np.ndarray:
-        return self.predict_ids(self.encode(texts), bs, workers)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(run, batches))  # longest batches first, each to the next free worker
+            finally:
+                torch.set_num_threads(threads)
+            return probs
+        finally:
+            bar.close()
+
+    def predict_proba(self, texts, bs: int = 64, workers: int = 1, progress: bool = False) -> np.ndarray:
+        return self.predict_ids(self.encode(texts), bs, workers, progress)
 
     def labels_of(self, probs: np.ndarray) -> list:
         """Probabilities -> [{"label", "probability"}] (multi-label: [{"labels", "probabilities"}])."""
@@ -156,9 +167,9 @@ class TextClassifier:
                 out.append({"label": self.classes[k], "probability": float(p[k])})
         return out
 
-    def predict(self, texts, bs: int = 64, workers: int = 1) -> list:
+    def predict(self, texts, bs: int = 64, workers: int = 1, progress: bool = False) -> list:
         """Raw texts -> one {"label", "probability"} per text, in input order."""
-        return self.labels_of(self.predict_proba(texts, bs, workers))
+        return self.labels_of(self.predict_proba(texts, bs, workers, progress))
 
     # -------------------------------------------------------------------------------- export
 
@@ -179,12 +190,12 @@ class TextClassifier:
         return Path(out)
 
 
-def ensemble_proba(classifiers, texts, bs: int = 64) -> np.ndarray:
+def ensemble_proba(classifiers, texts, bs: int = 64, progress: bool = False) -> np.ndarray:
     """The mean of several classifiers' probabilities (e.g. a forward and a backward model).
     Each classifier tokenizes with its own folder's encoder; their classes must agree."""
     classes = classifiers[0].classes
     for c in classifiers[1:]:
         if c.classes != classes:
             raise UlmfitError(f"cannot ensemble classifiers with different classes: {classes} vs {c.classes}")
-    return np.mean([c.predict_proba(texts, bs) for c in classifiers], axis=0)
+    return np.mean([c.predict_proba(texts, bs, progress=progress) for c in classifiers], axis=0)
 

@@ -139,6 +139,7 @@ def _add_inference_args(p):
     p.add_argument("--float32", dest="int8", action="store_false", help="float32 even if the folder says int8")
     p.add_argument("--bs", type=int, default=64, metavar="N", help="documents per batch (default 64)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 # ------------------------------------------------------------------------------------ training
@@ -204,7 +205,7 @@ def _predict(args):
 
     texts = read_texts(args)
     clfs = _load_all(args, [args.model_dir, *args.ensemble])
-    probs = ensemble_proba(clfs, texts, args.bs)
+    probs = ensemble_proba(clfs, texts, args.bs, progress=not args.quiet)
     lines = [json.dumps(r, ensure_ascii=False) for r in clfs[0].labels_of(probs)]
     if args.output:
         write_text(args.output, "".join(line + "\n" for line in lines))
@@ -321,7 +322,8 @@ def _evaluate(args):
     t0 = time.time()
     probs = []
     for clf, (kind, data) in zip(clfs, inputs):
-        probs.append(clf.predict_ids(data, args.bs) if kind == "ids" else clf.predict_proba(data, args.bs))
+        probs.append(clf.predict_ids(data, args.bs, progress=not args.quiet) if kind == "ids"
+                     else clf.predict_proba(data, args.bs, progress=not args.quiet))
     p = np.mean(probs, axis=0)
     n_classes = len(clfs[0].classes)
     cm = confusion(y, p.argmax(1), n_classes)

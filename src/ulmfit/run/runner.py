@@ -202,7 +202,7 @@ class Runner:
         ev = d / "evaluation"
         ens = ["--ensemble", str(d / "classifier-bwd")] if len(directions) == 2 else []
         self._command("evaluate", ["evaluate", str(d / "classifier"), data, *ens, "--out", str(ev),
-                                   *to_argv(cfg["evaluate"]["args"])], ev,
+                                   *to_argv(cfg["evaluate"]["args"]), *q], ev,
                       ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []))
         from .report import write_report
 

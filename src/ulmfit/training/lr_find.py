@@ -57,6 +57,9 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
     opt = make_optimizer(model, cfg)
     beta1 = cfg.moms[0] if cfg.schedule == "one_cycle" and cfg.moms else None
     lrs, losses = [], []
+    # fastai's 0.98 suits its 100-step sweeps; a shorter sweep needs a shorter memory, or the smoothed
+    # curve lags the lr by a large part of the sweep and the suggestion lands too far right.
+    beta = min(0.98, 1 - 4 / steps)
     state, epoch, best = None, 0, math.inf
     batches = iter_from(task.train_batches(epoch, cfg.seed), 0)
     from tqdm.auto import tqdm
@@ -79,7 +82,7 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
             lrs.append(lr)
             losses.append(reported)
             bar.update(1)
-            smooth = ema(losses)[-1]
+            smooth = ema(losses, beta)[-1]
             if not math.isfinite(smooth) or (i > 5 and smooth > diverge * best):
                 break
             best = min(best, smooth)
@@ -97,7 +100,7 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
 
-    smoothed = ema(losses)
+    smoothed = ema(losses, beta)
     # Drop a final non-finite point so suggestions and plots see only real numbers.
     while lrs and not math.isfinite(smoothed[-1]):
         lrs, losses, smoothed = lrs[:-1], losses[:-1], smoothed[:-1]

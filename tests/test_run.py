@@ -68,6 +68,17 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
     stages = json.loads((out / "stages.json").read_text())
     assert stages["lm"]["reused"] and not stages["classifier"]["reused"] and not stages["evaluate"]["reused"]
 
+    # a training stage left `running` (the process was killed) continues from its checkpoint
+    stages["classifier"]["status"] = "running"
+    (out / "stages.json").write_text(json.dumps(stages))
+    assert (out / "classifier" / "checkpoint.safetensors").exists()
+    code, _, err = run_cli("run", "tiny", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    assert "stage classifier: resuming" in err and "--resume" in err
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["classifier"]["status"] == "done" and stages["lm"]["reused"]
+    assert not stages["evaluate"]["reused"]  # it reads the classifier, which ran again
+
 
 def test_print_config(run_cli):
     code, out, _ = run_cli("run", "--print-config", "imdb-cpu")

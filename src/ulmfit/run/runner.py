@@ -37,6 +37,7 @@ class Runner:
         self.state = read_json(self.state_path) if self.state_path.exists() else {}
         self.keys: dict[str, str] = {}
         self.forced = False
+        self.ran: set[str] = set()  # stages that ran (fresh or resumed) in this invocation
         self.order: list[str] = []
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -102,7 +103,9 @@ class Runner:
 
         key = _key(argv, [self.keys[d] for d in deps], extra_key)
         prev = self.state.get(name, {})
-        force = self._force(name)
+        # A stage whose input stage ran again must run again too, even when its key is unchanged (keys
+        # name settings, not contents: e.g. a classifier resumed after `--from classifier` was killed).
+        force = self._force(name) or any(d in self.ran for d in deps)
         self.order.append(name)
         self.keys[name] = key
         if not force and prev.get("key") == key and prev.get("status") == "done" and out.exists():
@@ -126,6 +129,7 @@ class Runner:
             self._save()
             raise UlmfitError(f"stage {name} failed (exit {code}); fix the cause and run again to resume")
         self.state[name].update(status="done", reused=False)
+        self.ran.add(name)
         self._save()
 
     def _lr_find(self, data, mode, q):

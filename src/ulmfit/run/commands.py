@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-STAGES = ("prepare", "tokenize", "pretrain", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
+STAGES = ("prepare", "tokenize", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
           "lm-bwd", "classifier-bwd", "evaluate")
 
 
@@ -16,7 +16,7 @@ def register(sub):
         "run", help="every stage from raw data to an evaluated classifier, from one config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the ULMFiT pipeline described by CONFIG (a TOML/YAML file or a shipped preset): "
-        "prepare -> tokenize -> pretrain (or load, or skip) -> fine-tune LM -> classifier (forward, optionally "
+        "prepare -> tokenize -> pretrain (or load, or skip) -> [lr finder] -> fine-tune LM -> classifier (forward, optionally "
         "backward) -> evaluate (+ ensemble) -> report.md/report.json. Each stage's output is a folder in the run "
         "folder, reused when nothing it depends on changed; an interrupted run resumes where it stopped.\n\n"
         f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise.",

@@ -187,3 +187,19 @@ def test_user_errors(tmp_path, run_cli):
     assert code == 1 and "not a tokenized dataset folder" in err
     code, out, err = run_cli("predict", tmp_path / "nope", "hello")
     assert code == 1 and "does not exist" in err
+
+
+def test_valid_frac_validates_on_held_out_train_documents(trained, tmp_path, run_cli):
+    data, _, _ = trained
+    args = ["train-classifier", data, "--out", tmp_path / "c", *FAST[:4], "--stages", "1:1:1e-2"]
+    code, out, err = run_cli(*args, "--valid-frac", "0.1")
+    assert code == 0, err
+    assert "validating on 30 (train, held out of training)" in err
+    training = json.loads((tmp_path / "c" / "config.json").read_text())["training"]
+    assert training["valid_split"] == "train" and training["valid_frac"] == 0.1
+    conf = json.loads((tmp_path / "c" / "confusion.json").read_text())
+    assert np.array(conf["confusion_matrix"]).sum() == 30  # 10 % of the 300 train documents, not the test split
+    code, out, err = run_cli(*args, "--valid-frac", "0.1", "--valid-split", "test")
+    assert code == 1 and "not both" in err
+    code, out, err = run_cli(*args, "--valid-frac", "1.5")
+    assert code == 1 and "between 0 and 1" in err

@@ -75,3 +75,29 @@ def test_parse_stages_errors():
         parse_stages("1:1:2e-2,all:x:1")
     with pytest.raises(UlmfitError, match="TRAINABLE >= 1"):
         parse_stages("0:1:1e-2")
+
+
+def test_holdout_is_stratified_disjoint_and_fixed():
+    from ulmfit.classifier.task import holdout
+
+    labels = np.array([0] * 300 + [1] * 100 + [-1] * 50)  # -1: unlabelled, never used
+    train, valid = holdout(labels, 0.1)
+    assert len(np.intersect1d(train, valid)) == 0
+    assert sorted(np.concatenate([train, valid]).tolist()) == list(range(400))
+    assert np.bincount(labels[valid]).tolist() == [30, 10]  # the class balance survives
+    again_train, again_valid = holdout(labels, 0.1)
+    assert np.array_equal(valid, again_valid) and np.array_equal(train, again_train)
+    assert not np.array_equal(valid, holdout(labels, 0.1, seed=7)[1])
+
+
+def test_valid_frac_task_never_trains_on_its_validation_documents(tmp_path):
+    from ulmfit.classifier.task import holdout
+
+    task = _task(tmp_path, 200)
+    train_docs, valid_docs = holdout(task.train_split.labels, 0.2)
+    held = ClassifierTask(task.model, task.train_split, task.train_split, 2,
+                          BatchSettings(bs=16, limit_train=100, train_docs=train_docs, valid_docs=valid_docs))
+    assert held.valid.n_docs == 30
+    for epoch in range(3):
+        seen = held.train_batches(epoch, 0).keep
+        assert len(seen) == 100 and len(np.intersect1d(seen, held.valid.keep)) == 0

@@ -44,6 +44,9 @@ def register(sub):
     g = p.add_argument_group("data")
     g.add_argument("--train-split", default="train", help="split to train on (default train)")
     g.add_argument("--valid-split", help="split to validate on (default: valid if the dataset has one, else test)")
+    g.add_argument("--valid-frac", type=float, metavar="F",
+                   help="validate on a fixed random fraction F of the train split instead (stratified by class), "
+                   "which is then left out of training: keeps the test split unseen until `ulmfit evaluate`")
     g.add_argument("--limit-train", type=int, metavar="N", help="train on a fixed random N documents only")
     g.add_argument("--limit-valid", type=int, metavar="N", help="validate on a fixed random N documents only")
     g.add_argument("--bs", type=int, default=64, metavar="N", help="documents per batch (default 64)")

@@ -75,13 +75,14 @@ def pad_collate(docs, pad_id: int = PAD_ID, eos_id: int | None = None, backwards
 class ClassifierBatches:
     """A sized, re-iterable sequence of (ids, lengths, labels) batches over one split.
 
-    `shuffle=True` uses the sortish order, reproducible from `seed`; otherwise longest first.
+    `shuffle=True` uses the sortish order, reproducible from `seed`; otherwise longest first. `docs`
+    restricts the split to these document indices (a held-out part of it, say) before `limit`.
     Labels are int64 class indices ([bs]), or float multi-hot rows ([bs, n_classes]) for multi-label.
     """
 
     def __init__(self, split, bs: int, shuffle: bool = False, seed: int = 0, pad_id: int = PAD_ID,
                  add_eos: bool = False, backwards: bool = False, limit: int | None = None,
-                 chunk_mult: int = 50):
+                 chunk_mult: int = 50, docs=None):
         if bs < 1:
             raise UlmfitError(f"batch size must be at least 1 (got {bs})")
         self.split, self.bs, self.pad_id = split, bs, pad_id
@@ -89,9 +90,9 @@ class ClassifierBatches:
         self.backwards = backwards
         labels = np.asarray(split.labels)
         self.multi_label = labels.ndim == 2
-        keep = np.arange(len(split))
+        keep = np.arange(len(split)) if docs is None else np.asarray(docs, dtype=np.int64)
         if not self.multi_label:
-            keep = keep[labels >= 0]  # unlabelled documents (IMDb's unsup) are not classifier data
+            keep = keep[labels[keep] >= 0]  # unlabelled documents (IMDb's unsup) are not classifier data
         if limit is not None and limit < len(keep):
             # A fixed random subset (not the first N: splits are often ordered by class), the same every epoch.
             keep = np.sort(np.random.default_rng(1234).permutation(keep)[:limit])

@@ -53,6 +53,29 @@ class BatchSettings:
     backwards: bool = False
     limit_train: int | None = None
     limit_valid: int | None = None
+    train_docs: np.ndarray | None = None  # document indices of the train split to use (None: all)
+    valid_docs: np.ndarray | None = None  # likewise of the valid split
+
+
+def holdout(labels, frac: float, seed: int = 1234):
+    """(train_docs, valid_docs): a fixed random `frac` of the labelled documents held out for validation,
+    stratified by class so a small hold-out keeps the class balance. Independent of --seed, so changing
+    the seed does not change what the model is validated on."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    if labels.ndim == 2:  # multi-label: no single class to stratify by
+        docs = rng.permutation(len(labels))
+        n = max(1, round(frac * len(docs)))
+        return np.sort(docs[n:]), np.sort(docs[:n])
+    train, valid = [], []
+    for c in np.unique(labels[labels >= 0]):
+        docs = rng.permutation(np.flatnonzero(labels == c))
+        n = max(1, round(frac * len(docs)))
+        valid.append(docs[:n])
+        train.append(docs[n:])
+    if not valid:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(valid))
 
 
 class ClassifierTask:
@@ -66,7 +89,8 @@ class ClassifierTask:
         self.train_split, self.valid_split = train_split, valid_split
         self._train_cache = {}
         kw = dict(pad_id=pad_id, add_eos=settings.add_eos, backwards=settings.backwards)
-        self.valid = ClassifierBatches(valid_split, settings.bs, limit=settings.limit_valid, **kw)
+        self.valid = ClassifierBatches(valid_split, settings.bs, limit=settings.limit_valid,
+                                       docs=settings.valid_docs, **kw)
         self._kw = kw
         if self.valid.n_docs == 0:
             raise UlmfitError(f"the valid split {valid_split.name!r} has no labelled documents")
@@ -78,7 +102,8 @@ class ClassifierTask:
         if key not in self._train_cache:
             self._train_cache = {key: ClassifierBatches(self.train_split, self.s.bs, shuffle=True,
                                                         seed=int(seed) * 100_003 + int(epoch),
-                                                        limit=self.s.limit_train, **self._kw)}
+                                                        limit=self.s.limit_train, docs=self.s.train_docs,
+                                                        **self._kw)}
         return self._train_cache[key]
 
     def valid_batches(self):

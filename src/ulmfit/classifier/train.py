@@ -15,7 +15,7 @@ from ..io import write_json
 from ..models.classifier import ClassifierSettings, build_classifier
 from ..models.config import classifier_dropouts, preset
 from ..training import TrainConfig, fit
-from .task import BatchSettings, ClassifierTask, make_phases, parse_stages, predict_batches
+from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages, predict_batches
 
 
 def open_classifier_store(path, train_split, valid_split):
@@ -72,14 +72,23 @@ def _check(args):
         raise UlmfitError("--betas takes two numbers and --moms three")
     if not args.head:
         raise UlmfitError("--head needs at least one hidden size")
+    if args.valid_frac is not None:
+        if not 0 < args.valid_frac < 1:
+            raise UlmfitError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
+        if args.valid_split is not None:
+            raise UlmfitError("give --valid-split or --valid-frac, not both")
 
 
 def train_classifier(args):
     _check(args)
     stages = parse_stages(args.stages)
-    store, train_split, valid_split = open_classifier_store(args.data, args.train_split, args.valid_split)
+    valid_name = args.train_split if args.valid_frac else args.valid_split
+    store, train_split, valid_split = open_classifier_store(args.data, args.train_split, valid_name)
     classes = list(store.classes)
     labels = np.asarray(train_split.labels)
+    train_docs = valid_docs = None
+    if args.valid_frac:
+        train_docs, valid_docs = holdout(labels, args.valid_frac)
     if args.multi_label and labels.ndim != 2:
         raise UlmfitError(f"{Path(args.data) / 'labels.npy'}: --multi-label needs multi-hot rows [n_docs, n_classes]")
     if not args.multi_label and labels.ndim != 1:
@@ -106,7 +115,8 @@ def train_classifier(args):
 
     task = ClassifierTask(model, train_split, valid_split, len(classes),
                           BatchSettings(bs=args.bs, add_eos=args.eos, backwards=settings.backwards,
-                                        limit_train=args.limit_train, limit_valid=args.limit_valid),
+                                        limit_train=args.limit_train, limit_valid=args.limit_valid,
+                                        train_docs=train_docs, valid_docs=valid_docs),
                           multi_label=args.multi_label, pad_id=mcfg.pad_id)
     phases = make_phases(stages, args.lr_mult)
     cfg = TrainConfig(schedule=args.schedule, lr_div=args.lr_div, wd=args.wd, betas=tuple(args.betas),
@@ -117,7 +127,8 @@ def train_classifier(args):
     config = {
         "kind": "classifier", "model": dataclasses.asdict(mcfg), "classifier": dataclasses.asdict(settings),
         "training": {"data": str(args.data), "encoder": args.encoder, "vocab_hash": store.vocab.hash,
-                     "train_split": train_split.name, "valid_split": valid_split.name, "bs": args.bs,
+                     "train_split": train_split.name, "valid_split": valid_split.name,
+                     "valid_frac": args.valid_frac, "bs": args.bs,
                      "limit_train": args.limit_train, "phases": [dataclasses.asdict(p) for p in phases],
                      "train": dataclasses.asdict(cfg)},
     }
@@ -127,7 +138,8 @@ def train_classifier(args):
         n_batches = len(task.train_batches(0, args.seed))
         print(f"training a {'backward' if settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
               f"parameters, classes {classes}) on {task.train_batches(0, args.seed).n_docs:,} documents "
-              f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({valid_split.name}); stages "
+              f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({valid_split.name}"
+              f"{f', held out of training' if args.valid_frac else ''}); stages "
               + ", ".join(f"freeze_to {p.freeze_to} x{p.epochs} lr {p.lr:g}" for p in phases), file=sys.stderr)
 
     best_path = out / "best" / "metrics.json"

@@ -49,6 +49,7 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
     assert report["language_models"]["lm"]["final_perplexity"] > 1
     md = (out / "report.md").read_text()
     assert md.startswith("# ulmfit run: tiny")
+    assert "Validated on: 20 % of train held out of training (forward)." in md
     assert report["lr_find"]["suggested"] > 0 and (out / report["lr_find"]["plot"]).stat().st_size > 1000
     for image in ("lr_find/lr_find.png", "lm/training_curve.png", "classifier/confusion.png"):
         assert f"]({image})" in md and (out / image).exists()

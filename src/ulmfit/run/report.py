@@ -63,7 +63,11 @@ def _clas_summary(folder: Path):
     hist = _read(folder / "history.json")
     rows = (hist if isinstance(hist, list) else (hist or {}).get("history", [])) or []
     keep = ("phase", "epoch", "step", "train_loss", "valid_loss", "accuracy", "macro_f1", "partial")
-    return {"folder": folder.name, "epochs": [{k: r.get(k) for k in keep if k in r} for r in rows],
+    training = (_read(folder / "config.json") or {}).get("training", {})
+    valid = training.get("valid_split")
+    if valid and training.get("valid_frac"):
+        valid = f"{100 * training['valid_frac']:g} % of {valid} held out of training"
+    return {"folder": folder.name, "epochs": [{k: r.get(k) for k in keep if k in r} for r in rows], "valid": valid,
             "final": _read(folder / "metrics.json"),
             "curve": f"{folder.name}/training_curve.png" if (folder / "training_curve.png").exists() else None,
             "confusion": f"{folder.name}/confusion.png" if (folder / "confusion.png").exists() else None}
@@ -143,8 +147,9 @@ def render(r) -> str:
         L += [f"![{n} training curve]({lm['curve']})" for n, lm in r["language_models"].items() if lm["curve"]]
         L.append("")
     if r["classifiers"]:
-        L += ["## Classifiers (validation during training)", "",
-              "| model | stage (phase) | epoch | train loss | valid loss | accuracy | macro-F1 |", "|---|---|---|---|---|---|---|"]
+        L += ["## Classifiers (validation during training)", ""]
+        L += [f"Validated on: {c['valid']} ({name})." for name, c in r["classifiers"].items() if c.get("valid")]
+        L += ["", "| model | stage (phase) | epoch | train loss | valid loss | accuracy | macro-F1 |", "|---|---|---|---|---|---|---|"]
         for name, c in r["classifiers"].items():
             for e in c["epochs"]:
                 L.append(f"| {name} | {e.get('phase')} | {e.get('epoch')}{' (cut)' if e.get('partial') else ''} | "

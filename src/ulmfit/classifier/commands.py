@@ -60,7 +60,7 @@ def register(sub):
     g.add_argument("--head", type=lambda s: [int(x) for x in s.split(",") if x], default=[50], metavar="N[,N]",
                    help="hidden sizes of the head (default 50)")
     g.add_argument("--multi-label", action="store_true",
-                   help="independent labels (sigmoid + threshold); labels.npy must hold multi-hot rows")
+                   help="independent labels (sigmoid + threshold); the default when the dataset is multi-label")
     g.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold (default 0.5)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--stages", default=DEFAULT_STAGES, metavar="N:E:LR,...",
@@ -228,6 +228,10 @@ def _labelled_data(args, clfs):
     classes = clfs[0].classes
     cidx = {c: i for i, c in enumerate(classes)}
     path = Path(args.data)
+    multi = clfs[0].settings.multi_label
+    if path.is_file() and multi:
+        raise UlmfitError(f"{path}: evaluate a multi-label classifier on a prepared dataset folder "
+                          "(`ulmfit prepare table ... --label-sep SEP`)")
     if path.is_file():
         from ..data.table import iter_rows
 
@@ -262,12 +266,20 @@ def _labelled_data(args, clfs):
         raise UlmfitError(f"{path} has no split {split or 'test or valid'!r}; choose one with --split")
     index = np.load(path / "splits" / f"{split}.npy")
     labels = np.load(path / "labels.npy")[index]
-    keep = labels >= 0
+    if (labels.ndim == 2) != multi:
+        raise UlmfitError(f"{path / 'labels.npy'}: the dataset is {'multi' if labels.ndim == 2 else 'single'}-label, "
+                          f"the classifier {'multi' if multi else 'single'}-label")
+    keep = (labels[:, 0] if multi else labels) >= 0
     index, labels = index[keep], labels[keep]
     if args.limit and args.limit < len(index):
         pick = np.sort(np.random.default_rng(1234).permutation(len(index))[: args.limit])
         index, labels = index[pick], labels[pick]
-    y = np.array([cidx[data_classes[k]] for k in labels], dtype=np.int64)
+    if multi:  # multi-hot columns in the classifier's class order
+        y = np.zeros((len(labels), len(classes)), dtype=np.int64)
+        for k, c in enumerate(data_classes):
+            y[:, cidx[c]] = labels[:, k]
+    else:
+        y = np.array([cidx[data_classes[k]] for k in labels], dtype=np.int64)
     inputs, texts = [], None
     store = _same_vocab_store(path)
     for clf in clfs:
@@ -312,14 +324,10 @@ def _evaluate(args):
 
     from .metrics import confusion, scores, write_report
 
+    from ..errors import UlmfitError
+
     clfs = _load_all(args, [args.model_dir, *args.ensemble])
-    if any(c.settings.multi_label for c in clfs):
-        from ..errors import UlmfitError
-
-        raise UlmfitError("evaluate supports single-label classifiers (multi-label: use predict)")
-    if any(c.classes != clfs[0].classes for c in clfs):
-        from ..errors import UlmfitError
-
+    if any(c.classes != clfs[0].classes or c.settings.multi_label != clfs[0].settings.multi_label for c in clfs):
         raise UlmfitError(f"the classifiers' classes differ: {[c.classes for c in clfs]}")
     inputs, y = _labelled_data(args, clfs)
     t0 = time.time()
@@ -328,10 +336,12 @@ def _evaluate(args):
         probs.append(clf.predict_ids(data, args.bs, progress=not args.quiet) if kind == "ids"
                      else clf.predict_proba(data, args.bs, progress=not args.quiet))
     p = np.mean(probs, axis=0)
-    n_classes = len(clfs[0].classes)
-    cm = confusion(y, p.argmax(1), n_classes)
     extra = {"models": [str(args.model_dir), *args.ensemble], "int8": [c.int8 for c in clfs],
              "data": str(args.data), "seconds": round(time.time() - t0, 2)}
+    if clfs[0].settings.multi_label:
+        return _evaluate_multi_label(args, clfs, p, y, extra)
+    n_classes = len(clfs[0].classes)
+    cm = confusion(y, p.argmax(1), n_classes)
     if len(clfs) > 1:
         extra["single_accuracy"] = [float((q.argmax(1) == y).mean()) for q in probs]
     if args.out:
@@ -339,6 +349,27 @@ def _evaluate(args):
     else:
         report = {**scores(cm), "classes": clfs[0].classes, "confusion_matrix": cm.tolist(), **extra}
     print(json.dumps({k: report[k] for k in ("accuracy", "macro_f1", "n", "confusion_matrix", "classes", *extra)}))
+    return 0
+
+
+def _evaluate_multi_label(args, clfs, p, y, extra):
+    """Exact-match accuracy over documents, macro-F1 and per-label precision/recall/F1 at the threshold."""
+    import json
+
+    import numpy as np
+
+    from ..io import write_json
+    from .metrics import multilabel_scores
+
+    pred, true = p > clfs[0].settings.threshold, y > 0
+    tp, fp, fn = ((pred & true).sum(0), (pred & ~true).sum(0), (~pred & true).sum(0))
+    report = {**multilabel_scores(tp, fp, fn, (pred == true).all(1).sum(), len(y)),
+              "precision": (tp / np.maximum(tp + fp, 1)).tolist(), "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
+              "support": true.sum(0).tolist(), "threshold": clfs[0].settings.threshold,
+              "classes": clfs[0].classes, **extra}
+    if args.out:
+        write_json(Path(args.out) / "evaluation.json", report)
+    print(json.dumps(report))
     return 0
 
 

@@ -91,8 +91,8 @@ class ClassifierBatches:
         labels = np.asarray(split.labels)
         self.multi_label = labels.ndim == 2
         keep = np.arange(len(split)) if docs is None else np.asarray(docs, dtype=np.int64)
-        if not self.multi_label:
-            keep = keep[labels[keep] >= 0]  # unlabelled documents (IMDb's unsup) are not classifier data
+        # Unlabelled documents (IMDb's unsup; multi-label rows of -1) are not classifier data.
+        keep = keep[(labels[keep, 0] if self.multi_label else labels[keep]) >= 0]
         if limit is not None and limit < len(keep):
             # A fixed random subset (not the first N: splits are often ordered by class), the same every epoch.
             keep = np.sort(np.random.default_rng(1234).permutation(keep)[:limit])

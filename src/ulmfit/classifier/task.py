@@ -64,7 +64,7 @@ def holdout(labels, frac: float, seed: int = 1234):
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     if labels.ndim == 2:  # multi-label: no single class to stratify by
-        docs = rng.permutation(len(labels))
+        docs = rng.permutation(np.flatnonzero(labels[:, 0] >= 0))
         n = max(1, round(frac * len(docs)))
         return np.sort(docs[n:]), np.sort(docs[:n])
     train, valid = [], []

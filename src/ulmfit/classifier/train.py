@@ -90,9 +90,9 @@ def train_classifier(args):
     if args.valid_frac:
         train_docs, valid_docs = holdout(labels, args.valid_frac)
     if args.multi_label and labels.ndim != 2:
-        raise UlmfitError(f"{Path(args.data) / 'labels.npy'}: --multi-label needs multi-hot rows [n_docs, n_classes]")
-    if not args.multi_label and labels.ndim != 1:
-        raise UlmfitError(f"{Path(args.data) / 'labels.npy'} holds multi-hot rows: add --multi-label")
+        raise UlmfitError(f"{Path(args.data) / 'labels.npy'}: --multi-label needs multi-hot rows [n_docs, n_classes] "
+                          "(`ulmfit prepare table` with --label-sep or several --label-col)")
+    args.multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
     encoder_text = text_encoder_of(store)
 
     torch.manual_seed(args.seed)

@@ -45,7 +45,12 @@ def register(sub):
                    help="tables of texts without labels, for the language model only")
     t.add_argument("--text-col", action="append", required=True, metavar="COL",
                    help="a text column (repeat for several fields)")
-    t.add_argument("--label-col", metavar="COL", help="the label column (omit for unlabelled data)")
+    t.add_argument("--label-col", action="append", metavar="COL",
+                   help="the label column (omit for unlabelled data); repeat it for multi-label data held as "
+                   "0/1 columns, one per label (the column names become the classes)")
+    t.add_argument("--label-sep", metavar="SEP",
+                   help="multi-label: the --label-col cell holds several labels separated by SEP (e.g. '|'); "
+                   "an empty cell means no label applies")
     _common(t)
     t.set_defaults(func=_table)
 
@@ -85,7 +90,8 @@ def _imdb(a):
 def _table(a):
     from .table import prepare_table
 
-    meta, cached = prepare_table(a.train, a.out, a.text_col, label_col=a.label_col, test=a.test,
+    label_col = a.label_col[0] if a.label_col and len(a.label_col) == 1 else a.label_col
+    meta, cached = prepare_table(a.train, a.out, a.text_col, label_col=label_col, label_sep=a.label_sep, test=a.test,
                                  unlabelled=a.unlabelled, valid_frac=a.valid_frac, lm_valid_frac=a.lm_valid_frac,
                                  seed=a.seed, force=a.force, progress=not a.quiet)
     return _report(meta, cached, a.out)

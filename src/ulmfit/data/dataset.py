@@ -56,8 +56,9 @@ class DatasetWriter:
         self._ctx.__exit__(UlmfitError, UlmfitError("aborted"), None)
 
     def finish(self, classes=None, lm_valid_frac=0.1, seed=42, source=None, clas_splits=("train", "test"),
-               valid_frac=0.0):
-        """Write labels, splits and dataset.json. `classes=None` infers them (sorted) from labels."""
+               valid_frac=0.0, multi_label=False):
+        """Write labels, splits and dataset.json. `classes=None` infers them (sorted) from labels.
+        `multi_label`: each label is a collection of class names (`classes` required)."""
         self._f.close()
         self._ctx.__exit__(None, None, None)
         n = len(self.splits)
@@ -65,16 +66,25 @@ class DatasetWriter:
             raise UlmfitError("no documents were read (all were empty or skipped)")
         split_arr = np.array(self.splits)
         labelled = [lab for lab in self.labels if lab is not None]
-        if classes is None and labelled:
-            classes = sorted(set(labelled), key=lambda x: (str(type(x)), x))
-        if classes is not None:
+        if multi_label:
+            # Multi-hot rows [n_docs, n_classes]; a document without labels (unlike one with an empty label
+            # set) is a row of -1.
             cidx = {c: i for i, c in enumerate(classes)}
-            unknown = sorted({lab for lab in labelled if lab not in cidx}, key=str)
-            if unknown:
-                raise UlmfitError(f"labels {unknown[:5]} are not among the classes {classes}")
-            labels = np.array([-1 if lab is None else cidx[lab] for lab in self.labels], dtype=np.int64)
+            labels = np.full((n, len(classes)), -1, dtype=np.int64)
+            for d, lab in enumerate(self.labels):
+                if lab is not None:
+                    labels[d] = 0
+                    labels[d, [cidx[c] for c in lab]] = 1
         else:
+            if classes is None and labelled:
+                classes = sorted(set(labelled), key=lambda x: (str(type(x)), x))
             labels = np.full(n, -1, dtype=np.int64)
+            if classes is not None:
+                cidx = {c: i for i, c in enumerate(classes)}
+                unknown = sorted({lab for lab in labelled if lab not in cidx}, key=str)
+                if unknown:
+                    raise UlmfitError(f"labels {unknown[:5]} are not among the classes {classes}")
+                labels = np.array([-1 if lab is None else cidx[lab] for lab in self.labels], dtype=np.int64)
         rng = np.random.default_rng(seed)
         splits = {}
         for name in clas_splits:
@@ -100,10 +110,14 @@ class DatasetWriter:
         if classes is not None:
             for name in clas_splits:
                 if name in splits:
-                    bc = np.bincount(labels[splits[name]][labels[splits[name]] >= 0], minlength=len(classes))
+                    lab = labels[splits[name]]
+                    if multi_label:
+                        bc = lab[lab[:, 0] >= 0].sum(0) if len(classes) else []
+                    else:
+                        bc = np.bincount(lab[lab >= 0], minlength=len(classes))
                     per_class[name] = {str(c): int(x) for c, x in zip(classes, bc)}
         meta = {
-            "format": DATASET_FORMAT, "version": 1, "kind": self.kind, "classes": classes,
+            "format": DATASET_FORMAT, "version": 1, "kind": self.kind, "classes": classes, "multi_label": multi_label,
             "n_docs": n, "n_fields": self.n_fields, "splits": counts, "class_counts": per_class,
             "source_splits": dict(Counter(self.splits)), "skipped": self.skipped, "source": source,
             "lm_valid_frac": lm_valid_frac, "seed": seed,

@@ -138,24 +138,48 @@ def _sort_classes(labels):
         return labels
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n"}
+
+
+def _flag(v, path, line, col) -> bool:
+    """A 0/1 label column's cell (1, 0, 1.0, true/false, yes/no)."""
+    if _is_missing(v):
+        raise InputError("missing label", path=path, line=line, field=col)
+    t = _label_str(v).lower()
+    if t in _TRUE or t in _FALSE:
+        return t in _TRUE
+    raise InputError(f"expected 0 or 1 in a label column, got {_label_str(v)!r}", path=path, line=line, field=col)
+
+
 def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabelled=(), valid_frac=0.0,
-                  lm_valid_frac=0.1, seed=42, force=False, progress=True):
+                  lm_valid_frac=0.1, seed=42, force=False, progress=True, label_sep=None):
+    """`label_col`: one column of class names (single-label), or a list of several 0/1 columns (multi-label:
+    the classes are the column names). `label_sep`: the one label column holds SEP-separated class names
+    (multi-label; an empty cell is a document with no label)."""
     if not text_cols:
         raise UlmfitError("name at least one --text-col")
+    label_cols = [label_col] if isinstance(label_col, str) else list(label_col or [])
+    if label_sep is not None and len(label_cols) != 1:
+        raise UlmfitError("--label-sep needs exactly one --label-col (the column of separated labels)")
+    if label_sep == "":
+        raise UlmfitError("--label-sep must not be empty")
+    multi = len(label_cols) > 1 or label_sep is not None
     files = [("train", Path(train))] + ([("test", Path(test))] if test else []) + [("unsup", Path(u)) for u in unlabelled]
     for _, p in files:
         if not p.exists():
             raise UlmfitError(f"{p}: no such file")
     key = {"reader": "table", "files": [[s, file_key(p)] for s, p in files], "text_cols": list(text_cols),
            "label_col": label_col, "valid_frac": valid_frac, "lm_valid_frac": lm_valid_frac, "seed": seed}
+    if label_sep is not None:
+        key["label_sep"] = label_sep
     if not force and (meta := cached_dataset(out_dir, key)):
         return meta, True
     w = DatasetWriter(out_dir, kind="table")
     seen = {"train": set(), "test": set()}
     try:
         for split, path in files:
-            labelled = label_col is not None and split != "unsup"
-            cols = list(text_cols) + ([label_col] if labelled else [])
+            labelled = bool(label_cols) and split != "unsup"
+            cols = list(text_cols) + (label_cols if labelled else [])
             for line, rec in tqdm(iter_rows(path, cols), desc=f"reading {path.name}", unit="row", disable=not progress):
                 where = f"{path}:{line}"
                 fields = []
@@ -166,26 +190,37 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
                     w.skip("empty documents", where)
                     continue
                 label = None
-                if labelled:
+                if labelled and label_sep is not None:
+                    v = rec[label_cols[0]]
+                    text = "" if _is_missing(v) else _label_str(v)
+                    label = sorted({t.strip() for t in text.split(label_sep) if t.strip()})
+                    seen[split].update(label)
+                elif labelled and multi:
+                    label = [c for c in label_cols if _flag(rec[c], path, line, c)]
+                elif labelled:
                     if _is_missing(rec[label_col]):
                         raise InputError("missing label", path=path, line=line, field=label_col)
                     label = _label_str(rec[label_col])
                     seen[split].add(label)
                 w.add(f"{path.name}:{line}", split, fields, label)
         classes = None
-        if label_col is not None:
+        if multi and label_sep is None:
+            classes = label_cols
+        elif label_cols:
+            kind = "label" if multi else "class"
             if len(seen["train"]) < 2:
-                raise InputError(f"the label column has {len(seen['train'])} class(es) ({sorted(seen['train'])}); "
-                                 "a classifier needs at least 2", path=train, field=label_col)
+                raise InputError(f"the label column has {len(seen['train'])} {kind}(s) ({sorted(seen['train'])}); "
+                                 "a classifier needs at least 2", path=train, field=label_cols[0])
             unknown = seen["test"] - seen["train"]
             if unknown:
                 raise InputError(f"test labels {sorted(unknown)[:5]} never occur in the training file", path=test,
-                                 field=label_col)
+                                 field=label_cols[0])
             classes = _sort_classes(seen["train"])
     except BaseException:
         w.abort()
         raise
-    meta = w.finish(classes=classes, lm_valid_frac=lm_valid_frac, seed=seed, source=key, valid_frac=valid_frac)
+    meta = w.finish(classes=classes, lm_valid_frac=lm_valid_frac, seed=seed, source=key, valid_frac=valid_frac,
+                    multi_label=multi)
     return meta, False
 
 

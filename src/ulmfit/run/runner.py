@@ -69,7 +69,8 @@ class Runner:
             if not self.source and not d.get("train"):
                 raise UlmfitError("[data] kind = 'table' needs train = 'file' (or --source)")
             meta, cached = prepare_table(self.source or d["train"], out, d.get("text_cols") or ["text"],
-                                         label_col=d.get("label_col", "label"), test=d.get("test"),
+                                         label_col=d.get("label_col", "label"), label_sep=d.get("label_sep"),
+                                         test=d.get("test"),
                                          unlabelled=d.get("unlabelled", []), force=force,
                                          progress=not self.quiet, **d["args"])
         else:

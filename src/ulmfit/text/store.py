@@ -4,7 +4,8 @@ A prepared dataset folder DIR holds
 
     dataset.json            manifest of `ulmfit prepare`: classes, splits, counts, sources
     documents.jsonl         one JSON object per document: {"id", "split", "text", "label"}
-    labels.npy              int64 class index per document, -1 when unlabelled
+    labels.npy              int64 class index per document, -1 when unlabelled; multi-label datasets:
+                            multi-hot rows [n_docs, n_classes], all -1 when unlabelled
     splits/NAME.npy         int64 document indices of each split (train, test, lm_train, lm_valid, ...)
     tokens/                 written by `ulmfit tokenize`
         manifest.json       tokenizer settings, vocab hash, counts, fingerprint of the inputs

@@ -203,3 +203,18 @@ def test_valid_frac_validates_on_held_out_train_documents(trained, tmp_path, run
     assert code == 1 and "not both" in err
     code, out, err = run_cli(*args, "--valid-frac", "1.5")
     assert code == 1 and "between 0 and 1" in err
+
+
+def test_lr_find_sweeps_the_first_stage_and_trains_nothing(trained, tmp_path, run_cli):
+    data, _, _ = trained
+    out = tmp_path / "lrf"
+    code, stdout, err = run_cli("train-classifier", data, "--out", out, *FAST[:4], "--stages", "all:1:1e-2,1:1:1e-3",
+                                "--lr-find", "--lr-find-steps", "60", "--lr-find-range", "1e-4,10", "--quiet")
+    assert code == 0, err
+    assert "suggested lr for the first stage (all trainable group(s))" in stdout and "--stages all:1:" in stdout
+    found = json.loads((out / "lr_find.json").read_text())
+    # The synthetic task is learnable: the loss falls, then diverges (the sweep stops early), and the
+    # steepest descent lies inside the sweep.
+    assert not found["inconclusive"] and 1e-4 < found["suggested"] < 10 and 10 <= found["steps_run"] < 60
+    assert (out / "lr_find.png").stat().st_size > 1000
+    assert not (out / "model.safetensors").exists()  # a sweep, not a training run

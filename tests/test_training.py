@@ -245,3 +245,14 @@ def test_real_language_model_resume_is_exact(tmp_path):
     task = real_task(seed=7)
     resumed = fit(task, PHASES, cfg, tmp_path / "run", resume=True)
     _compare(ref, resumed, ref_task.model, task.model)
+
+
+def test_suggest_lr_steepest_descent_and_inconclusive_sweeps():
+    from ulmfit.training.lr_find import suggest_lr
+
+    lrs = np.logspace(-5, 0, 11)
+    falling_then_rising = [5.0, 4.9, 4.5, 3.0, 2.0, 1.8, 1.7, 1.75, 2.5, 4.0, 9.0]
+    s = suggest_lr(lrs, falling_then_rising)
+    assert s["steepest"] == lrs[3] and s["min_div10"] == lrs[6] / 10 and not s["inconclusive"]
+    s = suggest_lr(lrs, np.linspace(1, 3, 11))  # the loss only ever rose
+    assert s["inconclusive"] and s["steepest"] == lrs[0] / 10

@@ -77,6 +77,13 @@ def register(sub):
     g.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     g.add_argument("--clip", type=float, default=0.0, help="gradient norm clipping, 0 for none (default 0)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g = p.add_argument_group("learning-rate finder")
+    g.add_argument("--lr-find", action="store_true",
+                   help="instead of training: sweep the lr over --lr-find-steps batches with the first stage's "
+                   "layers trainable, write lr_find.csv/.json/.png to --out and print the suggested lr")
+    g.add_argument("--lr-find-steps", type=int, default=100, metavar="N", help="batches in the sweep (default 100)")
+    g.add_argument("--lr-find-range", type=_floats, default=(1e-7, 10.0), metavar="START,END",
+                   help="lrs swept, exponentially (default 1e-7,10)")
     g = p.add_argument_group("run control")
     g.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all (--resume continues)")
     g.add_argument("--max-minutes", type=float, metavar="M", help="stop after M minutes (--resume continues)")

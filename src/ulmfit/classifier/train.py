@@ -133,6 +133,8 @@ def train_classifier(args):
                      "train": dataclasses.asdict(cfg)},
     }
     out = Path(args.out)
+    if args.lr_find:
+        return _lr_find(task, cfg, phases[0], out, args)
     if not args.quiet:
         n_params = sum(p.numel() for p in model.parameters())
         n_batches = len(task.train_batches(0, args.seed))
@@ -166,6 +168,22 @@ def train_classifier(args):
     print(f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
           f"{final['step']} steps (best {best[0]:.4f} in {out / 'best'})"
           + (" (stopped early; --resume continues)" if final.get("partial") else ""))
+    return 0
+
+
+def _lr_find(task, cfg, first, out, args):
+    """fastai's `learn.lr_find()` before fitting: the sweep runs with the first stage's groups trainable."""
+    from ..training.lr_find import lr_find
+    from ..training.optim import freeze_to
+
+    if len(args.lr_find_range) != 2:
+        raise UlmfitError("--lr-find-range takes two numbers: START,END")
+    freeze_to(task.model, first.freeze_to)
+    start, end = args.lr_find_range
+    lr = lr_find(task, cfg, out, start=start, end=end, steps=args.lr_find_steps)
+    trainable = "all" if first.freeze_to == 0 else -first.freeze_to
+    print(f"suggested lr for the first stage ({trainable} trainable group(s)): {lr:.2e} "
+          f"(e.g. --stages {trainable}:{first.epochs}:{lr:.1e},...; plot in {out / 'lr_find.png'})")
     return 0
 
 

@@ -33,8 +33,9 @@ def suggest_lr(lrs, smoothed) -> dict:
     if i_min >= 2:
         slope = np.gradient(sm[: i_min + 1], np.log(lrs[: i_min + 1]))
         out["steepest"] = float(lrs[int(np.argmin(slope))])
-    else:
+    else:  # the loss never fell: nothing to read off the curve but its start
         out["steepest"] = out["min_div10"]
+    out["inconclusive"] = i_min < 2
     return out
 
 
@@ -116,6 +117,10 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
     write_json(out_dir / "lr_find.json", {"suggested": sugg["steepest"], **sugg, "start": start, "end": end,
                                            "steps_run": len(lrs)})
     _plot(out_dir / "lr_find.png", lrs, losses, smoothed, sugg)
+    if sugg["inconclusive"]:
+        print(f"warning: lr_find: the smoothed loss was lowest at the start of the sweep, so the suggestion is a "
+              f"guess; sweep from a lower --start, over more steps, or look at {out_dir / 'lr_find.png'}",
+              file=sys.stderr)
     return sugg["steepest"]
 
 

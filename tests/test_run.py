@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from test_prepare import make_imdb_tar
@@ -84,3 +85,27 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
 def test_print_config(run_cli):
     code, out, _ = run_cli("run", "--print-config", "imdb-cpu")
     assert code == 0 and "[classifier]" in out and 'name = "imdb-cpu"' in out
+
+
+def test_run_a_multi_label_table_config(tmp_path, run_cli):
+    """`ulmfit run FILE.toml` on a table source: labels separated by '|' make a multi-label run end to end."""
+    rng = np.random.default_rng(0)
+    lines = ["text,tags"]
+    for _ in range(120):
+        tags = [t for t in ("a", "b") if rng.random() < 0.5]
+        words = [f"w{int(w)}" for w in rng.integers(0, 12, size=8)] + [{"a": "alpha", "b": "beta"}[t] for t in tags]
+        lines.append(f"{' '.join(words)},{'|'.join(tags)}")
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    cfg = load_config("tiny")
+    cfg["data"] = {"kind": "table", "train": str(tmp_path / "train.csv"), "text_cols": ["text"],
+                   "label_col": "tags", "label_sep": "|", "args": {"valid_frac": 0.25}}
+    cfg["tokenize"]["min_freq"] = 1
+    cfg.pop("lr_find")
+    (tmp_path / "ml.toml").write_text(dump_toml(cfg))
+    code, stdout, err = run_cli("run", tmp_path / "ml.toml", "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["data"]["classes"] == ["a", "b"] and report["evaluation"]["n"] == 30  # the prepared valid split
+    assert 0 <= report["accuracy"] <= 1 and len(report["evaluation"]["f1"]) == 2
+    assert "**Valid exact-match accuracy" in (tmp_path / "run" / "report.md").read_text()
+    assert "valid accuracy" in stdout

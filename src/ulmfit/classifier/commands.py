@@ -271,6 +271,7 @@ def _labelled_data(args, clfs):
     split = args.split or next((s for s in ("test", "valid") if (path / "splits" / f"{s}.npy").exists()), None)
     if split is None or not (path / "splits" / f"{split}.npy").exists():
         raise UlmfitError(f"{path} has no split {split or 'test or valid'!r}; choose one with --split")
+    args.split = split  # reported with the metrics
     index = np.load(path / "splits" / f"{split}.npy")
     labels = np.load(path / "labels.npy")[index]
     if (labels.ndim == 2) != multi:
@@ -344,7 +345,7 @@ def _evaluate(args):
                      else clf.predict_proba(data, args.bs, progress=not args.quiet))
     p = np.mean(probs, axis=0)
     extra = {"models": [str(args.model_dir), *args.ensemble], "int8": [c.int8 for c in clfs],
-             "data": str(args.data), "seconds": round(time.time() - t0, 2)}
+             "data": str(args.data), "split": args.split, "seconds": round(time.time() - t0, 2)}
     if clfs[0].settings.multi_label:
         return _evaluate_multi_label(args, clfs, p, y, extra)
     n_classes = len(clfs[0].classes)

@@ -53,5 +53,6 @@ def _run(a):
     out = a.out or f"runs/{cfg['name']}"
     report = Runner(cfg, out, source=a.source, force_from=a.force_from, quiet=a.quiet).run()
     acc = report.get("accuracy")
-    print(f"report: {out}/report.md" + (f"  test accuracy {100 * acc:.2f} %" if acc is not None else ""))
+    split = (report.get("evaluation") or {}).get("split") or "test"
+    print(f"report: {out}/report.md" + (f"  {split} accuracy {100 * acc:.2f} %" if acc is not None else ""))
     return 0

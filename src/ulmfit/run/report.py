@@ -118,7 +118,9 @@ def render(r) -> str:
     if r.get("accuracy") is not None:
         ens = " (forward + backward ensemble)" if "ensemble" in str(r["evaluation"].get("models", "")) or \
             r["evaluation"].get("ensemble") else ""
-        L += [f"**Test accuracy {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
+        split = r["evaluation"].get("split") or "test"
+        kind = "exact-match accuracy" if "confusion_matrix" not in r["evaluation"] else "accuracy"  # multi-label
+        L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
               f"on {r['evaluation'].get('n', '?')} documents.", ""]
     dd, tk = r["data"], r["tokens"]
     L += ["## Data", "", f"- documents: {dd.get('n_docs')}; splits: "

@@ -3,6 +3,7 @@ import http.server
 import io
 import json
 import lzma
+import os
 import tarfile
 import threading
 
@@ -57,6 +58,9 @@ def test_imdb_tarball(tmp_path):
     assert sorted(np.concatenate([lm_t, lm_v]).tolist()) == list(range(30))
     meta2, cached2 = prepare_imdb(tar, tmp_path / "ds", progress=False)
     assert cached2 and meta2 == meta
+    st = os.stat(tar)  # a copy or restore that only moves the modification time keeps the cache
+    os.utime(tar, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    assert prepare_imdb(tar, tmp_path / "ds", progress=False)[1]
     prepare_imdb(tar, tmp_path / "ds2", progress=False)
     assert np.array_equal(np.load(tmp_path / "ds2" / "splits" / "lm_valid.npy"), lm_v)
 
@@ -240,3 +244,15 @@ def test_every_command_has_help(run_cli):
         for action in p._actions:
             if action.dest not in ("help",) and not action.option_strings == [] or action.help:
                 assert action.help, f"{name} {action.dest} has no help"
+
+
+def test_table_cache_follows_the_content_not_the_clock(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\ngood film,pos\nbad film,neg\n")
+    meta, cached = prepare_table(path, tmp_path / "ds", ["text"], label_col="label", progress=False)
+    assert not cached
+    path.write_text("text,label\ngood film,pos\nbad film,neg\n")  # rewritten, same bytes
+    assert prepare_table(path, tmp_path / "ds", ["text"], label_col="label", progress=False)[1]
+    path.write_text("text,label\ngood film,neg\nbad film,pos\n")  # same size, other content
+    meta2, cached2 = prepare_table(path, tmp_path / "ds", ["text"], label_col="label", progress=False)
+    assert not cached2 and np.load(tmp_path / "ds" / "labels.npy").tolist() == [0, 1]

@@ -140,10 +140,24 @@ def cached_dataset(out_dir, source_key: dict):
     return meta if meta.get("source") == source_key else None
 
 
+_HASHES: dict = {}
+
+
 def file_key(path) -> dict:
-    """What identifies an input file's version cheaply: path, size, modification time."""
-    st = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """What identifies an input's version: path, size and content hash of a file (a copy or a restore
+    that only changes the modification time keeps its cached results); just the path of a folder."""
+    p = Path(path).resolve()
+    st = p.stat()
+    if p.is_dir():
+        return {"path": str(p)}
+    memo = (str(p), st.st_size, st.st_mtime_ns)  # hash each file version once per process
+    if memo not in _HASHES:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        _HASHES[memo] = h.hexdigest()
+    return {"path": str(p), "size": st.st_size, "sha256": _HASHES[memo]}
 
 
 def summary(meta) -> str:

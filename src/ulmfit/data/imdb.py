@@ -72,8 +72,6 @@ def resolve_source(source) -> Path:
 def prepare_imdb(source, out_dir, lm_valid_frac=0.1, seed=42, force=False, progress=True):
     path = resolve_source(source)
     key = {"reader": "imdb", **file_key(path), "lm_valid_frac": lm_valid_frac, "seed": seed}
-    if path.is_dir():
-        key.pop("mtime_ns")  # a folder's mtime says little; its path and the settings do
     if not force and (meta := cached_dataset(out_dir, key)):
         return meta, True
     records = _records_from_folder(path) if path.is_dir() else _records_from_tar(path)

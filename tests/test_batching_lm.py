@@ -81,3 +81,21 @@ def test_variable_sequence_lengths():
 def test_too_short_stream_is_a_user_error():
     with pytest.raises(UlmfitError):
         LMBatches(np.arange(5), bs=8, bptt=10)
+
+
+def test_every_epoch_plan_covers_each_row_exactly():
+    """The sequence lengths of an epoch add up to the row length whatever the tail, and a tail too short
+    to be a sequence joins the one before it."""
+    short_tails = 0
+    for n_tokens in range(300, 1400, 7):
+        b = LMBatches(np.arange(n_tokens) % 50, bs=2, bptt=20, seed=n_tokens)
+        for epoch in range(3):
+            lens = b.seq_lens(epoch)
+            assert lens.sum() == b.row_len, (n_tokens, epoch)
+            assert lens.min() >= MIN_SEQ, (n_tokens, epoch)
+            x, y = rows_of(b, epoch)
+            assert x.shape == (2, b.row_len) and np.array_equal(x[:, 1:], y[:, :-1])
+        fixed = LMBatches(np.arange(n_tokens) % 50, bs=2, bptt=20, seed=0, variable=False)
+        short_tails += b.row_len % 20 in range(1, MIN_SEQ)
+        assert fixed.seq_lens(0).sum() == fixed.row_len
+    assert short_tails > 0  # the merge path ran

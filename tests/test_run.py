@@ -109,3 +109,34 @@ def test_run_a_multi_label_table_config(tmp_path, run_cli):
     assert 0 <= report["accuracy"] <= 1 and len(report["evaluation"]["f1"]) == 2
     assert "**Valid exact-match accuracy" in (tmp_path / "run" / "report.md").read_text()
     assert "valid accuracy" in stdout
+    assert "- per-label F1: a " in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_run_corpus_pretraining_both_directions_and_the_ensemble(tmp_path, run_cli):
+    """mode = corpus: pretrain -> finetune_lm -> classifier, forward and backward, evaluated as an ensemble."""
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=20)
+    rng = np.random.default_rng(0)
+    words = "the a film story good bad actor plot was is it and of review".split()
+    (tmp_path / "corpus.jsonl").write_text("".join(
+        json.dumps({"text": " ".join(rng.choice(words, size=30))}) + "\n" for _ in range(200)))
+    cfg = load_config("tiny")
+    cfg.pop("lr_find")
+    cfg["pretrain"] = {"mode": "corpus", "corpus": [str(tmp_path / "corpus.jsonl")],
+                       "args": {**cfg["pretrain"]["args"], "max_steps": 5}}
+    cfg["finetune_lm"] = {"args": {"bs": 8, "bptt": 20, "frozen_steps": 3, "epochs": 1, "max_steps": 5, "threads": 2}}
+    cfg["classifier"]["backwards"] = True
+    (tmp_path / "c.toml").write_text(dump_toml(cfg))
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("run", tmp_path / "c.toml", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    stages = json.loads((out / "stages.json").read_text())
+    for name in ("pretrain", "pretrain-bwd", "finetune_lm", "finetune_lm-bwd", "classifier", "classifier-bwd"):
+        assert stages[name]["status"] == "done", name
+    assert "--backwards" in stages["pretrain-bwd"]["argv"] and "--backwards" not in stages["pretrain"]["argv"]
+    assert json.loads((out / "lm-bwd" / "config.json").read_text())["backwards"] is True
+    assert json.loads((out / "classifier-bwd" / "config.json").read_text())["classifier"]["backwards"] is True
+    ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert len(ev["models"]) == 2 and len(ev["single_accuracy"]) == 2
+    report = (out / "report.md").read_text()
+    assert "(forward + backward ensemble)" in report and "| backward |" in report
+    assert f"each model alone: forward {ev['single_accuracy'][0]:.4f}, backward" in report

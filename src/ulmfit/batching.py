@@ -69,8 +69,9 @@ class LMBatches:
                     if total >= self.row_len:
                         break
             lens[-1] -= total - self.row_len  # the last one ends exactly at the row's end
-        if len(lens) > 1 and lens[-1] < MIN_SEQ:
-            lens[-2] += lens.pop()
+        if len(lens) > 1 and lens[-1] < MIN_SEQ:  # too short a tail joins the sequence before it
+            tail = lens.pop()  # (not `lens[-2] += lens.pop()`: the target index is taken before the pop)
+            lens[-1] += tail
         return offset, np.asarray(lens, dtype=np.int64)
 
     def seq_lens(self, epoch) -> np.ndarray:

@@ -116,8 +116,7 @@ def write_report(runner) -> dict:
 def render(r) -> str:
     L = [f"# ulmfit run: {r['name']}", "", f"{r['date']} · run folder `{r['run_dir']}`", ""]
     if r.get("accuracy") is not None:
-        ens = " (forward + backward ensemble)" if "ensemble" in str(r["evaluation"].get("models", "")) or \
-            r["evaluation"].get("ensemble") else ""
+        ens = " (forward + backward ensemble)" if len(r["evaluation"].get("models") or []) > 1 else ""
         split = r["evaluation"].get("split") or "test"
         kind = "exact-match accuracy" if "confusion_matrix" not in r["evaluation"] else "accuracy"  # multi-label
         L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
@@ -164,8 +163,16 @@ def render(r) -> str:
     if r["evaluation"]:
         ev = r["evaluation"]
         L += ["## Evaluation", "", f"- accuracy {_fmt(ev.get('accuracy'))}, macro-F1 {_fmt(ev.get('macro_f1'))}, "
-              f"n = {ev.get('n')}", f"- classes {ev.get('classes')}; confusion matrix (rows true, columns predicted): "
-              f"{ev.get('confusion_matrix')}", ""]
+              f"n = {ev.get('n')}, split {ev.get('split') or '–'}"]
+        if ev.get("single_accuracy"):
+            L.append("- each model alone: " + ", ".join(
+                f"{m} {_fmt(a)}" for m, a in zip(("forward", "backward"), ev["single_accuracy"])))
+        if ev.get("confusion_matrix") is not None:
+            L.append(f"- classes {ev.get('classes')}; confusion matrix (rows true, columns predicted): "
+                     f"{ev.get('confusion_matrix')}")
+        else:  # multi-label
+            L.append("- per-label F1: " + ", ".join(f"{c} {_fmt(f)}" for c, f in zip(ev.get("classes", []), ev["f1"])))
+        L.append("")
         if Path(r["run_dir"], "evaluation", "evaluation.png").exists():
             L += ["![confusion matrix](evaluation/evaluation.png)", ""]
     L += ["## Stages", "", "| stage | wall time | reused | command |", "|---|---|---|---|"]

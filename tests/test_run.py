@@ -140,3 +140,23 @@ def test_run_corpus_pretraining_both_directions_and_the_ensemble(tmp_path, run_c
     report = (out / "report.md").read_text()
     assert "(forward + backward ensemble)" in report and "| backward |" in report
     assert f"each model alone: forward {ev['single_accuracy'][0]:.4f}, backward" in report
+
+
+def test_every_presets_stage_arguments_parse(capsys):
+    """The GPU presets never run in this suite: at least their flags must be ones the commands take."""
+    from ulmfit.cli import build_parser
+
+    parser = build_parser()
+    commands = {"pretrain": ["pretrain", "D", "--out", "O"], "finetune_lm": ["finetune-lm", "D", "--from", "F", "--out", "O"],
+                "lr_find": ["lr-find", "D", "--out", "O"], "classifier": ["train-classifier", "D", "--out", "O"],
+                "evaluate": ["evaluate", "M", "D"]}
+    for name in ("tiny", "imdb-cpu", "imdb-fast", "imdb-paper"):
+        cfg = load_config(name)
+        for section, head in commands.items():
+            if section not in cfg:
+                continue
+            argv = head + to_argv(cfg[section]["args"])
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"preset {name} [{section}]: {' '.join(argv)}\n{capsys.readouterr().err}")

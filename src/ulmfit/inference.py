@@ -133,23 +133,21 @@ class TextClassifier:
             bar.update(len(idx))
 
         workers = min(workers or 1, len(batches))
+        threads = torch.get_num_threads()
         try:
             if workers <= 1:
                 for idx in batches:
                     run(idx)
-                return probs
-            from concurrent.futures import ThreadPoolExecutor
+            else:
+                from concurrent.futures import ThreadPoolExecutor
 
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
+                torch.set_num_threads(1)
                 with ThreadPoolExecutor(workers) as pool:
                     list(pool.map(run, batches))  # longest batches first, each to the next free worker
-            finally:
-                torch.set_num_threads(threads)
-            return probs
         finally:
+            torch.set_num_threads(threads)
             bar.close()
+        return probs
 
     def predict_proba(self, texts, bs: int = 64, workers: int = 1, progress: bool = False) -> np.ndarray:
         return self.predict_ids(self.encode(texts), bs, workers, progress)

@@ -258,6 +258,7 @@ def _labelled_data(args, clfs):
         return [("texts", [texts[i] for i in idx])] * len(clfs), np.asarray(y)[idx]
 
     from ..io import read_json
+    from ..text.store import labelled
 
     if not (path / "dataset.json").exists():
         raise UlmfitError(f"{path} is neither a file nor a prepared dataset folder (no dataset.json)")
@@ -277,7 +278,7 @@ def _labelled_data(args, clfs):
     if (labels.ndim == 2) != multi:
         raise UlmfitError(f"{path / 'labels.npy'}: the dataset is {'multi' if labels.ndim == 2 else 'single'}-label, "
                           f"the classifier {'multi' if multi else 'single'}-label")
-    keep = (labels[:, 0] if multi else labels) >= 0
+    keep = labelled(labels)
     index, labels = index[keep], labels[keep]
     if args.limit and args.limit < len(index):
         pick = np.sort(np.random.default_rng(1234).permutation(len(index))[: args.limit])
@@ -364,15 +365,12 @@ def _evaluate_multi_label(args, clfs, p, y, extra):
     """Exact-match accuracy over documents, macro-F1 and per-label precision/recall/F1 at the threshold."""
     import json
 
-    import numpy as np
-
     from ..io import write_json
     from .metrics import multilabel_scores
 
     pred, true = p > clfs[0].settings.threshold, y > 0
     tp, fp, fn = ((pred & true).sum(0), (pred & ~true).sum(0), (~pred & true).sum(0))
     report = {**multilabel_scores(tp, fp, fn, (pred == true).all(1).sum(), len(y)),
-              "precision": (tp / np.maximum(tp + fp, 1)).tolist(), "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
               "support": true.sum(0).tolist(), "threshold": clfs[0].settings.threshold,
               "classes": clfs[0].classes, **extra}
     if args.out:

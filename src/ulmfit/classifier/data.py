@@ -12,6 +12,7 @@ import torch
 
 from ..errors import UlmfitError
 from ..text.special import EOS_ID, PAD_ID
+from ..text.store import labelled
 
 
 def sort_order(lengths) -> np.ndarray:
@@ -92,7 +93,7 @@ class ClassifierBatches:
         self.multi_label = labels.ndim == 2
         keep = np.arange(len(split)) if docs is None else np.asarray(docs, dtype=np.int64)
         # Unlabelled documents (IMDb's unsup; multi-label rows of -1) are not classifier data.
-        keep = keep[(labels[keep, 0] if self.multi_label else labels[keep]) >= 0]
+        keep = keep[labelled(labels[keep])]
         if limit is not None and limit < len(keep):
             # A fixed random subset (not the first N: splits are often ordered by class), the same every epoch.
             keep = np.sort(np.random.default_rng(1234).permutation(keep)[:limit])

@@ -53,11 +53,12 @@ def scores(cm: np.ndarray) -> dict:
 
 
 def multilabel_scores(tp, fp, fn, n_correct_rows, n_rows) -> dict:
-    """Multi-label: exact-match accuracy over documents and macro-F1 over labels."""
+    """Multi-label: exact-match accuracy over documents, macro-F1 over labels, per-label precision/recall/F1."""
     tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
     denom = 2 * tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return {"accuracy": float(n_correct_rows / n_rows) if n_rows else 0.0, "macro_f1": float(f1.mean()),
+            "precision": (tp / np.maximum(tp + fp, 1)).tolist(), "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
             "f1": f1.tolist(), "n": int(n_rows)}
 
 

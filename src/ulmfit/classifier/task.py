@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UlmfitError
+from ..text.store import labelled
 from ..training import Phase
 from .data import ClassifierBatches
 from .metrics import cm_from_sums, cm_to_sums, confusion, multilabel_scores, scores
@@ -63,13 +64,11 @@ def holdout(labels, frac: float, seed: int = 1234):
     the seed does not change what the model is validated on."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    if labels.ndim == 2:  # multi-label: no single class to stratify by
-        docs = rng.permutation(np.flatnonzero(labels[:, 0] >= 0))
-        n = max(1, round(frac * len(docs)))
-        return np.sort(docs[n:]), np.sort(docs[:n])
+    ok = labelled(labels)
+    strata = np.zeros(len(labels), np.int64) if labels.ndim == 2 else labels  # multi-label: one stratum
     train, valid = [], []
-    for c in np.unique(labels[labels >= 0]):
-        docs = rng.permutation(np.flatnonzero(labels == c))
+    for c in np.unique(strata[ok]):
+        docs = rng.permutation(np.flatnonzero(ok & (strata == c)))
         n = max(1, round(frac * len(docs)))
         valid.append(docs[:n])
         train.append(docs[n:])

@@ -90,8 +90,7 @@ def _imdb(a):
 def _table(a):
     from .table import prepare_table
 
-    label_col = a.label_col[0] if a.label_col and len(a.label_col) == 1 else a.label_col
-    meta, cached = prepare_table(a.train, a.out, a.text_col, label_col=label_col, label_sep=a.label_sep, test=a.test,
+    meta, cached = prepare_table(a.train, a.out, a.text_col, label_col=a.label_col, label_sep=a.label_sep, test=a.test,
                                  unlabelled=a.unlabelled, valid_frac=a.valid_frac, lm_valid_frac=a.lm_valid_frac,
                                  seed=a.seed, force=a.force, progress=not a.quiet)
     return _report(meta, cached, a.out)

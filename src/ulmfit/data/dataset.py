@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UlmfitError
 from ..io import atomic_path, read_json, save_npy, write_json
-from ..text.store import DATASET_FORMAT
+from ..text.store import DATASET_FORMAT, labelled
 
 
 class DatasetWriter:
@@ -65,7 +65,7 @@ class DatasetWriter:
         if n == 0:
             raise UlmfitError("no documents were read (all were empty or skipped)")
         split_arr = np.array(self.splits)
-        labelled = [lab for lab in self.labels if lab is not None]
+        given = [lab for lab in self.labels if lab is not None]
         if multi_label:
             # Multi-hot rows [n_docs, n_classes]; a document without labels (unlike one with an empty label
             # set) is a row of -1.
@@ -76,12 +76,12 @@ class DatasetWriter:
                     labels[d] = 0
                     labels[d, [cidx[c] for c in lab]] = 1
         else:
-            if classes is None and labelled:
-                classes = sorted(set(labelled), key=lambda x: (str(type(x)), x))
+            if classes is None and given:
+                classes = sorted(set(given), key=lambda x: (str(type(x)), x))
             labels = np.full(n, -1, dtype=np.int64)
             if classes is not None:
                 cidx = {c: i for i, c in enumerate(classes)}
-                unknown = sorted({lab for lab in labelled if lab not in cidx}, key=str)
+                unknown = sorted({lab for lab in given if lab not in cidx}, key=str)
                 if unknown:
                     raise UlmfitError(f"labels {unknown[:5]} are not among the classes {classes}")
                 labels = np.array([-1 if lab is None else cidx[lab] for lab in self.labels], dtype=np.int64)
@@ -111,10 +111,8 @@ class DatasetWriter:
             for name in clas_splits:
                 if name in splits:
                     lab = labels[splits[name]]
-                    if multi_label:
-                        bc = lab[lab[:, 0] >= 0].sum(0) if len(classes) else []
-                    else:
-                        bc = np.bincount(lab[lab >= 0], minlength=len(classes))
+                    lab = lab[labelled(lab)]
+                    bc = lab.sum(0) if multi_label else np.bincount(lab, minlength=len(classes))
                     per_class[name] = {str(c): int(x) for c, x in zip(classes, bc)}
         meta = {
             "format": DATASET_FORMAT, "version": 1, "kind": self.kind, "classes": classes, "multi_label": multi_label,

@@ -159,6 +159,7 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
     if not text_cols:
         raise UlmfitError("name at least one --text-col")
     label_cols = [label_col] if isinstance(label_col, str) else list(label_col or [])
+    label_col = label_cols[0] if len(label_cols) == 1 else (label_cols or None)  # the cache key's form
     if label_sep is not None and len(label_cols) != 1:
         raise UlmfitError("--label-sep needs exactly one --label-col (the column of separated labels)")
     if label_sep == "":

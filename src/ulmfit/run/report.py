@@ -118,7 +118,7 @@ def render(r) -> str:
     if r.get("accuracy") is not None:
         ens = " (forward + backward ensemble)" if len(r["evaluation"].get("models") or []) > 1 else ""
         split = r["evaluation"].get("split") or "test"
-        kind = "exact-match accuracy" if "confusion_matrix" not in r["evaluation"] else "accuracy"  # multi-label
+        kind = "accuracy" if "confusion_matrix" in r["evaluation"] else "exact-match accuracy"  # multi-label
         L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
               f"on {r['evaluation'].get('n', '?')} documents.", ""]
     dd, tk = r["data"], r["tokens"]
@@ -167,7 +167,7 @@ def render(r) -> str:
         if ev.get("single_accuracy"):
             L.append("- each model alone: " + ", ".join(
                 f"{m} {_fmt(a)}" for m, a in zip(("forward", "backward"), ev["single_accuracy"])))
-        if ev.get("confusion_matrix") is not None:
+        if "confusion_matrix" in ev:
             L.append(f"- classes {ev.get('classes')}; confusion matrix (rows true, columns predicted): "
                      f"{ev.get('confusion_matrix')}")
         else:  # multi-label

@@ -30,6 +30,12 @@ DATASET_FORMAT = "ulmfit-dataset"
 TOKENS_DIR = "tokens"
 
 
+def labelled(labels) -> np.ndarray:
+    """Which documents carry a label: class index >= 0, or (multi-label) a multi-hot row rather than -1s."""
+    labels = np.asarray(labels)
+    return (labels[:, 0] if labels.ndim == 2 else labels) >= 0
+
+
 class Split:
     """A named subset of a store's documents, in split order."""
 

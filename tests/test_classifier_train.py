@@ -14,8 +14,11 @@ def _task(tmp_path, n_docs=400, multi_label=False):
     n_train = n_docs * 3 // 4
     store = write_store(tmp_path / "data", docs, itos, labels=labels, classes=["neg", "pos"],
                         splits={"train": range(n_train), "test": range(n_train, n_docs)})
-    if multi_label:  # two labels: "has w0" and "is long"
-        y = np.array([[lab, len(d) > 20] for d, lab in zip(docs, labels)], dtype=np.int64)
+    if multi_label:  # two labels, each marked by one word: "has w0" (the class word) and "has w2" (a noise word)
+        # Both are learnable by pooling over words; a label like "is long" needs counting, which a tiny LSTM
+        # learns late and chaotically, so it passed or failed with the CPU's kernels (AVX2 vs AVX-512).
+        w2 = itos.index("w2")
+        y = np.array([[lab, w2 in d] for d, lab in zip(docs, labels)], dtype=np.int64)
         np.save(tmp_path / "data" / "labels.npy", y)
         from ulmfit.text.store import TokenStore
 
@@ -60,9 +63,11 @@ def test_synthetic_task_is_learned(tmp_path):
 
 def test_multi_label_task_trains(tmp_path):
     task = _task(tmp_path, multi_label=True)
-    hist = fit(task, make_phases(parse_stages("all:6:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
+    hist = fit(task, make_phases(parse_stages("all:10:3e-2")), _cfg(lr_div=1.0), tmp_path / "run")
     assert hist[-1]["valid_loss"] < hist[0]["valid_loss"]
-    assert 0 <= hist[-1]["macro_f1"] <= 1 and hist[-1]["accuracy"] > 0.5
+    # exact-match accuracy of always answering the majority of each label is 0.61 * 0.66 ~ 0.40 here;
+    # seeds 0-2 end at 0.96-1.00 under both AVX2 and AVX-512 kernels
+    assert hist[-1]["macro_f1"] >= 0.9 and hist[-1]["accuracy"] >= 0.8, hist
 
 
 def test_parse_stages_errors():

@@ -42,13 +42,13 @@ class StandInEncoder(nn.Module):
         return [[self.embedding.weight]] + [list(r.parameters()) for r in self.rnns]
 
 
-def tiny_classifier(vocab_size=40, n_classes=2, bptt=7, max_len=20, n_layers=3, seed=0, **kw):
-    """A real AWD-LSTM classifier of the tiny preset (3 layers: groups emb, rnn1-3, head)."""
+def tiny_classifier(vocab_size=40, n_classes=2, bptt=7, max_len=20, n_layers=3, seed=0, arch="awd_lstm", **kw):
+    """A real classifier of the tiny preset (3 layers: groups emb, rnn1-3, head); AWD-LSTM unless `arch`."""
     from ulmfit.models.classifier import ClassifierSettings, build_classifier
     from ulmfit.models.config import preset
 
     torch.manual_seed(seed)
-    mcfg = preset("tiny", vocab_size=vocab_size, n_layers=n_layers, drop_mult=kw.pop("drop_mult", 1.0))
+    mcfg = preset("tiny", vocab_size=vocab_size, n_layers=n_layers, drop_mult=kw.pop("drop_mult", 1.0), arch=arch)
     settings = ClassifierSettings(classes=[f"c{i}" for i in range(n_classes)], bptt=bptt, max_len=max_len, **kw)
     return build_classifier(mcfg, settings)
 

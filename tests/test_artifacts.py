@@ -7,7 +7,7 @@ import torch
 from ulmfit.artifacts import build_language_model, load_language_model, load_model, save_model
 from ulmfit.errors import UlmfitError
 from ulmfit.io import read_json, write_json
-from ulmfit.models.awd_lstm import LanguageModel
+from ulmfit.models.language_model import LanguageModel
 from ulmfit.models.config import ModelConfig, preset
 from ulmfit.text.special import SPECIAL_TOKENS
 

@@ -159,7 +159,7 @@ def test_resume_after_a_budget_stop(trained, tmp_path, run_cli):
 def test_encoder_comes_from_the_language_model_folder(trained, tmp_path, run_cli):
     """With --encoder the classifier starts from the LM's encoder weights (head-only stage: they stay)."""
     from ulmfit.artifacts import load_state_dict, save_model
-    from ulmfit.models.awd_lstm import LanguageModel
+    from ulmfit.models.language_model import LanguageModel
     from ulmfit.models.config import preset
     from ulmfit.text.encoder import TextEncoder
     from ulmfit.text.store import TokenStore

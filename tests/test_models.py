@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from ulmfit.errors import UlmfitError
-from ulmfit.models.awd_lstm import AWDLSTM, LanguageModel, ar_tar_loss, detach_state
+from ulmfit.models.awd_lstm import AWDLSTM
+from ulmfit.models.language_model import LanguageModel, ar_tar_loss, detach_state
 from ulmfit.models.config import ModelConfig, classifier_dropouts, preset
 from ulmfit.models.dropout import LockedDropout, WeightDropLSTM, embedding_dropout
 from ulmfit.models.sampling import detokenize, sample

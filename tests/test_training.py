@@ -27,17 +27,20 @@ class ToyLM(nn.Module):
         self.rnn = nn.LSTM(emb, hid, batch_first=True)
         self.proj = nn.Linear(hid, emb)
         self.drop = nn.Dropout(drop)
-        self.dec = nn.Linear(emb, vocab)
-        self.dec.weight = self.emb.weight
+        self.decoder = nn.Linear(emb, vocab)
+        self.decoder.weight = self.emb.weight
 
-    def forward(self, x, state=None):
+    def encoder(self, x, state=None):
         h, state = self.rnn(self.emb(x), state)
         raw = self.proj(h)
-        out = self.drop(raw)
-        return self.dec(out), raw, out, list(state)
+        return raw, self.drop(raw), list(state)
+
+    def forward(self, x, state=None):
+        raw, out, state = self.encoder(x, state)
+        return self.decoder(out), raw, out, state
 
     def param_groups(self):
-        return [list(self.rnn.parameters()), list(self.proj.parameters()), [self.emb.weight, self.dec.bias]]
+        return [list(self.rnn.parameters()), list(self.proj.parameters()), [self.emb.weight, self.decoder.bias]]
 
 
 def pattern_stream(n, vocab=24, seed=0):
@@ -220,7 +223,7 @@ def test_lr_find(tmp_path):
 
 
 def real_task(seed=0, drop_mult=1.0):
-    from ulmfit.models.awd_lstm import LanguageModel
+    from ulmfit.models.language_model import LanguageModel
     from ulmfit.models.config import preset
 
     torch.manual_seed(seed)

@@ -8,7 +8,7 @@ import torch
 from ulmfit.artifacts import load_language_model, read_config
 from ulmfit.errors import UlmfitError
 from ulmfit.io import read_json
-from ulmfit.models.awd_lstm import LanguageModel
+from ulmfit.models.language_model import LanguageModel
 from ulmfit.models.config import preset
 from ulmfit.text.special import SPECIAL_TOKENS
 from ulmfit.transfer import import_fastai, map_vocab, read_itos

@@ -160,7 +160,7 @@ def model_config(config):
 
 def build_language_model(config):
     """A fresh (randomly initialized) LanguageModel from config.json's dict or a ModelConfig."""
-    from .models.awd_lstm import LanguageModel
+    from .models.language_model import LanguageModel
 
     if isinstance(config, dict) and config.get("kind", "language_model") != "language_model":
         raise UlmfitError(f"expected a language model, the config says kind={config.get('kind')!r}")

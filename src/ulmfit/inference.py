@@ -40,14 +40,16 @@ def plain_lstms(model: nn.Module) -> nn.Module:
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantization of the LSTMs (weights int8, activations quantized per step).
+    """int8 dynamic quantization of the recurrent layers (weights int8, activations quantized per step):
+    the LSTMs, and the gate Linears of QRNN layers (any Linear inside the encoder's `rnns`).
     The head's Linear layers stay float: they are a negligible share of the work."""
     model = plain_lstms(model.eval())
+    targets = {nn.LSTM} | {name for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".rnns." in name}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(model, {nn.LSTM}, dtype=torch.qint8)
+        return quantize_dynamic(model, targets, dtype=torch.qint8)
 
 
 class TextClassifier:

@@ -18,12 +18,13 @@ from torch import nn
 from ..errors import UlmfitError
 
 
+# Encoder states are lists over layers of tuples of [1, bs, dim] tensors, whatever the architecture.
 def _select_state(state, idx):
-    return [(h.index_select(1, idx), c.index_select(1, idx)) for h, c in state]
+    return [tuple(t.index_select(1, idx) for t in layer) for layer in state]
 
 
 def _merge_state(state, idx, sub):
-    return [(h.index_copy(1, idx, sh), c.index_copy(1, idx, sc)) for (h, c), (sh, sc) in zip(state, sub)]
+    return [tuple(t.index_copy(1, idx, s) for t, s in zip(layer, sub_layer)) for layer, sub_layer in zip(state, sub)]
 
 
 class BPT3C(nn.Module):
@@ -62,7 +63,7 @@ class BPT3C(nn.Module):
             pooled_here = bool(((fk < j) & (ln > i)).any())
             with torch.set_grad_enabled(grad and pooled_here):
                 out, _, st = self.encoder(x, st)  # raw: the head applies its own dropout (output_p)
-            st = [(h.detach(), c.detach()) for h, c in st]
+            st = [tuple(t.detach() for t in layer) for layer in st]
             state = st if (full or state is None) else _merge_state(state, idx, st)
             if last is None:  # allocate the running pools once the width is known
                 emb = out.shape[-1]
@@ -166,8 +167,8 @@ class ClassifierSettings:
 
 
 def build_classifier(mcfg, settings: ClassifierSettings) -> SequenceClassifier:
-    """A fresh classifier: an AWD-LSTM encoder (mcfg) under BPT3C, and the pooling head."""
-    from .awd_lstm import AWDLSTM
+    """A fresh classifier: an encoder of mcfg.arch under BPT3C, and the pooling head."""
+    from .registry import build_encoder
 
-    return SequenceClassifier(AWDLSTM(mcfg), len(settings.classes), mcfg.emb_size, settings.head_hidden,
+    return SequenceClassifier(build_encoder(mcfg), len(settings.classes), mcfg.emb_size, settings.head_hidden,
                               settings.head_dropouts, settings.bptt, settings.max_len, mcfg.pad_id)

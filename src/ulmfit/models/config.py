@@ -12,7 +12,7 @@ DROPOUTS = ("embed_p", "input_p", "hidden_p", "weight_p", "output_p")
 
 @dataclass
 class ModelConfig:
-    """AWD-LSTM sizes and dropouts. Every dropout is multiplied by `drop_mult` (fastai's knob).
+    """Encoder architecture, sizes and dropouts (the AWD-LSTM recipe's, for the QRNN too). Every dropout is multiplied by `drop_mult` (fastai's knob).
 
     embed_p: whole embedding rows (words) dropped;  input_p: locked dropout on the embeddings;
     hidden_p: locked dropout between LSTM layers;   weight_p: DropConnect on hidden-to-hidden weights;
@@ -21,6 +21,7 @@ class ModelConfig:
     """
 
     vocab_size: int
+    arch: str = "awd_lstm"  # an encoder architecture of models.registry.ARCHS
     emb_size: int = 400
     n_hid: int = 1150
     n_layers: int = 3
@@ -35,6 +36,10 @@ class ModelConfig:
     drop_mult: float = 1.0
 
     def __post_init__(self):
+        from .registry import ARCHS  # here: the registry imports the encoders, which import this module
+
+        if self.arch not in ARCHS:
+            raise UlmfitError(f"unknown model arch {self.arch!r} (choose from: {', '.join(ARCHS)})")
         for name in ("vocab_size", "emb_size", "n_hid", "n_layers"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

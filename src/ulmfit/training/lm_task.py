@@ -9,7 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from ..batching import LMBatches
-from ..models.awd_lstm import ar_tar_loss
+from ..models.language_model import ar_tar_loss
+from .sampled_softmax import proposal_log_probs, sampled_cross_entropy
+
+
+EVAL_ROWS = 1024  # positions whose full-vocab logits are computed at once in evaluation
 
 
 def _detach(state):
@@ -26,13 +30,17 @@ class LMTask:
 
     Validation uses fixed-length sequences, no start offset, and the same batch size (fewer rows when
     the validation stream is tiny).
-    Metrics: loss (cross entropy), accuracy (next token), perplexity (exp of the loss).
+    Metrics: loss (cross entropy), accuracy (next token), perplexity (exp of the loss), always over
+    the full vocab. `sampled` > 0 trains with a sampled softmax of that many words per step instead
+    (see `sampled_softmax`; the reported train loss is then the sampled one).
     """
 
     def __init__(self, model, train_stream, valid_stream, bs=64, bptt=70, backwards=False, alpha=2.0, beta=1.0,
-                 variable_bptt=True):
+                 variable_bptt=True, sampled=0):
         self.model = model
         self.alpha, self.beta = alpha, beta
+        self.sampled = int(sampled)
+        self.log_q = proposal_log_probs(train_stream, model.decoder.weight.shape[0]) if self.sampled else None
         self.train = LMBatches(train_stream, bs, bptt, backwards=backwards, variable=variable_bptt)
         # A small validation split gets fewer rows rather than an error.
         valid_bs = max(1, min(bs, (len(valid_stream) - 1) // 2))
@@ -47,19 +55,31 @@ class LMTask:
 
     def train_step(self, model, batch, state):
         x, y = batch
-        logits, raw, out, state = model(x, state)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        if self.sampled:
+            raw, out, state = model.encoder(x, state)
+            if self.log_q.device != out.device:
+                self.log_q = self.log_q.to(out.device)
+            ce = sampled_cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), model.decoder.weight,
+                                       model.decoder.bias, self.log_q, self.sampled)
+        else:
+            logits, raw, out, state = model(x, state)
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         loss = ce + ar_tar_loss(raw, out, self.alpha, self.beta) if (self.alpha or self.beta) else ce
         return (loss, ce.detach()), y.numel(), _detach(state)
 
     def eval_step(self, model, batch, state):
         x, y = batch
-        logits, _, _, state = model(x, state)
-        logits = logits.reshape(-1, logits.shape[-1]).float()
-        y = y.reshape(-1)
-        sums = {"loss": float(F.cross_entropy(logits, y, reduction="sum")),
-                "correct": float((logits.argmax(-1) == y).sum()), "n": float(y.numel())}
-        return sums, state
+        _, out, state = model.encoder(x, state)
+        out, y = out.reshape(-1, out.shape[-1]), y.reshape(-1)
+        loss = correct = 0.0
+        # fp32 logits (bf16 would blur the perplexity), a slice of positions at a time (a batch's logits
+        # over a 60k vocab would take a gigabyte)
+        with torch.autocast(out.device.type, enabled=False):
+            for o, t in zip(out.split(EVAL_ROWS), y.split(EVAL_ROWS)):
+                logits = model.decoder(o.float())
+                loss += float(F.cross_entropy(logits, t, reduction="sum"))
+                correct += float((logits.argmax(-1) == t).sum())
+        return {"loss": loss, "correct": correct, "n": float(y.numel())}, state
 
     @staticmethod
     def summarize(sums):

@@ -2,7 +2,7 @@
 
 The loop knows nothing of text. A *task* supplies the model, the batches and the loss; the loop
 supplies the optimiser (AdamW, one group per model group), per-phase lr schedules, freezing,
-discriminative lrs, gradient clipping, bf16 autocast on CUDA, metrics, logs, checkpoints and resume.
+discriminative lrs, gradient clipping, bf16 autocast where it pays, metrics, logs, checkpoints and resume.
 
 The task protocol
 -----------------
@@ -29,7 +29,6 @@ as JSON, mirrored in checkpoint.json for people to read).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -49,6 +48,7 @@ import torch
 
 from ..errors import UlmfitError
 from ..io import atomic_path, write_json, write_text
+from . import precision
 from .optim import freeze_to, group_lrs, make_optimizer, model_groups, set_hyper
 from .schedules import make_schedule
 
@@ -95,7 +95,7 @@ class TrainConfig:
     max_minutes: float | None = None  # budget: stop after this many minutes of this invocation
     device: str | None = None  # None: cuda if available, else cpu
     threads: int | None = None  # CPU threads for torch (None: all cores)
-    bf16: bool = True  # bf16 autocast on CUDA (CPU always trains in float32)
+    bf16: bool = True  # bf16 autocast on CUDA, and on CPUs where it is faster (see training.precision)
     progress: bool = True  # tqdm bars and a line per epoch on stderr
     plot: bool = True  # write training_curve.png at each epoch end
 
@@ -114,9 +114,7 @@ def pick_device(cfg) -> torch.device:
 
 
 def autocast(device, cfg):
-    if device.type == "cuda" and cfg.bf16:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return precision.autocast(device, cfg.bf16)
 
 
 def to_device(batch, device):

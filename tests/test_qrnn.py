@@ -1,0 +1,142 @@
+"""The QRNN encoder: the recurrence, its layer, and that it works wherever the AWD-LSTM does."""
+
+import pytest
+import torch
+from torch import nn
+
+from ulmfit.models.config import preset
+from ulmfit.models.language_model import LanguageModel, ar_tar_loss, detach_state
+from ulmfit.models.qrnn import QRNN, ForgetMult, QRNNLayer
+from ulmfit.models.sampling import sample
+
+from classifier_helpers import tiny_classifier, one_thread  # noqa: F401 (autouse)
+
+V = 40
+
+
+def test_forget_mult_matches_the_recurrence_and_its_gradient():
+    torch.manual_seed(0)
+    f = torch.rand(6, 3, 4, dtype=torch.double, requires_grad=True)
+    z = torch.randn(6, 3, 4, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(3, 4, dtype=torch.double, requires_grad=True)
+    c, ref = ForgetMult.apply(f, z, c0), []
+    prev = c0
+    for t in range(6):
+        prev = f[t] * prev + (1 - f[t]) * z[t]
+        ref.append(prev)
+    torch.testing.assert_close(c, torch.stack(ref))
+    assert torch.autograd.gradcheck(ForgetMult.apply, (f, z, c0))
+
+
+def test_layer_computes_the_windowed_gates():
+    torch.manual_seed(0)
+    layer = QRNNLayer(3, 5, window=2).eval()
+    x = torch.randn(2, 4, 3)
+    prev_x, c0 = torch.randn(2, 3), torch.randn(2, 5)
+    h, (c_last, x_last) = layer(x, (c0[None], prev_x[None]))
+    W, b = layer.linear.weight, layer.linear.bias
+    c, xs = c0, torch.cat([prev_x[:, None], x], 1)
+    for t in range(4):
+        g = torch.cat([xs[:, t], xs[:, t + 1]], -1) @ W.t() + b
+        z, f, o = g.chunk(3, -1)
+        c = torch.sigmoid(f) * c + (1 - torch.sigmoid(f)) * torch.tanh(z)
+        torch.testing.assert_close(h[:, t], torch.sigmoid(o) * c)
+    torch.testing.assert_close(c_last[0], c)
+    assert torch.equal(x_last[0], x[:, -1])
+    assert [t.shape for t in QRNNLayer(3, 5, window=1)(x)[1]] == [(1, 2, 5)]
+
+
+def test_weight_drop_only_in_training():
+    torch.manual_seed(0)
+    layer = QRNNLayer(4, 6, weight_p=0.5)
+    x = torch.randn(2, 5, 4)
+    w = layer.linear.weight.detach().clone()
+    layer.train()
+    a, b = layer(x)[0], layer(x)[0]
+    assert not torch.allclose(a, b) and torch.equal(layer.linear.weight, w)
+    a.sum().backward()
+    assert layer.linear.weight.grad.abs().sum() > 0
+    layer.eval()
+    assert torch.equal(layer(x)[0], layer(x)[0])
+
+
+def test_lm_shapes_and_state_carry_two_halves_equal_one_pass():
+    torch.manual_seed(0)
+    cfg = preset("tiny", V, arch="qrnn", n_layers=3)
+    lm = LanguageModel(cfg).eval()
+    assert isinstance(lm.encoder, QRNN) and lm.decoder.weight is lm.encoder.embedding.weight
+    ids = torch.randint(0, V, (3, 12))
+    with torch.no_grad():
+        full, raw, _, s_full = lm(ids)
+        a, _, _, s = lm(ids[:, :5])
+        b, _, _, s2 = lm(ids[:, 5:], detach_state(s))
+    assert full.shape == (3, 12, V) and raw.shape == (3, 12, cfg.emb_size)
+    # layer 0 (window 2) carries its cell and its last input; the others their cell
+    assert [[tuple(t.shape) for t in layer] for layer in s_full] == [
+        [(1, 3, cfg.n_hid), (1, 3, cfg.emb_size)], [(1, 3, cfg.n_hid)], [(1, 3, cfg.emb_size)]]
+    torch.testing.assert_close(torch.cat([a, b], 1), full, rtol=0, atol=1e-5)
+    for x, y in zip(s2, s_full):
+        for t1, t2 in zip(x, y):
+            torch.testing.assert_close(t1, t2, rtol=0, atol=1e-6)
+    groups = lm.param_groups()
+    assert len(groups) == cfg.n_layers + 1 and lm.encoder.embedding.weight in groups[-1]
+
+
+def test_tiny_qrnn_lm_learns_a_sequence():
+    torch.manual_seed(0)
+    lm = LanguageModel(preset("tiny", V, arch="qrnn", drop_mult=0.1))
+    opt = torch.optim.Adam(lm.parameters(), lr=3e-2)
+    seq = torch.arange(4, 12).repeat(4).unsqueeze(0).repeat(4, 1)
+    for _ in range(100):
+        logits, raw, out, _ = lm(seq[:, :-1])
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), seq[:, 1:].flatten())
+        opt.zero_grad()
+        (loss + ar_tar_loss(raw, out)).backward()
+        opt.step()
+    assert loss.item() < 0.5
+    assert sample(lm, [2, 4, 5, 6], 6, temperature=0) == [7, 8, 9, 10, 11, 4]
+
+
+def test_qrnn_classifier_padding_invariance_and_int8():
+    from ulmfit.classifier.data import pad_collate
+    from ulmfit.inference import quantize_int8
+
+    m = tiny_classifier(n_classes=3, arch="qrnn").eval()
+    g = torch.Generator().manual_seed(1)
+    docs = [torch.randint(9, 40, (n,), generator=g).numpy() for n in (53, 3, 7, 21, 14, 1, 30)]
+    x, n = pad_collate(docs)
+    with torch.no_grad():
+        batch = m(x, n)
+        for k, d in enumerate(docs):
+            xa, na = pad_collate([d])
+            assert torch.allclose(m(xa, na)[0], batch[k], atol=1e-5), k
+        xp = torch.cat([x, torch.ones(len(docs), 25, dtype=torch.long)], 1)
+        assert torch.allclose(m(xp, n), batch, atol=1e-6)
+        q = quantize_int8(m)
+        quantized = [name for name, mod in q.named_modules() if type(mod).__module__.startswith("torch.ao.nn.quantized") and name.endswith("linear")]
+        assert len(quantized) == 3 and all(".rnns." in name for name in quantized)
+        assert torch.allclose(q(x, n).softmax(-1), batch.softmax(-1), atol=0.05)
+
+
+@pytest.mark.parametrize("arch", ["awd_lstm", "qrnn"])
+def test_vocab_transfer_keeps_shared_words(arch):
+    from ulmfit.transfer import map_vocab
+
+    torch.manual_seed(0)
+    lm = LanguageModel(preset("tiny", 12, arch=arch))
+    old = [f"w{i}" for i in range(12)]
+    new = ["w3", "zz", "w1"] + [f"n{i}" for i in range(5)]
+    sd, n = map_vocab(lm.state_dict(), old, new)
+    lm2 = LanguageModel(preset("tiny", len(new), arch=arch))
+    lm2.load_state_dict(sd)
+    emb = lm.encoder.embedding.weight
+    assert n == 2 and torch.equal(lm2.encoder.embedding.weight[0], emb[3])
+    assert torch.equal(lm2.encoder.rnns[0].linear.weight if arch == "qrnn" else lm2.encoder.rnns[0].weight_ih_l0,
+                       lm.encoder.rnns[0].linear.weight if arch == "qrnn" else lm.encoder.rnns[0].weight_ih_l0)
+
+
+def test_unknown_arch_is_a_clear_error():
+    from ulmfit.errors import UlmfitError
+
+    with pytest.raises(UlmfitError, match="unknown model arch 'gru'.*awd_lstm, qrnn"):
+        preset("tiny", V, arch="gru")

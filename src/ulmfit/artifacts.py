@@ -168,7 +168,11 @@ def build_language_model(config):
 
 
 def load_language_model(folder, with_encoder: bool = True):
-    """-> (LanguageModel in eval mode with the folder's weights, config dict, TextEncoder or None)."""
+    """-> (LanguageModel in eval mode with the folder's weights, config dict, TextEncoder or None).
+    `folder` may also name a shipped model (see `ulmfit.pretrained`)."""
+    from .pretrained import resolve_lm
+
+    folder = resolve_lm(folder)
     config, state_dict, encoder = load_model(folder, with_encoder)
     lm = build_language_model(config)
     try:

@@ -1,14 +1,24 @@
-"""`ulmfit generate` (sample from a language model) and `ulmfit import-fastai` (fastai's weights)."""
+"""`ulmfit models` (the shipped language models), `ulmfit generate` (sample from a language model) and
+`ulmfit import-fastai` (fastai's weights)."""
 
 from __future__ import annotations
 
 
 def register(sub):
     p = sub.add_parser(
+        "models", help="list the pretrained language models shipped with ulmfit",
+        description="List the language models shipped with ulmfit: each name works wherever a language-model "
+        "folder is accepted (finetune-lm --from NAME, evaluate-lm, generate, [pretrain] folder = NAME in a run "
+        "config). Their model cards (README.md in each folder) say how they were made.")
+    p.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser(
         "generate", help="sample text from a language-model folder",
         description="Continue a prompt with words sampled from a language model (a quick look at what it learnt).",
     )
-    p.add_argument("model_dir", metavar="DIR", help="language-model folder (config.json, model.safetensors, vocab)")
+    p.add_argument("model_dir", metavar="DIR|NAME",
+                   help="language-model folder (config.json, model.safetensors, vocab), or a shipped model's name")
     p.add_argument("prompt", help="text to continue (tokenized with the folder's tokenizer)")
     p.add_argument("--n-words", type=int, default=40, metavar="N", help="how many tokens to sample (default 40)")
     p.add_argument("--temperature", type=float, default=0.8, metavar="T",
@@ -27,18 +37,44 @@ def register(sub):
     p.set_defaults(func=_import_fastai)
 
 
+def _models(args):
+    import json
+
+    from ..pretrained import describe, shipped_names
+
+    rows = [describe(n) for n in shipped_names()]
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if not rows:
+        print("no language models are shipped with this installation")
+        return 0
+    cols = [("name", "name"), ("arch", "arch"), ("emb/hid/layers", "size"), ("vocab", "vocab"),
+            ("direction", "backwards"), ("tokens seen", "tokens_seen"), ("valid ppl", "valid_perplexity")]
+    table = [[("backwards" if r[k] else "forward") if k == "backwards" else
+              (f"{r[k]:,}" if isinstance(r.get(k), int) else str(r.get(k, "-"))) for _, k in cols] for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, (h, _) in enumerate(cols)]
+    print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+    print(f"\nmodel cards: {rows[0]['path'].rsplit('/', 1)[0]}/<name>/README.md")
+    return 0
+
+
 def _generate(args):
     import torch
 
     from ..artifacts import load_language_model
     from ..errors import UlmfitError
+    from ..pretrained import resolve_lm
     from ..text.vocab import Vocab
     from .sampling import detokenize, sample
 
     if args.n_words < 1:
         raise UlmfitError("--n-words must be at least 1")
     lm, _, encoder = load_language_model(args.model_dir)
-    itos = Vocab.load(f"{args.model_dir}/vocab.json").itos
+    itos = Vocab.load(resolve_lm(args.model_dir) / "vocab.json").itos
     ids = encoder.encode([args.prompt])[0]
     gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     if args.seed is not None:

@@ -27,6 +27,16 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _lm_folder(spec: str) -> str:
+    """[pretrain] folder: a language-model folder or a shipped model's name -> the folder's path."""
+    from ..pretrained import resolve_lm
+
+    try:
+        return str(resolve_lm(spec))
+    except UlmfitError as e:
+        raise UlmfitError(f"[pretrain] folder: {e}") from None
+
+
 class Runner:
     def __init__(self, cfg: dict, run_dir, source=None, force_from=None, quiet=False):
         self.cfg, self.dir, self.quiet = cfg, Path(run_dir), quiet
@@ -148,7 +158,7 @@ class Runner:
         elif mode == "corpus":
             src, deps = ["--from", str(self.dir / "pretrain"), "--frozen"], ["tokenize", "pretrain"]
         else:
-            folder = str(cfg["pretrain"]["folder"])
+            folder = _lm_folder(str(cfg["pretrain"]["folder"]))
             src, deps = ["--from", folder, "--frozen"], ["tokenize"]
             extra = file_key(Path(folder) / "model.safetensors")
         args.update(cfg["lr_find"]["args"])
@@ -185,9 +195,7 @@ class Runner:
                                                     *to_argv(cfg["finetune_lm"]["args"]), *q], lm,
                               ["tokenize", f"pretrain{sfx}"])
             elif mode == "from":
-                folder = str(cfg["pretrain"]["folder"]) + (sfx if bwd else "")
-                if not Path(folder).exists():
-                    raise UlmfitError(f"[pretrain] folder {folder}: no such language-model folder")
+                folder = _lm_folder(str(cfg["pretrain"]["folder"]) + (sfx if bwd else ""))
                 if lr_find and not bwd:
                     self._lr_find(data, mode, q)
                 self._command(f"finetune_lm{sfx}", ["finetune-lm", data, "--from", folder, "--out", str(lm),

@@ -114,7 +114,8 @@ def register(sub):
         epilog="example: ulmfit finetune-lm data/imdb --from models/wt103 --out models/imdb-lm --epochs 10",
     )
     p.add_argument("data", metavar="DATA", help="a tokenized dataset folder (uses its lm_train and lm_valid splits)")
-    p.add_argument("--from", dest="pretrained", required=True, metavar="DIR", help="the pretrained language-model folder")
+    p.add_argument("--from", dest="pretrained", required=True, metavar="DIR|NAME",
+                   help="the pretrained language-model folder, or a shipped model's name (`ulmfit models` lists them)")
     p.add_argument("--out", required=True, metavar="DIR", help="the fine-tuned language-model folder to write")
     p.add_argument("--frozen-epochs", type=int, default=1, metavar="N",
                    help="epochs training only the embedding/decoder group (default 1; 0 skips the phase)")
@@ -138,7 +139,7 @@ def register(sub):
         description="Evaluate a language-model folder on the lm_valid split of a tokenized dataset (the model's "
         "vocab is mapped onto the dataset's as finetune-lm does, so a pretrained model can be measured on a new "
         "corpus before fine-tuning). Prints one JSON line.")
-    p.add_argument("model", metavar="DIR", help="a language-model folder")
+    p.add_argument("model", metavar="DIR|NAME", help="a language-model folder, or a shipped model's name")
     p.add_argument("data", metavar="DATA", help="a tokenized dataset folder")
     p.add_argument("--split", default="lm_valid", help="the split to measure (default lm_valid)")
     _add_data_args(p)
@@ -152,8 +153,8 @@ def register(sub):
         "--out and prints the suggested lr (steepest descent of the smoothed loss). Weights are not kept.",
     )
     p.add_argument("data", metavar="DATA", help="a tokenized dataset folder (uses its lm_train split)")
-    p.add_argument("--from", dest="pretrained", metavar="DIR",
-                   help="a pretrained language-model folder (default: a fresh model of --preset)")
+    p.add_argument("--from", dest="pretrained", metavar="DIR|NAME",
+                   help="a pretrained language-model folder or shipped model's name (default: a fresh model of --preset)")
     p.add_argument("--arch", choices=ARCHS, default="awd_lstm", help="encoder architecture without --from (default awd_lstm)")
     p.add_argument("--preset", choices=PRESETS, default="small", help="model size without --from (default small)")
     p.add_argument("--frozen", action="store_true", help="only the embedding/decoder group trains (the frozen phase)")
@@ -314,7 +315,8 @@ def _pretrain(args):
 
 
 def load_pretrained_lm(folder, store, drop_mult=None):
-    """A pretrained LM folder's model re-indexed onto `store`'s vocab -> (LanguageModel, ModelConfig, config)."""
+    """A pretrained LM folder (or a shipped model's name) re-indexed onto `store`'s vocab
+    -> (LanguageModel, ModelConfig, config)."""
     import dataclasses
 
     from ..artifacts import load_model, model_config
@@ -323,6 +325,9 @@ def load_pretrained_lm(folder, store, drop_mult=None):
     from ..text.vocab import Vocab
     from ..transfer import map_vocab
 
+    from ..pretrained import resolve_lm
+
+    folder = resolve_lm(folder)
     config, state_dict, _ = load_model(folder, with_encoder=False)
     if config.get("kind", "language_model") != "language_model":
         raise UlmfitError(f"{folder} holds a {config.get('kind')}, not a language model")

@@ -1,0 +1,132 @@
+"""Turn a pretrained language-model folder into a shipped model: src/ulmfit/pretrained/NAME/.
+
+Writes config.json, model.safetensors in fp16 (half the size; loading casts back to float32),
+vocab.json, tokenizer.json, card.json (the figures `ulmfit models` shows) and README.md (the model
+card). Replaces the files of an earlier version of NAME. Validation perplexities are measured here,
+with the exact full softmax, on the lm_valid split of each --eval dataset.
+
+usage: python scripts/ship_lm.py RUN_DIR NAME --corpus-desc TEXT --command TEXT [--eval LABEL=DATA ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ulmfit.artifacts import load_language_model
+from ulmfit.io import read_json, write_json, write_text
+from ulmfit.text.store import TokenStore
+from ulmfit.training.commands import load_pretrained_lm
+from ulmfit.training.lm_task import LMTask
+from ulmfit.training.loop import TrainConfig, pick_device, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "src" / "ulmfit" / "pretrained"
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or "unknown CPU"
+    return f"{name}, {torch.get_num_threads()} threads, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
+def perplexity(run_dir, data, tokens, backwards):
+    store = TokenStore(data)
+    model, _, _ = load_pretrained_lm(run_dir, store)
+    stream = store.split("lm_valid").stream()[:tokens]
+    task = LMTask(model, stream, stream, 64, 70, backwards=backwards)
+    cfg = TrainConfig(progress=False)
+    return round(validate(task, model.to(pick_device(cfg)), pick_device(cfg), cfg)["perplexity"], 2)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path, help="the pretrain --out folder")
+    p.add_argument("name", help="the shipped name, e.g. en-qrnn (the backward model: NAME-bwd)")
+    p.add_argument("--corpus-desc", required=True, help="what it was trained on, one sentence")
+    p.add_argument("--command", required=True, help="the exact command that rebuilds it")
+    p.add_argument("--wall-time", required=True, help="training wall time, e.g. '52 min'")
+    p.add_argument("--eval", action="append", default=[], metavar="LABEL=DATA",
+                   help="a tokenized dataset to report lm_valid perplexity on (repeatable)")
+    p.add_argument("--eval-tokens", type=int, default=500_000, help="tokens of each lm_valid to measure")
+    p.add_argument("--dest", type=Path, default=SHIPPED, help=f"where shipped models live (default {SHIPPED})")
+    a = p.parse_args(argv)
+
+    lm, config, _ = load_language_model(a.run_dir, with_encoder=False)
+    history = read_json(a.run_dir / "history.json")
+    train = config["training"]
+    backwards = bool(config.get("backwards", False))
+    steps = history[-1]["step"]
+    card = {
+        "tokens_seen": int(steps * train["bs"] * train["bptt"]),
+        "epochs": round(sum(1.0 if not r.get("partial") else 0.0 for r in history), 2),
+        "steps": steps,
+        "valid_perplexity": round(history[-1]["perplexity"], 2),
+        "wall_time": a.wall_time,
+        "machine": cpu_model(),
+        "date": date.today().isoformat(),
+        "trained_on": a.corpus_desc,
+        "command": a.command,
+        "sampled_softmax": train.get("sampled", 0),
+        "perplexity": {},
+    }
+    for spec in a.eval:
+        label, data = spec.split("=", 1)
+        card["perplexity"][label] = perplexity(a.run_dir, data, a.eval_tokens, backwards)
+
+    out = a.dest / a.name
+    if out.exists():
+        shutil.rmtree(out)  # an earlier version of this shipped model: replaced whole
+    out.mkdir(parents=True)
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in lm.state_dict().items() if k != "decoder.weight"}
+    save_file(sd, str(out / "model.safetensors"),
+              metadata={"format": "pt", "ulmfit_aliases": json.dumps({"decoder.weight": "encoder.embedding.weight"})})
+    shipped_config = {k: v for k, v in config.items() if k != "training"}
+    shipped_config["training"] = {k: v for k, v in train.items() if k not in ("corpus",)}
+    write_json(out / "config.json", shipped_config)
+    for f in ("vocab.json", "tokenizer.json"):
+        shutil.copy(a.run_dir / f, out / f)
+    write_json(out / "card.json", card)
+    m = config["model"]
+    ppl = "\n".join(f"| {k} (lm_valid, first {a.eval_tokens:,} tokens) | {v} |" for k, v in card["perplexity"].items())
+    write_text(out / "README.md", f"""# {a.name}: a general-English {m.get('arch', 'awd_lstm')} language model ({'backward' if backwards else 'forward'})
+
+Shipped with ulmfit as a starting point for `ulmfit finetune-lm DATA --from {a.name}` (and `[pretrain]
+mode = "from"`, folder = "{a.name.removesuffix('-bwd')}" in a run config). Weights are fp16 (loaded as float32).
+
+| | |
+|---|---|
+| architecture | {m.get('arch')} {m['emb_size']}/{m['n_hid']}/{m['n_layers']} (embedding/hidden/layers), tied decoder, vocab {m['vocab_size']:,} (spaCy tokens) |
+| direction | {'backward (reads text right to left)' if backwards else 'forward'} |
+| trained on | {card['trained_on']} |
+| tokens seen | {card['tokens_seen']:,} ({steps:,} steps of bs {train['bs']} x bptt {train['bptt']}), {card['epochs']} epoch(s) |
+| training loss | sampled softmax of {card['sampled_softmax']} words per step (0: full softmax); perplexities below are exact |
+| wall time | {card['wall_time']} |
+| machine | {card['machine']} |
+| date | {card['date']} |
+| validation perplexity, general-en lm_valid (as trained) | {card['valid_perplexity']} |
+{ppl}
+
+Rebuild:
+
+```bash
+{card['command']}
+python scripts/ship_lm.py RUN_DIR {a.name} ...   # this card and the fp16 copy
+```
+""")
+    print(json.dumps({"shipped": str(out), **card}))
+
+
+if __name__ == "__main__":
+    main()

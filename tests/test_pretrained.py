@@ -1,0 +1,63 @@
+"""Shipped language models: made by scripts/ship_lm.py, resolved by name wherever an LM folder is taken."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ulmfit import pretrained
+from ulmfit.artifacts import load_language_model
+from ulmfit.cli import main
+from ulmfit.errors import UlmfitError
+
+from test_lm_cli import COMMON, make_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A tiny QRNN LM pretrained here and shipped by the real script into a folder of its own."""
+    root = tmp_path_factory.mktemp("ship")
+    make_store(root / "corpus", [f"w{i}" for i in range(20)])
+    assert main(["pretrain", str(root / "corpus"), "--out", str(root / "pre"), "--arch", "qrnn", "--sampled", "8",
+                 "--epochs", "1", "--max-steps", "10"] + COMMON) == 0
+    spec = importlib.util.spec_from_file_location("ship_lm", ROOT / "scripts" / "ship_lm.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    ship.main([str(root / "pre"), "tiny-en", "--corpus-desc", "counting words", "--command", "ulmfit pretrain ...",
+               "--wall-time", "1 s", "--eval", f"corpus={root / 'corpus'}", "--dest", str(root / "shipped")])
+    return root
+
+
+def test_ship_script_writes_a_half_precision_folder_with_a_card(shipped, monkeypatch):
+    folder = shipped / "shipped" / "tiny-en"
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "vocab.json",
+                                                  "tokenizer.json", "card.json", "README.md"}
+    card = json.loads((folder / "card.json").read_text())
+    assert card["steps"] == 10 and card["tokens_seen"] == 10 * 4 * 10 and card["perplexity"]["corpus"] > 1
+    assert "ulmfit pretrain ..." in (folder / "README.md").read_text()
+    lm, _, _ = load_language_model(folder)
+    ref, _, _ = load_language_model(shipped / "pre")
+    assert lm.decoder.weight is lm.encoder.embedding.weight  # re-tied on load
+    for (k, a), b in zip(lm.state_dict().items(), ref.state_dict().values()):
+        assert a.dtype == torch.float32 and torch.allclose(a, b, atol=1e-2, rtol=1e-2), k  # fp16 on disk
+
+
+def test_a_shipped_name_works_wherever_a_folder_does(shipped, monkeypatch, capsys):
+    monkeypatch.setattr(pretrained, "HERE", shipped / "shipped")
+    assert pretrained.shipped_names() == ["tiny-en"]
+    assert pretrained.resolve_lm("tiny-en") == shipped / "shipped" / "tiny-en"
+    assert pretrained.resolve_lm(shipped / "pre") == shipped / "pre"  # a folder is taken as it is
+    with pytest.raises(UlmfitError, match="no shipped model has that name.*shipped: tiny-en"):
+        pretrained.resolve_lm("tiny-fr")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-en" in out and "qrnn" in out and "forward" in out
+    assert main(["finetune-lm", str(shipped / "corpus"), "--from", "tiny-en", "--out", str(shipped / "ft"),
+                 "--frozen-epochs", "1", "--frozen-steps", "3", "--epochs", "0"] + COMMON[2:]) == 0
+    assert json.loads((shipped / "ft" / "config.json").read_text())["training"]["pretrained"] == "tiny-en"
+    assert main(["evaluate-lm", "tiny-en", str(shipped / "corpus"), "--threads", "1"]) == 0
+    assert main(["generate", "tiny-en", "w1 w2", "--n-words", "3", "--seed", "0"]) == 0

@@ -21,12 +21,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ulmfit import evaluate_lm
 from ulmfit.artifacts import load_language_model
 from ulmfit.io import read_json, write_json, write_text
-from ulmfit.text.store import TokenStore
-from ulmfit.training.commands import load_pretrained_lm
-from ulmfit.training.lm_task import LMTask
-from ulmfit.training.loop import TrainConfig, pick_device, validate
+from ulmfit.settings import EvaluateLMSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "src" / "ulmfit" / "pretrained"
@@ -39,15 +37,6 @@ def cpu_model() -> str:
     except (OSError, StopIteration):
         name = platform.processor() or "unknown CPU"
     return f"{name}, {torch.get_num_threads()} threads, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
-
-
-def perplexity(run_dir, data, tokens, backwards):
-    store = TokenStore(data)
-    model, _, _ = load_pretrained_lm(run_dir, store)
-    stream = store.split("lm_valid").stream()[:tokens]
-    task = LMTask(model, stream, stream, 64, 70, backwards=backwards)
-    cfg = TrainConfig(progress=False)
-    return round(validate(task, model.to(pick_device(cfg)), pick_device(cfg), cfg)["perplexity"], 2)
 
 
 def main(argv=None):
@@ -65,8 +54,8 @@ def main(argv=None):
 
     lm, config, _ = load_language_model(a.run_dir, with_encoder=False)
     history = read_json(a.run_dir / "history.json")
-    train = config["training"]
-    backwards = bool(config.get("backwards", False))
+    train = config.training
+    backwards = config.backwards
     steps = history[-1]["step"]
     card = {
         "tokens_seen": int(steps * train["bs"] * train["bptt"]),
@@ -83,7 +72,7 @@ def main(argv=None):
     }
     for spec in a.eval:
         label, data = spec.split("=", 1)
-        card["perplexity"][label] = perplexity(a.run_dir, data, a.eval_tokens, backwards)
+        card["perplexity"][label] = evaluate_lm(a.run_dir, data, EvaluateLMSettings(valid_tokens=a.eval_tokens))["perplexity"]
 
     out = a.dest / a.name
     if out.exists():
@@ -92,13 +81,13 @@ def main(argv=None):
     sd = {k: v.detach().to(torch.float16).contiguous() for k, v in lm.state_dict().items() if k != "decoder.weight"}
     save_file(sd, str(out / "model.safetensors"),
               metadata={"format": "pt", "ulmfit_aliases": json.dumps({"decoder.weight": "encoder.embedding.weight"})})
-    shipped_config = {k: v for k, v in config.items() if k != "training"}
-    shipped_config["training"] = {k: v for k, v in train.items() if k not in ("corpus",)}
+    shipped_config = config.to_dict()
+    shipped_config["training"] = {k: v for k, v in train.items() if k != "corpus"}  # a path on the training machine
     write_json(out / "config.json", shipped_config)
     for f in ("vocab.json", "tokenizer.json"):
         shutil.copy(a.run_dir / f, out / f)
     write_json(out / "card.json", card)
-    m = config["model"]
+    m = config.to_dict()["model"]
     ppl = "\n".join(f"| {k} (lm_valid, first {a.eval_tokens:,} tokens) | {v} |" for k, v in card["perplexity"].items())
     write_text(out / "README.md", f"""# {a.name}: a general-English {m.get('arch', 'awd_lstm')} language model ({'backward' if backwards else 'forward'})
 

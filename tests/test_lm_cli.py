@@ -73,10 +73,10 @@ def test_finetune_lm_onto_another_vocab(pretrained, capsys):
     assert [r["phase"] for r in hist] == [1, 2]
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["vocab_size"] == len(SPECIAL_TOKENS) + 20 and config["model"]["drop_mult"] == 0.3
-    from safetensors.torch import load_file
+    from ulmfit.artifacts import load_language_model
 
-    enc = load_file(str(out / "encoder.safetensors"))
-    assert enc["embedding.weight"].shape[0] == len(SPECIAL_TOKENS) + 20
+    lm, _, _ = load_language_model(out, with_encoder=False)  # the encoder the classifier starts from
+    assert lm.encoder.embedding.weight.shape[0] == len(SPECIAL_TOKENS) + 20
 
 
 def test_lr_find_cli(pretrained, capsys):

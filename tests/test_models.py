@@ -211,10 +211,10 @@ def test_detokenize():
     assert detokenize(toks) == "This movie is GREAT !!! it wasn't bad."
 
 
-def test_cli_preset_lists_match_the_model_presets():
-    # The CLIs keep their own tuple (importing the models would load torch for --help).
-    from ulmfit.classifier import commands as clas_cmd
+def test_settings_preset_and_arch_lists_match_the_models():
+    # ulmfit.settings keeps its own tuples (importing the models would load torch for --help).
+    from ulmfit import settings
     from ulmfit.models.config import PRESETS
-    from ulmfit.training import commands as lm_cmd
+    from ulmfit.models.registry import ARCHS
 
-    assert set(lm_cmd.PRESETS) == set(PRESETS) == set(clas_cmd.PRESETS)
+    assert set(settings.MODEL_PRESETS) == set(PRESETS) and set(settings.ARCHS) == set(ARCHS)

@@ -191,6 +191,6 @@ def test_import_fastai_command(tmp_path):
     assert read_json(out / "vocab.json") == {"itos": V2_ITOS[:14]}
     assert read_config(out)["kind"] == "language_model"
     lm, config, enc = load_language_model(out, with_encoder=False)
-    assert config["model"]["n_hid"] == HID and enc is None
+    assert config.model.n_hid == HID and enc is None
     assert lm.decoder.weight is lm.encoder.embedding.weight
     assert main(["import-fastai", str(tmp_path / "nope.pth"), str(tmp_path / "lstm_fwd.pkl"), "--out", str(out)]) == 1

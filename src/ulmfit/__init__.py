@@ -1,6 +1,20 @@
-"""ulmfit: text classifiers by transfer learning from an AWD-LSTM language model (ULMFiT)."""
+"""ulmfit: text classifiers by transfer learning from a language model (ULMFiT).
+
+Stage functions (each takes paths and a settings object from `ulmfit.settings`; see `ulmfit.api`):
+    prepare, tokenize, pretrain, finetune_lm, evaluate_lm, lr_find_lm, train_classifier, evaluate,
+    predict, export_classifier
+Serving: TextClassifier.load(folder).predict(texts).
+Shipped language models: `ulmfit.pretrained` (names usable wherever an LM folder is taken).
+"""
 
 __version__ = "0.1.0"
+
+# The stage modules import torch only inside their functions, so `import ulmfit` stays light.
+from .api import (evaluate, evaluate_lm, export_classifier, finetune_lm, lr_find_lm, predict, prepare,  # noqa: E402
+                  pretrain, tokenize, train_classifier)
+
+__all__ = ["prepare", "tokenize", "pretrain", "finetune_lm", "evaluate_lm", "lr_find_lm", "train_classifier",
+           "evaluate", "predict", "export_classifier", "TextClassifier"]
 
 
 def __getattr__(name):

@@ -158,6 +158,117 @@ def model_config(config):
     return ModelConfig.from_dict(d)
 
 
+# ------------------------------------------------------------------ the two kinds of model folder
+
+FOLDER_FORMAT = 1  # config.json["format"]; folders written before it was recorded read as format 1
+
+
+@dataclasses.dataclass
+class LanguageModelConfig:
+    """config.json of a language-model folder: the model, its reading direction, how it was trained."""
+
+    model: object  # ModelConfig
+    backwards: bool = False
+    training: dict = dataclasses.field(default_factory=dict)
+    kind = "language_model"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "format": FOLDER_FORMAT, "model": self.model.to_dict(),
+                "backwards": bool(self.backwards), "training": _jsonable(self.training)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where="config.json") -> "LanguageModelConfig":
+        _check_kind(d, cls.kind, where)
+        return cls(model_config(d), bool(d.get("backwards", False)), dict(d.get("training") or {}))
+
+
+@dataclasses.dataclass
+class ClassifierConfig:
+    """config.json of a classifier folder: the encoder's model settings, the classifier's, the training."""
+
+    model: object  # ModelConfig
+    classifier: object  # ClassifierSettings
+    training: dict = dataclasses.field(default_factory=dict)
+    kind = "classifier"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "format": FOLDER_FORMAT, "model": self.model.to_dict(),
+                "classifier": dataclasses.asdict(self.classifier), "training": _jsonable(self.training)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where="config.json") -> "ClassifierConfig":
+        from .models.classifier import ClassifierSettings
+
+        _check_kind(d, cls.kind, where)
+        if "classifier" not in d:
+            raise UlmfitError(f"{where}: field 'classifier' is missing")
+        return cls(model_config(d), ClassifierSettings.from_dict(d["classifier"], where=where),
+                   dict(d.get("training") or {}))
+
+
+def _check_kind(d, kind, where):
+    found = d.get("kind", "language_model")
+    if found != kind:
+        hint = " (train one with `ulmfit train-classifier`)" if kind == "classifier" else ""
+        raise UlmfitError(f"{where}: field 'kind' is {found!r}, not {kind!r}{hint}")
+    if d.get("format", FOLDER_FORMAT) > FOLDER_FORMAT:
+        raise UlmfitError(f"{where}: folder format {d['format']} is newer than this ulmfit reads ({FOLDER_FORMAT}); "
+                          "upgrade ulmfit")
+
+
+def _cpu_state(model):
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def save_language_model(folder, model, config: LanguageModelConfig, text_encoder=None):
+    """A language-model folder: config.json, model.safetensors, the text encoder's tokenizer.json/vocab.json."""
+    return save_model(folder, _cpu_state(model), config.to_dict(), text_encoder)
+
+
+def read_language_model_state(folder):
+    """-> (LanguageModelConfig, state_dict) of a language-model folder (no model built)."""
+    folder = Path(folder)
+    config, state_dict, _ = load_model(folder, with_encoder=False)
+    return LanguageModelConfig.from_dict(config, where=str(folder / CONFIG)), state_dict
+
+
+def load_language_model(folder, with_encoder: bool = True):
+    """-> (LanguageModel in eval mode with the folder's weights, LanguageModelConfig, TextEncoder or None).
+    `folder` may also name a shipped model (see `ulmfit.pretrained`)."""
+    from .models.language_model import LanguageModel
+    from .pretrained import resolve_lm
+
+    folder = resolve_lm(folder)
+    config, state_dict = read_language_model_state(folder)
+    lm = LanguageModel(config.model)
+    _load_weights(lm, state_dict, folder)
+    return lm.eval(), config, (load_encoder(folder) if with_encoder else None)
+
+
+def save_classifier(folder, model, config: ClassifierConfig, text_encoder):
+    """A classifier folder: config.json, model.safetensors, tokenizer.json/vocab.json."""
+    return save_model(folder, _cpu_state(model), config.to_dict(), text_encoder)
+
+
+def load_classifier(folder, with_encoder: bool = True):
+    """-> (SequenceClassifier in eval mode with the folder's weights, ClassifierConfig, TextEncoder or None)."""
+    from .models.classifier import build_classifier
+
+    folder = Path(folder)
+    config, state_dict, encoder = load_model(folder, with_encoder)
+    config = ClassifierConfig.from_dict(config, where=str(folder / CONFIG))
+    model = build_classifier(config.model, config.classifier)
+    _load_weights(model, state_dict, folder)
+    return model.eval(), config, encoder
+
+
+def _load_weights(model, state_dict, folder):
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise UlmfitError(f"{Path(folder) / WEIGHTS} does not fit its config.json: {e}") from None
+
+
 def build_language_model(config):
     """A fresh (randomly initialized) LanguageModel from config.json's dict or a ModelConfig."""
     from .models.language_model import LanguageModel
@@ -165,18 +276,3 @@ def build_language_model(config):
     if isinstance(config, dict) and config.get("kind", "language_model") != "language_model":
         raise UlmfitError(f"expected a language model, the config says kind={config.get('kind')!r}")
     return LanguageModel(model_config(config))
-
-
-def load_language_model(folder, with_encoder: bool = True):
-    """-> (LanguageModel in eval mode with the folder's weights, config dict, TextEncoder or None).
-    `folder` may also name a shipped model (see `ulmfit.pretrained`)."""
-    from .pretrained import resolve_lm
-
-    folder = resolve_lm(folder)
-    config, state_dict, encoder = load_model(folder, with_encoder)
-    lm = build_language_model(config)
-    try:
-        lm.load_state_dict(state_dict)
-    except RuntimeError as e:
-        raise UlmfitError(f"{Path(folder) / WEIGHTS} does not fit its config.json: {e}") from None
-    return lm.eval(), config, encoder

@@ -12,6 +12,7 @@ model.safetensors, tokenizer.json and vocab.json.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import warnings
 from pathlib import Path
@@ -53,11 +54,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 class TextClassifier:
-    def __init__(self, model, encoder, config: dict, folder=None):
-        from .models.classifier import ClassifierSettings
+    """A trained classifier ready to predict: the model, its text encoder and its ClassifierConfig."""
 
+    def __init__(self, model, encoder, config, folder=None):
         self.model, self.encoder, self.config = model.eval(), encoder, config
-        self.settings = ClassifierSettings.from_dict(config["classifier"])
+        self.settings = config.classifier
         self.classes = list(self.settings.classes)
         self.folder = Path(folder) if folder is not None else None
         self.int8 = False
@@ -66,25 +67,13 @@ class TextClassifier:
     def load(cls, folder, int8: bool | None = None, threads: int | None = None) -> "TextClassifier":
         """Load a classifier folder. int8: None follows the folder's `quantized` setting.
         threads: torch CPU threads to use (default: leave torch's setting)."""
-        from .artifacts import load_model, model_config
-        from .models.classifier import ClassifierSettings, build_classifier
+        from .artifacts import load_classifier
 
         if threads:
             torch.set_num_threads(threads)
-        config, state_dict, encoder = load_model(folder)
-        if config.get("kind") != "classifier":
-            raise UlmfitError(f"{Path(folder) / 'config.json'}: field 'kind' is {config.get('kind')!r}, "
-                              "not 'classifier' (train one with `ulmfit train-classifier`)")
-        if "classifier" not in config:
-            raise UlmfitError(f"{Path(folder) / 'config.json'}: field 'classifier' is missing")
-        settings = ClassifierSettings.from_dict(config["classifier"], where=str(Path(folder) / "config.json"))
-        model = build_classifier(model_config(config), settings)
-        try:
-            model.load_state_dict(state_dict)
-        except RuntimeError as e:
-            raise UlmfitError(f"{Path(folder) / 'model.safetensors'} does not fit its config.json: {e}") from None
+        model, config, encoder = load_classifier(folder)
         clf = cls(model, encoder, config, folder)
-        if settings.quantized if int8 is None else int8:
+        if config.classifier.quantized if int8 is None else int8:
             clf.quantize()
         return clf
 
@@ -180,13 +169,12 @@ class TextClassifier:
             raise UlmfitError("this classifier was not loaded from a folder; nothing to export")
         from .io import atomic_dir, write_json
 
-        config = dict(self.config)
-        config["classifier"] = {**config["classifier"], "quantized": bool(int8)}
+        config = dataclasses.replace(self.config, classifier=dataclasses.replace(self.settings, quantized=bool(int8)))
         with atomic_dir(out) as tmp:
             for name in CLASSIFIER_FILES:
                 if (self.folder / name).exists():
                     shutil.copyfile(self.folder / name, tmp / name)
-            write_json(tmp / "config.json", config)
+            write_json(tmp / "config.json", config.to_dict())
         return Path(out)
 
 

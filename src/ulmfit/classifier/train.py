@@ -1,4 +1,4 @@
-"""`ulmfit train-classifier`: build the classifier from a fine-tuned LM, train it with the one loop,
+"""The train-classifier stage: build the classifier from a fine-tuned LM, train it with the one loop,
 save the classifier folder (last epoch in DIR, best valid accuracy in DIR/best) and its reports."""
 
 from __future__ import annotations
@@ -7,15 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from ..errors import UlmfitError
-from ..io import write_json
-from ..models.classifier import ClassifierSettings, build_classifier
-from ..models.config import classifier_dropouts, preset
-from ..training import TrainConfig, fit
-from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages, predict_batches
+from ..settings import TrainClassifierSettings
 
 
 def open_classifier_store(path, train_split, valid_split):
@@ -46,24 +39,20 @@ def text_encoder_of(store):
         raise UlmfitError(f"{store.root}: cannot rebuild the text encoder the store was made with ({e})") from None
 
 
-def _encoder_from_lm(lm_dir, store, args):
-    """The fine-tuned LM's ModelConfig and AWD-LSTM encoder weights (vocab mapped onto the store's)."""
-    from ..training.commands import load_pretrained_lm
+def _encoder_from_lm(lm_dir, store, backwards):
+    """The fine-tuned LM's ModelConfig, encoder weights and reading direction (vocab mapped onto the store's)."""
+    from ..training.lm_stages import load_pretrained_lm
 
-    lm, mcfg, lm_config = load_pretrained_lm(lm_dir, store)
-    lm_back = bool(lm_config.get("backwards", False))
-    if args.backwards is None:
-        args.backwards = lm_back
-    elif bool(args.backwards) != lm_back:
-        raise UlmfitError(f"{Path(lm_dir) / 'config.json'}: the language model reads "
-                          f"{'backwards' if lm_back else 'forwards'}, but --backwards was "
-                          f"{'given' if args.backwards else 'not given'}")
-    return mcfg, lm.encoder.state_dict()
+    lm, lm_config = load_pretrained_lm(lm_dir, store)
+    if backwards is not None and bool(backwards) != lm_config.backwards:
+        raise UlmfitError(f"{Path(str(lm_dir)) / 'config.json'}: the language model reads "
+                          f"{'backwards' if lm_config.backwards else 'forwards'}, but backwards was set to {backwards}")
+    return lm.cfg, lm.encoder.state_dict(), lm_config.backwards
 
 
 def _check(args):
     for name in ("bs", "bptt", "max_len", "limit_train", "limit_valid", "max_steps"):
-        v = getattr(args, name, None)
+        v = getattr(args, name)
         if v is not None and v < 1:
             raise UlmfitError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if args.bs < 2:
@@ -79,36 +68,50 @@ def _check(args):
             raise UlmfitError("give --valid-split or --valid-frac, not both")
 
 
-def train_classifier(args):
+def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | None = None):
+    """Train a classifier on a tokenized labelled dataset, starting from the encoder of the language model
+    `lm` (a folder or shipped name; None: a fresh encoder, for experiments) -> the history, or the
+    suggested lr when settings.lr_find."""
+    import numpy as np
+    import torch
+
+    from ..artifacts import ClassifierConfig, save_classifier
+    from ..io import write_json
+    from ..models.classifier import ClassifierSettings, build_classifier
+    from ..models.config import classifier_dropouts, preset
+    from ..training import TrainConfig, fit
+    from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
+
+    args = settings or TrainClassifierSettings()
     _check(args)
     stages = parse_stages(args.stages)
     valid_name = args.train_split if args.valid_frac else args.valid_split
-    store, train_split, valid_split = open_classifier_store(args.data, args.train_split, valid_name)
+    store, train_split, valid_split = open_classifier_store(data, args.train_split, valid_name)
     classes = list(store.classes)
     labels = np.asarray(train_split.labels)
     train_docs = valid_docs = None
     if args.valid_frac:
         train_docs, valid_docs = holdout(labels, args.valid_frac)
     if args.multi_label and labels.ndim != 2:
-        raise UlmfitError(f"{Path(args.data) / 'labels.npy'}: --multi-label needs multi-hot rows [n_docs, n_classes] "
+        raise UlmfitError(f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
                           "(`ulmfit prepare table` with --label-sep or several --label-col)")
-    args.multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
+    multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
     encoder_text = text_encoder_of(store)
 
     torch.manual_seed(args.seed)
-    if args.encoder:
-        mcfg, enc_state = _encoder_from_lm(args.encoder, store, args)
+    if lm:
+        mcfg, enc_state, backwards = _encoder_from_lm(lm, store, args.backwards)
     else:
-        mcfg, enc_state = preset(args.preset, vocab_size=len(store.vocab)), None
-        args.backwards = bool(args.backwards)
-        print(f"note: no --encoder: training a fresh {args.preset} encoder (ULMFiT starts from a fine-tuned LM)",
+        mcfg, enc_state = preset(args.preset, vocab_size=len(store.vocab), arch=args.arch), None
+        backwards = bool(args.backwards)
+        print(f"note: no language model: training a fresh {args.preset} encoder (ULMFiT starts from a fine-tuned LM)",
               file=sys.stderr)
-    # The classifier regularizes more than the LM (fastai's awd_lstm_clas_config), scaled by --drop-mult.
+    # The classifier regularizes more than the LM (fastai's awd_lstm_clas_config), scaled by drop_mult.
     mcfg = dataclasses.replace(mcfg, **classifier_dropouts(), drop_mult=args.drop_mult)
     settings = ClassifierSettings(
         classes=classes, head_hidden=list(args.head), head_dropouts=[mcfg.p("output_p")] + [0.1] * len(args.head),
-        max_len=args.max_len, bptt=args.bptt, backwards=bool(args.backwards), add_eos=args.eos,
-        multi_label=args.multi_label, threshold=args.threshold)
+        max_len=args.max_len, bptt=args.bptt, backwards=backwards, add_eos=args.eos,
+        multi_label=multi_label, threshold=args.threshold)
     model = build_classifier(mcfg, settings)
     if enc_state is not None:
         model.encoder.encoder.load_state_dict(enc_state)
@@ -117,22 +120,19 @@ def train_classifier(args):
                           BatchSettings(bs=args.bs, add_eos=args.eos, backwards=settings.backwards,
                                         limit_train=args.limit_train, limit_valid=args.limit_valid,
                                         train_docs=train_docs, valid_docs=valid_docs),
-                          multi_label=args.multi_label, pad_id=mcfg.pad_id)
+                          multi_label=multi_label, pad_id=mcfg.pad_id)
     phases = make_phases(stages, args.lr_mult)
     cfg = TrainConfig(schedule=args.schedule, lr_div=args.lr_div, wd=args.wd, betas=tuple(args.betas),
                       moms=tuple(args.moms) if args.schedule == "one_cycle" else None, clip=args.clip or None,
                       seed=args.seed, ckpt_every=args.ckpt_every, max_steps=args.max_steps,
-                      max_minutes=args.max_minutes, device=args.device, threads=args.threads,
+                      max_minutes=args.max_minutes, device=args.device, threads=args.threads, bf16=not args.fp32,
                       progress=not args.quiet)
-    config = {
-        "kind": "classifier", "model": dataclasses.asdict(mcfg), "classifier": dataclasses.asdict(settings),
-        "training": {"data": str(args.data), "encoder": args.encoder, "vocab_hash": store.vocab.hash,
-                     "train_split": train_split.name, "valid_split": valid_split.name,
-                     "valid_frac": args.valid_frac, "bs": args.bs,
-                     "limit_train": args.limit_train, "phases": [dataclasses.asdict(p) for p in phases],
-                     "train": dataclasses.asdict(cfg)},
-    }
-    out = Path(args.out)
+    config = ClassifierConfig(mcfg, settings, {
+        "data": str(data), "lm": None if lm is None else str(lm), "vocab_hash": store.vocab.hash,
+        "train_split": train_split.name, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
+        "bs": args.bs, "limit_train": args.limit_train, "phases": [dataclasses.asdict(p) for p in phases],
+        "train": dataclasses.asdict(cfg)})
+    out = Path(out)
     if args.lr_find:
         return _lr_find(task, cfg, phases[0], out, args)
     if not args.quiet:
@@ -148,27 +148,24 @@ def train_classifier(args):
     best = [_read_accuracy(best_path) if args.resume else -1.0]
 
     def on_epoch_end(m, row):
-        from ..artifacts import save_model
-
-        state = {k: v.detach().cpu() for k, v in m.state_dict().items()}
-        save_model(out, state, config, encoder_text)
+        save_classifier(out, m, config, encoder_text)
         write_json(out / "metrics.json", row)
         if row.get("accuracy", -1.0) > best[0]:
             best[0] = row["accuracy"]
-            save_model(out / "best", state, config, encoder_text)
+            save_classifier(out / "best", m, config, encoder_text)
             write_json(best_path, row)
 
     history = fit(task, phases, cfg, out, resume=args.resume, on_epoch_end=on_epoch_end)
     if not history:
-        return 0
+        return history
     final = history[-1]
-    if not args.multi_label:
+    if not multi_label:
         report = write_confusion(task, out, classes, final)
         final = {**final, "macro_f1": report["macro_f1"]}
     print(f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
           f"{final['step']} steps (best {best[0]:.4f} in {out / 'best'})"
           + (" (stopped early; --resume continues)" if final.get("partial") else ""))
-    return 0
+    return history
 
 
 def _lr_find(task, cfg, first, out, args):
@@ -184,7 +181,7 @@ def _lr_find(task, cfg, first, out, args):
     trainable = "all" if first.freeze_to == 0 else -first.freeze_to
     print(f"suggested lr for the first stage ({trainable} trainable group(s)): {lr:.2e} "
           f"(e.g. --stages {trainable}:{first.epochs}:{lr:.1e},...; plot in {out / 'lr_find.png'})")
-    return 0
+    return lr
 
 
 def _read_accuracy(path) -> float:
@@ -199,6 +196,7 @@ def _read_accuracy(path) -> float:
 def write_confusion(task, out, classes, row):
     """confusion.json + confusion.png for the final model on the valid split."""
     from .metrics import confusion, write_report
+    from .task import predict_batches
 
     model = task.model
     device = next(model.parameters()).device

@@ -65,3 +65,24 @@ def detokenize(tokens) -> str:
             text += " "
         text += w
     return text.strip(" ")
+
+
+def generate(model, prompt: str, settings=None) -> str:
+    """A language-model folder (or shipped name) continues `prompt` -> the detokenized text, prompt included."""
+    from ..artifacts import load_language_model
+    from ..errors import UlmfitError
+    from ..pretrained import resolve_lm
+    from ..settings import GenerateSettings
+    from ..text.vocab import Vocab
+
+    s = settings or GenerateSettings()
+    if s.n_words < 1:
+        raise UlmfitError("n_words must be at least 1")
+    lm, _, encoder = load_language_model(model)
+    itos = Vocab.load(resolve_lm(model) / "vocab.json").itos
+    ids = encoder.encode([prompt])[0]
+    gen = torch.Generator().manual_seed(s.seed) if s.seed is not None else None
+    if s.seed is not None:
+        torch.manual_seed(s.seed)
+    new = sample(lm, ids, s.n_words, s.temperature, generator=gen)
+    return detokenize([itos[int(i)] for i in list(ids) + new])

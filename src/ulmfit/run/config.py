@@ -9,9 +9,21 @@ from pathlib import Path
 
 from ..errors import UlmfitError
 
+from ..settings import (EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings, LRFindLMSettings,
+                        PretrainSettings, TableSettings, TokenizeSettings, TrainClassifierSettings, from_dict)
+
+# Each section's settings class: its keys are the stage's settings (the same names as the command's options).
+SECTION_SETTINGS = {"tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
+                    "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings}
+DATA_SETTINGS = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings}
 SECTIONS = ("data", "tokenize", "pretrain", "finetune_lm", "classifier", "evaluate")
 OPTIONAL_SECTIONS = ("lr_find",)  # present: the stage runs
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
+# Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
+RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
+            "classifier": {"backwards": bool}}
+# Settings the runner owns (where each stage reads and writes, resuming, progress): not for a config.
+RUNNER_OWNED = {"resume", "quiet", "out", "ensemble"}
 
 
 def preset_names():
@@ -62,50 +74,58 @@ def load_config(name_or_path) -> dict:
 
 
 def validate(cfg: dict, where: str) -> dict:
+    """Check a whole run config at load time, before any stage runs: sections, every key and its type
+    (against the stage's settings class). Errors name `where`, the section and the key."""
     cfg = copy.deepcopy(cfg)
     unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description"}
     if unknown:
         raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} "
                           f"(known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")
-    for s in OPTIONAL_SECTIONS:
-        if s in cfg:
-            if not isinstance(cfg[s], dict):
-                raise UlmfitError(f"{where}: [{s}] must be a table")
-            cfg[s].setdefault("args", {})
-    for s in SECTIONS:
+    for s in SECTIONS + tuple(x for x in OPTIONAL_SECTIONS if x in cfg):
         cfg.setdefault(s, {})
         if not isinstance(cfg[s], dict):
             raise UlmfitError(f"{where}: [{s}] must be a table")
-        cfg[s].setdefault("args", {})
     data = cfg["data"]
     data.setdefault("kind", "imdb")
-    if data["kind"] not in ("imdb", "table", "folder"):
+    if data["kind"] not in DATA_SETTINGS:
         raise UlmfitError(f"{where}: [data] kind must be imdb, table or folder, not {data['kind']!r}")
     mode = cfg["pretrain"].setdefault("mode", "scratch")
     if mode not in PRETRAIN_MODES:
         raise UlmfitError(f"{where}: [pretrain] mode must be one of {', '.join(PRETRAIN_MODES)}, not {mode!r}")
+    for section in cfg:
+        if section in ("name", "description"):
+            continue
+        stage_settings(cfg, section, where)  # raises on an unknown key or a wrong type
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
         raise UlmfitError(f"{where}: [pretrain] mode = 'corpus' needs corpus = [files]")
     if mode == "from" and not cfg["pretrain"].get("folder"):
-        raise UlmfitError(f"{where}: [pretrain] mode = 'from' needs folder = 'a language-model folder'")
+        raise UlmfitError(f"{where}: [pretrain] mode = 'from' needs folder = 'a language-model folder or shipped name'")
     cfg.setdefault("name", Path(where).stem if where.endswith((".toml", ".yaml", ".yml")) else where.split()[-1])
     return cfg
 
 
-def to_argv(args: dict) -> list[str]:
-    """{"max_steps": 100, "quiet": true, "betas": [0.7, 0.99]} -> ["--max-steps", "100", "--quiet", "--betas", "0.7,0.99"]."""
-    argv = []
-    for k, v in args.items():
-        flag = "--" + k.replace("_", "-")
-        if v is True:
-            argv.append(flag)
-        elif v is False or v is None:
-            continue
-        elif isinstance(v, (list, tuple)):
-            argv += [flag, ",".join(str(x) for x in v)]
-        else:
-            argv += [flag, str(v)]
-    return argv
+def stage_settings(cfg: dict, section: str, where: str = "config"):
+    """The settings object of a section ([data]: of its kind), from its keys minus the run-level ones."""
+    table = cfg.get(section) or {}
+    run_keys = RUN_KEYS.get(section, {})
+    here = f"{where}: [{section}]"
+    for key, tp in run_keys.items():
+        if key in table and not isinstance(table[key], tp):
+            raise UlmfitError(f"{here}: key {key!r} must be a {tp.__name__}, got {table[key]!r}")
+    owned = sorted(RUNNER_OWNED & set(table))
+    if owned:
+        raise UlmfitError(f"{here}: key {owned[0]!r} is set by `ulmfit run` itself")
+    if section == "pretrain" and table.get("mode", "scratch") in ("corpus", "from"):
+        cls = PretrainSettings if table.get("mode") == "corpus" else None
+    else:
+        cls = DATA_SETTINGS[table.get("kind", "imdb")] if section == "data" else SECTION_SETTINGS[section]
+    rest = {k: v for k, v in table.items() if k not in run_keys}
+    if cls is None:
+        if rest:
+            raise UlmfitError(f"{here}: key {sorted(rest)[0]!r} does nothing with mode = 'from' "
+                              "(fine-tuning settings go in [finetune_lm])")
+        return None
+    return from_dict(cls, rest, here)
 
 
 def dump_toml(cfg: dict) -> str:

@@ -87,7 +87,7 @@ def write_report(runner) -> dict:
     ds = _read(d / "data" / "dataset.json") or {}
     man = _read(d / "data" / "tokens" / "manifest.json") or {}
     stages = [{"stage": n, "seconds": state[n].get("seconds"), "reused": state[n].get("reused", False),
-               "command": "ulmfit " + " ".join(state[n].get("argv", []))} for n in runner.order if n in state]
+               "settings": state[n].get("settings", {})} for n in runner.order if n in state]
     lms = {n: _lm_summary(d / f) for n, f in (("pretrain", "pretrain"), ("pretrain_bwd", "pretrain-bwd"),
                                                ("lm", "lm"), ("lm_bwd", "lm-bwd")) if (d / f).exists()}
     clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"))
@@ -175,9 +175,10 @@ def render(r) -> str:
         L.append("")
         if Path(r["run_dir"], "evaluation", "evaluation.png").exists():
             L += ["![confusion matrix](evaluation/evaluation.png)", ""]
-    L += ["## Stages", "", "| stage | wall time | reused | command |", "|---|---|---|---|"]
+    L += ["## Stages", "", "| stage | wall time | reused | settings (besides the defaults) |", "|---|---|---|---|"]
     for s in r["stages"]:
-        L.append(f"| {s['stage']} | {_fmt(s['seconds'], 1)} s | {'yes' if s['reused'] else 'no'} | `{s['command']}` |")
+        shown = ", ".join(f"{k}={v}" for k, v in s["settings"].items()) or "defaults"
+        L.append(f"| {s['stage']} | {_fmt(s['seconds'], 1)} s | {'yes' if s['reused'] else 'no'} | `{shown}` |")
     L += ["", f"Total wall time of the stages: {r['total_seconds']} s.", "", "## Machine", ""]
     L += [f"- {k}: {v}" for k, v in {**r["hardware"], **r["versions"]}.items()]
     L += ["", "## Resolved config", "", "```toml", dump_toml(r["config"]).rstrip(), "```", ""]

@@ -1,14 +1,14 @@
-"""The stage runner behind `ulmfit run`.
+"""The stage runner behind `ulmfit run`: the stage functions of `ulmfit.api`, called directly.
 
-Each stage writes one folder in the run folder and is keyed by its command line plus the keys of the
-stages it reads; `stages.json` records key, status and wall time. A stage whose key is unchanged and
-status `done` is reused; one left `running` (interrupted) is resumed with `--resume`; any other is
-started afresh. The stages are the ordinary `ulmfit` commands, so a run is exactly what a user could
-type by hand (`stages.json` lists each command).
+Each stage writes one folder in the run folder and is keyed by the hash of its settings plus the keys of
+the stages it reads; `stages.json` records key, status, wall time and the settings. A stage whose key is
+unchanged and status `done` is reused; one left `running` (interrupted) is resumed; any other is
+started afresh.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -16,11 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+from .. import api
 from ..errors import UlmfitError
 from ..io import read_json, write_json
-from .config import to_argv
+from ..settings import EvaluateSettings
+from .config import stage_settings
 
-TRAINING = ("pretrain", "finetune-lm", "train-classifier")  # commands that take --resume
+TRAINING = ("pretrain", "finetune_lm", "train_classifier")  # stage functions whose settings take resume
 
 
 def _key(*parts) -> str:
@@ -35,6 +37,13 @@ def _lm_folder(spec: str) -> str:
         return str(resolve_lm(spec))
     except UlmfitError as e:
         raise UlmfitError(f"[pretrain] folder: {e}") from None
+
+
+def _changed(settings) -> dict:
+    """The settings that differ from their class's defaults (what stages.json and the report show)."""
+    default = type(settings)()
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+            if getattr(settings, f.name) != getattr(default, f.name)}
 
 
 class Runner:
@@ -62,57 +71,46 @@ class Runner:
             self.forced = True
         return self.forced
 
+    def settings(self, section, **changes):
+        """The section's settings with the runner's own (quiet) and `changes` applied."""
+        s = stage_settings(self.cfg, section)
+        if "quiet" in {f.name for f in dataclasses.fields(s)}:
+            changes.setdefault("quiet", self.quiet)
+        return dataclasses.replace(s, **changes)
+
     # -- stages --------------------------------------------------------------------------------
     def _prepare(self):
-        from ..data.imdb import prepare_imdb
-        from ..data.table import prepare_folder, prepare_table
-
         d = self.cfg["data"]
         out = self.dir / "data"
-        force = self._force("prepare")
         t0 = time.time()
         self._say("stage prepare")
-        if d["kind"] == "imdb":
-            meta, cached = prepare_imdb(self.source or None, out, force=force, progress=not self.quiet,
-                                        **d["args"])
-        elif d["kind"] == "table":
-            if not self.source and not d.get("train"):
-                raise UlmfitError("[data] kind = 'table' needs train = 'file' (or --source)")
-            meta, cached = prepare_table(self.source or d["train"], out, d.get("text_cols") or ["text"],
-                                         label_col=d.get("label_col", "label"), label_sep=d.get("label_sep"),
-                                         test=d.get("test"),
-                                         unlabelled=d.get("unlabelled", []), force=force,
-                                         progress=not self.quiet, **d["args"])
-        else:
-            meta, cached = prepare_folder(self.source or d.get("path"), out, force=force, progress=not self.quiet,
-                                          **d["args"])
-        self._record("prepare", meta["fingerprint"], time.time() - t0, cached, ["prepare", d["kind"], str(self.source)])
+        s = self.settings("data", force=self._force("prepare"))
+        source = self.source or None
+        if d["kind"] != "imdb" and not source:
+            raise UlmfitError(f"[data] kind = {d['kind']!r} needs source = 'path' (or --source)")
+        meta = api.prepare(d["kind"], source, out, s)
+        self._record("prepare", meta["fingerprint"], time.time() - t0, meta["reused"], s)
 
     def _tokenize(self):
-        from ..text.pipeline import tokenize_dataset
-
-        t = self.cfg["tokenize"]
         t0 = time.time()
         self._say("stage tokenize")
-        kw = {k: v for k, v in t.items() if k in ("max_vocab", "min_freq", "sp_vocab_size", "workers")}
-        store, cached = tokenize_dataset(self.dir / "data", backend=t.get("tokenizer", "spacy"),
-                                         force=self._force("tokenize"), progress=not self.quiet, **kw)
+        s = self.settings("tokenize", force=self._force("tokenize"))
+        store, cached = api.tokenize(self.dir / "data", s)
         key = _key(self.keys["prepare"], store.manifest["key"], store.manifest["vocab_hash"])
-        self._record("tokenize", key, time.time() - t0, cached, ["tokenize", str(self.dir / "data")])
+        self._record("tokenize", key, time.time() - t0, cached, s)
 
-    def _record(self, name, key, seconds, reused, argv):
+    def _record(self, name, key, seconds, reused, settings):
         self.keys[name] = key
         self.order.append(name)
         prev = self.state.get(name, {})
-        self.state[name] = {"key": key, "status": "done", "reused": bool(reused), "argv": argv,
+        self.state[name] = {"key": key, "status": "done", "reused": bool(reused), "settings": _changed(settings),
                             "seconds": prev.get("seconds", round(seconds, 2)) if reused else round(seconds, 2)}
         self._save()
 
-    def _command(self, name, argv, out: Path, deps, extra_key=None):
-        """Run one `ulmfit` command as a stage (reused, resumed or fresh)."""
-        from ..cli import main
-
-        key = _key(argv, [self.keys[d] for d in deps], extra_key)
+    def _stage(self, name, fn, args, settings, out: Path, deps, extra_key=None):
+        """Run one stage function `fn(*args, settings)` writing `out` (reused, resumed or fresh)."""
+        key = _key(fn.__name__, [str(a) for a in args], dataclasses.asdict(settings),
+                   [self.keys[d] for d in deps], extra_key)
         prev = self.state.get(name, {})
         # A stage whose input stage ran again must run again too, even when its key is unchanged (keys
         # name settings, not contents: e.g. a classifier resumed after `--from classifier` was killed).
@@ -125,51 +123,47 @@ class Runner:
             self._save()
             return
         resume = (not force and prev.get("key") == key and prev.get("status") == "running"
-                  and argv[0] in TRAINING and (out / "checkpoint.safetensors").exists())
+                  and fn.__name__ in TRAINING and (out / "checkpoint.safetensors").exists())
         if not resume and out.exists():
             shutil.rmtree(out)
-        run_argv = argv + (["--resume"] if resume else [])
-        self._say(f"stage {name}: {'resuming' if resume else 'running'} `ulmfit {' '.join(run_argv)}`")
-        self.state[name] = {"key": key, "status": "running", "argv": argv,
+        if resume:
+            settings = dataclasses.replace(settings, resume=True)
+        self._say(f"stage {name}: {'resuming' if resume else 'running'} {fn.__name__} -> {out}")
+        self.state[name] = {"key": key, "status": "running", "settings": _changed(settings),
                             "seconds": prev.get("seconds", 0.0) if resume else 0.0}
         self._save()
         t0 = time.time()
-        code = main(run_argv)
-        self.state[name]["seconds"] = round(self.state[name]["seconds"] + time.time() - t0, 2)
-        if code != 0:
+        try:
+            fn(*args, settings)
+        finally:
+            self.state[name]["seconds"] = round(self.state[name]["seconds"] + time.time() - t0, 2)
             self._save()
-            raise UlmfitError(f"stage {name} failed (exit {code}); fix the cause and run again to resume")
         self.state[name].update(status="done", reused=False)
         self.ran.add(name)
         self._save()
 
-    def _lr_find(self, data, mode, q):
+    def _lr_find(self, data, mode):
         """A side stage (nothing reads it): the lr finder on the language model that the next stage
-        trains, for the report's plot and suggested lr. Its batch shape follows that stage's."""
-        from ..data.dataset import file_key
-
-        cfg = self.cfg
-        stage_args = cfg["finetune_lm" if mode in ("corpus", "from") else "pretrain"]["args"]
-        args = {k: stage_args[k] for k in ("bs", "bptt", "threads") if k in stage_args}
+        trains: the fresh one (scratch) or the pretrained one's frozen phase (corpus, from)."""
+        train = self.settings("finetune_lm" if mode in ("corpus", "from") else "pretrain")
+        # the training stage's batch shape and threads, unless [lr_find] sets its own
+        common = {f: getattr(train, f) for f in ("bs", "bptt", "threads", "sampled") if f not in self.cfg["lr_find"]}
         extra = None
         if mode == "scratch":
-            args["preset"] = stage_args.get("preset", "small")
-            src, deps = [], ["tokenize"]
+            s = self.settings("lr_find", **common, preset=train.preset, arch=train.arch)
+            pretrained, deps = None, ["tokenize"]
         elif mode == "corpus":
-            src, deps = ["--from", str(self.dir / "pretrain"), "--frozen"], ["tokenize", "pretrain"]
+            s = self.settings("lr_find", **common, frozen=True)
+            pretrained, deps = str(self.dir / "pretrain"), ["tokenize", "pretrain"]
         else:
-            folder = _lm_folder(str(cfg["pretrain"]["folder"]))
-            src, deps = ["--from", folder, "--frozen"], ["tokenize"]
-            extra = file_key(Path(folder) / "model.safetensors")
-        args.update(cfg["lr_find"]["args"])
+            s = self.settings("lr_find", **common, frozen=True)
+            pretrained, deps = _lm_folder(str(self.cfg["pretrain"]["folder"])), ["tokenize"]
+            extra = _file_key(Path(pretrained) / "model.safetensors")
         out = self.dir / "lr_find"
-        self._command("lr_find", ["lr-find", data, *src, "--out", str(out), *to_argv(args), *q], out, deps, extra)
+        self._stage("lr_find", lambda d, s: api.lr_find_lm(d, out, pretrained, s), [data], s, out, deps, extra)
 
     def run(self):
-        from ..data.dataset import file_key
-
         cfg, d = self.cfg, self.dir
-        q = ["--quiet"] if self.quiet else []
         t0 = time.time()
         self._prepare()
         self._tokenize()
@@ -178,7 +172,7 @@ class Runner:
         mode = cfg["pretrain"]["mode"]
         lr_find = "lr_find" in cfg and mode != "none"
         for bwd in directions:
-            sfx, flag = ("-bwd", ["--backwards"]) if bwd else ("", [])
+            sfx = "-bwd" if bwd else ""
             lm = d / f"lm{sfx}"
             if mode == "corpus":
                 corpus = [str(Path(p)) for p in cfg["pretrain"]["corpus"]]
@@ -186,39 +180,45 @@ class Runner:
                 if missing:
                     raise UlmfitError(f"[pretrain] corpus file {missing[0]}: no such file")
                 pre = d / f"pretrain{sfx}"
-                self._command(f"pretrain{sfx}", ["pretrain", *corpus, "--out", str(pre),
-                                                 *to_argv(cfg["pretrain"]["args"]), *flag, *q], pre, [],
-                              extra_key=[file_key(p) for p in corpus])
+                self._stage(f"pretrain{sfx}", api.pretrain, [corpus, pre], self.settings("pretrain", backwards=bwd),
+                            pre, [], extra_key=[_file_key(p) for p in corpus])
                 if lr_find and not bwd:
-                    self._lr_find(data, mode, q)
-                self._command(f"finetune_lm{sfx}", ["finetune-lm", data, "--from", str(pre), "--out", str(lm),
-                                                    *to_argv(cfg["finetune_lm"]["args"]), *q], lm,
-                              ["tokenize", f"pretrain{sfx}"])
+                    self._lr_find(data, mode)
+                self._stage(f"finetune_lm{sfx}", api.finetune_lm, [data, pre, lm], self.settings("finetune_lm"), lm,
+                            ["tokenize", f"pretrain{sfx}"])
             elif mode == "from":
-                folder = _lm_folder(str(cfg["pretrain"]["folder"]) + (sfx if bwd else ""))
+                folder = _lm_folder(str(cfg["pretrain"]["folder"]) + sfx)
                 if lr_find and not bwd:
-                    self._lr_find(data, mode, q)
-                self._command(f"finetune_lm{sfx}", ["finetune-lm", data, "--from", folder, "--out", str(lm),
-                                                    *to_argv(cfg["finetune_lm"]["args"]), *q], lm, ["tokenize"],
-                              extra_key=file_key(Path(folder) / "model.safetensors"))
+                    self._lr_find(data, mode)
+                self._stage(f"finetune_lm{sfx}", api.finetune_lm, [data, folder, lm], self.settings("finetune_lm"),
+                            lm, ["tokenize"], extra_key=_file_key(Path(folder) / "model.safetensors"))
             elif mode == "scratch":
                 if lr_find and not bwd:
-                    self._lr_find(data, mode, q)
-                self._command(f"lm{sfx}", ["pretrain", data, "--out", str(lm), *to_argv(cfg["pretrain"]["args"]),
-                                           *flag, *q], lm, ["tokenize"])
+                    self._lr_find(data, mode)
+                self._stage(f"lm{sfx}", api.pretrain, [data, lm], self.settings("pretrain", backwards=bwd), lm,
+                            ["tokenize"])
             clas = d / f"classifier{sfx}"
-            enc = ["--encoder", str(lm)] if mode != "none" else []
             lm_dep = [] if mode == "none" else [f"finetune_lm{sfx}" if mode in ("corpus", "from") else f"lm{sfx}"]
-            self._command(f"classifier{sfx}", ["train-classifier", data, *enc, "--out", str(clas),
-                                               *to_argv(cfg["classifier"]["args"]), *flag, *q], clas,
-                          ["tokenize", *lm_dep])
+            self._stage(f"classifier{sfx}", api.train_classifier, [data, clas, None if mode == "none" else lm],
+                        self.settings("classifier", backwards=bwd), clas, ["tokenize", *lm_dep])
         ev = d / "evaluation"
-        ens = ["--ensemble", str(d / "classifier-bwd")] if len(directions) == 2 else []
-        self._command("evaluate", ["evaluate", str(d / "classifier"), data, *ens, "--out", str(ev),
-                                   *to_argv(cfg["evaluate"]["args"]), *q], ev,
-                      ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []))
+        ens = [str(d / "classifier-bwd")] if len(directions) == 2 else []
+        s = dataclasses.replace(self.settings("evaluate"), ensemble=ens, out=str(ev))
+        self._stage("evaluate", _evaluate, [str(d / "classifier"), data], s, ev,
+                    ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []))
         from .report import write_report
 
         self.state["_total_seconds"] = round(time.time() - t0, 2)
         self._save()
         return write_report(self)
+
+
+def _evaluate(model, data, settings: EvaluateSettings):
+    Path(settings.out).mkdir(parents=True, exist_ok=True)
+    return api.evaluate(model, data, settings)
+
+
+def _file_key(path):
+    from ..data.dataset import file_key
+
+    return file_key(path)

@@ -1,8 +1,9 @@
-"""The `ulmfit` command. Each stage registers its subcommands from its own module.
+"""The `ulmfit` command: parsing only. Each module here registers a stage's subcommands.
 
-A command module exposes `register(subparsers)`, which adds parsers whose `func` default takes the
-parsed args and returns an exit code. Modules are imported lazily only to build the parser; heavy
-imports (torch, spacy) happen inside the command functions, so `ulmfit --help` stays fast.
+A command module exposes `register(subparsers)`, which adds parsers built from the settings classes
+(`ulmfit.settings`, via `cli.options`) whose `func` default turns the parsed args into settings, calls
+the stage function (`ulmfit.api`) and returns an exit code. Heavy imports (torch, spacy) happen inside
+the stage functions, so `ulmfit --help` stays fast.
 """
 
 from __future__ import annotations
@@ -12,24 +13,24 @@ import importlib
 import os
 import sys
 
-from . import __version__
-from .errors import UlmfitError
+from .. import __version__
+from ..errors import UlmfitError
 
 # One line per command module; keep the order of the ULMFiT stages.
 COMMAND_MODULES = [
-    "ulmfit.data.commands",  # prepare
-    "ulmfit.text.commands",  # tokenize
-    "ulmfit.models.commands",  # generate, import-fastai
-    "ulmfit.training.commands",  # pretrain, finetune-lm, lr-find
-    "ulmfit.classifier.commands",  # train-classifier, predict, evaluate, export-classifier
-    "ulmfit.run.commands",  # run
+    "ulmfit.cli.data",  # prepare
+    "ulmfit.cli.text",  # tokenize
+    "ulmfit.cli.models",  # models, generate, import-fastai
+    "ulmfit.cli.lm",  # pretrain, finetune-lm, evaluate-lm, lr-find
+    "ulmfit.cli.classifier",  # train-classifier, predict, evaluate, export-classifier
+    "ulmfit.cli.run",  # run
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ulmfit",
-        description="Train text classifiers by transfer learning from an AWD-LSTM language model "
+        description="Train text classifiers by transfer learning from a language model "
         "(ULMFiT): prepare -> tokenize -> pretrain -> finetune-lm -> train-classifier -> predict.",
     )
     parser.add_argument("--version", action="version", version=f"ulmfit {__version__}")

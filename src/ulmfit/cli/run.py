@@ -10,7 +10,7 @@ STAGES = ("prepare", "tokenize", "pretrain", "lr_find", "finetune_lm", "lm", "cl
 
 
 def register(sub):
-    from .config import preset_names
+    from ..run.config import preset_names
 
     p = sub.add_parser(
         "run", help="every stage from raw data to an evaluated classifier, from one config",
@@ -35,12 +35,12 @@ def register(sub):
 
 def _run(a):
     from ..errors import UlmfitError
-    from .config import load_config, preset_text
+    from ..run.config import load_config, preset_text
 
     if a.print_config:
         name = a.print_config
         if name == "imdb":
-            from .config import auto_preset
+            from ..run.config import auto_preset
 
             name = auto_preset()
         sys.stdout.write(preset_text(name))
@@ -48,7 +48,7 @@ def _run(a):
     if not a.config:
         raise UlmfitError("name a CONFIG (file or preset) or use --print-config PRESET")
     cfg = load_config(a.config)
-    from .runner import Runner
+    from ..run.runner import Runner
 
     out = a.out or f"runs/{cfg['name']}"
     report = Runner(cfg, out, source=a.source, force_from=a.force_from, quiet=a.quiet).run()

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from ..settings import GenerateSettings
+from .options import add_settings, settings_from
+
 
 def register(sub):
     p = sub.add_parser(
@@ -20,10 +23,7 @@ def register(sub):
     p.add_argument("model_dir", metavar="DIR|NAME",
                    help="language-model folder (config.json, model.safetensors, vocab), or a shipped model's name")
     p.add_argument("prompt", help="text to continue (tokenized with the folder's tokenizer)")
-    p.add_argument("--n-words", type=int, default=40, metavar="N", help="how many tokens to sample (default 40)")
-    p.add_argument("--temperature", type=float, default=0.8, metavar="T",
-                   help="softmax temperature: lower is more conservative, 0 is greedy (default 0.8)")
-    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed, for reproducible samples")
+    add_settings(p, GenerateSettings)
     p.set_defaults(func=_generate)
 
     p = sub.add_parser(
@@ -63,24 +63,9 @@ def _models(args):
 
 
 def _generate(args):
-    import torch
+    from ..models.sampling import generate
 
-    from ..artifacts import load_language_model
-    from ..errors import UlmfitError
-    from ..pretrained import resolve_lm
-    from ..text.vocab import Vocab
-    from .sampling import detokenize, sample
-
-    if args.n_words < 1:
-        raise UlmfitError("--n-words must be at least 1")
-    lm, _, encoder = load_language_model(args.model_dir)
-    itos = Vocab.load(resolve_lm(args.model_dir) / "vocab.json").itos
-    ids = encoder.encode([args.prompt])[0]
-    gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    new = sample(lm, ids, args.n_words, args.temperature, generator=gen)
-    print(detokenize([itos[int(i)] for i in list(ids) + new]))
+    print(generate(args.model_dir, args.prompt, settings_from(args, GenerateSettings)))
     return 0
 
 

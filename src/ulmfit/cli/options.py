@@ -1,0 +1,94 @@
+"""Subcommand options built from a settings dataclass, and the parsed namespace turned back into settings.
+
+Field `max_len` becomes `--max-len` with the field's type, default and help (its metadata: see
+`ulmfit.settings.opt`), so the CLI never restates a default. Booleans are switches; lists are a
+repeatable flag (or several values after one flag), tuples and `list[int]` comma-separated values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+
+from ..settings import field_types
+
+
+def _base(tp):
+    """int | None -> int; the type a single command-line value converts to."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def _comma(elem):
+    def parse(text):
+        try:
+            return [elem(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {elem.__name__}s, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {elem.__name__}s"
+    return parse
+
+
+def _default_text(v):
+    if isinstance(v, (list, tuple)):
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) or "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def add_settings(parser, cls, skip=(), group: str | None = None):
+    """Add an option per field of `cls` (except `skip`) to `parser` (in an argument group if named)."""
+    target = parser.add_argument_group(group) if group else parser
+    hints = field_types(cls)
+    for f in dataclasses.fields(cls):
+        m = f.metadata
+        if f.name in skip or not m.get("cli", True):
+            continue
+        names = [m.get("flag") or "--" + f.name.replace("_", "-"), *m.get("aliases", ())]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        tp = _base(hints[f.name])
+        kw = {"dest": f.name, "default": default, "help": m["help"]}
+        shown = "" if default is None or default is False or default == [] else f" (default {_default_text(default)})"
+        if tp is bool:
+            kw.update(action="store_true")
+            kw["help"] += shown if default is None else ""
+        elif typing.get_origin(tp) is tuple:
+            kw.update(type=lambda s, e=typing.get_args(tp)[0]: tuple(_comma(e)(s)), metavar=m.get("metavar"))
+            kw["help"] += shown
+        elif typing.get_origin(tp) is list:
+            elem = typing.get_args(tp)[0]
+            if elem is int:  # e.g. --head 50,20
+                kw.update(type=_comma(int), metavar=m.get("metavar"))
+            elif m.get("nargs"):
+                kw.update(nargs=m["nargs"], metavar=m.get("metavar"))
+            else:  # repeatable: --text-col a --text-col b
+                kw.update(action="append", metavar=m.get("metavar"), default=None)
+            kw["help"] += shown
+        else:
+            kw.update(type=tp, metavar=m.get("metavar"), choices=m.get("choices"))
+            kw["help"] += shown
+        target.add_argument(*names, **kw)
+        if m.get("negative"):
+            target.add_argument(m["negative"], **{"dest": f.name, "action": "store_false", "default": default,
+                                                  "help": f"the opposite of {names[0]}"})
+
+
+def settings_from(ns, cls, **overrides):
+    """The settings of class `cls` from a parsed namespace (fields the parser lacks keep their defaults)."""
+    hints = field_types(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if not hasattr(ns, f.name):
+            continue
+        v = getattr(ns, f.name)
+        if v is None and typing.get_origin(_base(hints[f.name])) is list and f.default is dataclasses.MISSING:
+            v = f.default_factory()  # a repeatable flag never given
+        values[f.name] = v
+    values.update(overrides)
+    return cls(**values)

@@ -1,0 +1,374 @@
+"""The settings of every stage: one dataclass per stage, the only place its defaults live.
+
+The Python API takes them (`ulmfit.pretrain(corpus, out, PretrainSettings(epochs=2))`), the CLI builds
+each subcommand's options from them (name -> `--name`, type, default, help: `ulmfit.cli.options`), and
+`ulmfit run` validates each section of a run config against them (`from_dict`). Each field's help
+text lives in its metadata. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+
+from .errors import UlmfitError
+
+ARCHS = ("awd_lstm", "qrnn")  # ulmfit.models.registry.ARCHS (a test keeps them equal; no torch import here)
+MODEL_PRESETS = ("paper", "small", "cpu", "tiny")  # ulmfit.models.config.PRESETS (likewise)
+SCHEDULES = ("one_cycle", "stlr", "constant")
+TOKENIZERS = ("spacy", "sentencepiece")
+PAPER_STAGES = "1:1:2e-2,2:1:1e-2,3:1:5e-3,all:2:1e-3"  # fast.ai's IMDb recipe (see classifier.task)
+
+
+def opt(default, help: str, *, flag: str | None = None, choices=None, metavar: str | None = None,
+        aliases=(), negative: str | None = None, nargs: str | None = None, cli: bool = True):
+    """A settings field: its default and what the CLI needs to offer it.
+
+    flag: the option's name if not `--field-name`; aliases: more names for it; negative: a second flag that
+    sets the field to False (for a tri-state bool whose None means "decide"); nargs "+": several values after
+    one flag (lists default to a repeatable flag); cli=False: settable from Python and run configs only."""
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "aliases": tuple(aliases),
+            "negative": negative, "nargs": nargs, "cli": cli}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _type_ok(value, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, args[0]) for v in value) if args else True
+    return isinstance(value, tp)
+
+
+def field_types(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def type_name(tp) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "nothing"
+    if typing.get_origin(tp) in (list, tuple):
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def from_dict(cls, d: dict, where: str):
+    """Settings of class `cls` from a mapping (a run-config section), checking every key and type.
+    Errors name `where` (e.g. "my.toml: [classifier]") and the key."""
+    hints = field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in d.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), sorted(names), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(names))})"
+            raise UlmfitError(f"{where}: unknown key {key!r}{hint}")
+        if not _type_ok(value, hints[key]):
+            raise UlmfitError(f"{where}: key {key!r} must be {type_name(hints[key])}, got {value!r}")
+        f = next(f for f in dataclasses.fields(cls) if f.name == key)
+        if f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
+            raise UlmfitError(f"{where}: key {key!r} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+    values = {k: (tuple(v) if typing.get_origin(hints[k]) is tuple or
+                  (typing.get_origin(hints[k]) in (typing.Union, types.UnionType) and isinstance(v, list)
+                   and any(typing.get_origin(a) is tuple for a in typing.get_args(hints[k]))) else v)
+              for k, v in d.items()}
+    return cls(**values)
+
+
+def to_dict(settings) -> dict:
+    return dataclasses.asdict(settings)
+
+
+def replace(settings, **changes):
+    return dataclasses.replace(settings, **changes)
+
+
+# ------------------------------------------------------------------------------------ prepare
+
+
+@dataclass
+class PrepareSettings:
+    """What every `prepare` source shares."""
+
+    lm_valid_frac: float = opt(0.1, "share of all texts held out to validate the language model")
+    seed: int = opt(42, "seed of the random splits")
+    force: bool = opt(False, "prepare again even if the folder already matches the inputs")
+    quiet: bool = opt(False, "no progress bars")
+
+
+@dataclass
+class LabelledPrepareSettings(PrepareSettings):
+    valid_frac: float = opt(0.0, "share of the labelled training rows held out as a `valid` split (0: the test "
+                            "set, if any, is used for validation)")
+
+
+@dataclass
+class ImdbSettings(PrepareSettings):
+    """`prepare imdb`: the aclImdb layout (folder, tarball or URL)."""
+
+
+@dataclass
+class TableSettings(LabelledPrepareSettings):
+    """`prepare table`: CSV/TSV, Parquet or JSON Lines with text and label columns."""
+
+    text_col: list[str] = opt(["text"], "a text column (repeat for several fields: `xxfld N` before field N)",
+                              metavar="COL")
+    label_col: list[str] | None = opt(None, "the label column (omit for unlabelled data); repeat it for multi-label "
+                                      "data held as 0/1 columns, one per label", metavar="COL")
+    label_sep: str | None = opt(None, "multi-label: the label cell holds several labels separated by SEP (e.g. "
+                                "'|'); an empty cell means no label applies", metavar="SEP")
+    test: str | None = opt(None, "a labelled test table (same columns)", metavar="FILE")
+    unlabelled: list[str] = opt([], "tables of texts without labels, for the language model only", metavar="FILE",
+                                nargs="+")
+
+
+@dataclass
+class FolderSettings(LabelledPrepareSettings):
+    """`prepare folder`: DIR/CLASS/*.txt or DIR/{train,test}/CLASS/*.txt."""
+
+
+@dataclass
+class CorpusSettings(PrepareSettings):
+    """`prepare corpus`: unlabelled text (JSON Lines with a text field, or one document per line)."""
+
+    text_field: str = opt("text", "the JSON field holding the text")
+    max_docs: int | None = opt(None, "read at most this many documents", metavar="N")
+    max_words: int | None = opt(None, "stop after about this many words (a slice for a quick run)", metavar="N")
+
+
+# ----------------------------------------------------------------------------------- tokenize
+
+
+@dataclass
+class TokenizeSettings:
+    tokenizer: str = opt("spacy", "tokenizer backend (spacy: blank English rules; sentencepiece: a unigram model "
+                         "trained on the LM training texts)", choices=TOKENIZERS)
+    max_vocab: int = opt(60000, "most tokens kept, specials aside", metavar="N")
+    min_freq: int = opt(3, "least count for a token to be kept", metavar="N")
+    sp_vocab_size: int | None = opt(None, "SentencePiece pieces to learn (default min(max-vocab, 30000))", metavar="N")
+    workers: int | None = opt(None, "processes to tokenize with (default: all cores)", metavar="N")
+    force: bool = opt(False, "tokenize again even if the cached store matches")
+    quiet: bool = opt(False, "no progress bar")
+
+
+# ----------------------------------------------------------------------------- language model
+
+
+@dataclass
+class ComputeSettings:
+    device: str | None = opt(None, "torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N")
+    fp32: bool = opt(False, "compute in float32 only (default: bf16 autocast on GPUs and on CPUs where it is faster)")
+    quiet: bool = opt(False, "no progress bars or per-epoch lines")
+
+
+@dataclass
+class RunControlSettings(ComputeSettings):
+    max_minutes: float | None = opt(None, "stop after M minutes; the epoch cut short is validated and saved, "
+                                    "--resume continues it", metavar="M")
+    ckpt_every: int = opt(0, "also write a checkpoint every N steps (0: at epoch ends only)", metavar="N")
+    resume: bool = opt(False, "continue from the checkpoint in the output folder (same settings); exact, as if "
+                       "never stopped")
+
+
+@dataclass
+class LMDataSettings:
+    valid_tokens: int | None = opt(None, "validate on the first N tokens of lm_valid only (default: all; a cap "
+                                   "keeps CPU runs short)", metavar="N")
+    bs: int = opt(64, "batch size: parallel text streams", metavar="N")
+    bptt: int = opt(70, "mean sequence length for backprop through time; varied per batch", metavar="N")
+
+
+@dataclass
+class LMOptimSettings:
+    schedule: str = opt("one_cycle", "lr schedule of each phase: fastai's one-cycle, the paper's slanted triangular "
+                        "lr (cut_frac 0.1, ratio 32), or constant", choices=SCHEDULES)
+    wd: float = opt(0.01, "decoupled weight decay of AdamW")
+    moms: tuple[float, ...] = opt((0.8, 0.7, 0.8), "one-cycle Adam beta1 cycle: start, middle, end (fastai's text "
+                                  "learners)", metavar="M0,M1,M2")
+    betas: tuple[float, ...] = opt((0.9, 0.99), "Adam betas; beta1 is cycled by --moms under one-cycle",
+                                   metavar="B1,B2")
+    clip: float = opt(0.4, "gradient norm clipping, 0 for none")
+    alpha: float = opt(2.0, "AR: activation regularization weight")
+    beta: float = opt(1.0, "TAR: temporal activation regularization weight")
+    seed: int = opt(0, "random seed of initialisation, dropout and batches")
+    sampled: int = opt(0, "train with a sampled softmax of N words per step instead of the full vocab (e.g. 2048: "
+                       "about 10x faster per token with a 60k vocab on a CPU); validation stays exact (0: off)",
+                       metavar="N")
+
+
+@dataclass
+class PretrainSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
+    """`pretrain`: a language model from scratch (ULMFiT stage 1)."""
+
+    arch: str = opt("awd_lstm", "encoder architecture: awd_lstm, or qrnn (several times faster on a CPU with bf16)",
+                    choices=ARCHS)
+    preset: str = opt("small", "model size: paper (400/1150/3 layers), small (200/600/3, CPU-friendly), cpu "
+                      "(128/384/3, for 2-core CPUs), tiny (tests)", choices=MODEL_PRESETS)
+    drop_mult: float = opt(1.0, "multiplier of all the preset's dropouts")
+    epochs: int = opt(10, "epochs", metavar="N")
+    max_steps: int | None = opt(None, "train at most N steps (the last epoch is cut short); the lr schedule is "
+                                "fitted to them", metavar="N")
+    backwards: bool = opt(False, "train on the reversed text (for a backwards model)")
+    lr: float = opt(5e-3, "peak learning rate", metavar="LR")
+    # when the corpus is given as files (prepared and tokenized into OUT/corpus first)
+    max_words: int | None = opt(None, "corpus files: read only about the first N words", metavar="N")
+    max_vocab: int = opt(60000, "corpus files: vocab size", metavar="N")
+    min_freq: int = opt(3, "corpus files: least token count in the vocab", metavar="N")
+    tokenizer: str = opt("spacy", "corpus files: tokenizer backend", choices=TOKENIZERS)
+
+
+@dataclass
+class FinetuneSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
+    """`finetune-lm`: a pretrained language model on the target texts (ULMFiT stage 2)."""
+
+    frozen_epochs: int = opt(1, "epochs training only the embedding/decoder group (0 skips the phase)", metavar="N")
+    frozen_lr: float = opt(2e-2, "peak lr of the frozen phase", metavar="LR")
+    frozen_steps: int | None = opt(None, "stop the frozen phase after N steps (its lr schedule is fitted to them)",
+                                   metavar="N")
+    epochs: int = opt(10, "epochs with everything unfrozen", metavar="N")
+    max_steps: int | None = opt(None, "stop the unfrozen phase after N steps (its lr schedule is fitted to them)",
+                                metavar="N")
+    lr: float = opt(2e-3, "peak learning rate of the unfrozen phase", metavar="LR")
+    lr_div: float = opt(2.6, "discriminative lr factor between layer groups when unfrozen; 1 for one lr")
+    drop_mult: float = opt(0.3, "multiplier of the model's dropouts while fine-tuning (the fast.ai course's 0.3)")
+
+
+@dataclass
+class EvaluateLMSettings(LMDataSettings, ComputeSettings):
+    """`evaluate-lm`: loss, accuracy and perplexity (exact, full softmax) on a split."""
+
+    split: str = opt("lm_valid", "the split to measure")
+
+
+@dataclass
+class LRFindLMSettings(LMDataSettings, LMOptimSettings, ComputeSettings):
+    """`lr-find`: a short run with an exponentially growing lr on a language model."""
+
+    arch: str = opt("awd_lstm", "encoder architecture without --from", choices=ARCHS)
+    preset: str = opt("small", "model size without --from", choices=MODEL_PRESETS)
+    frozen: bool = opt(False, "only the embedding/decoder group trains (the frozen phase)")
+    drop_mult: float | None = opt(None, "dropout multiplier (default: 1 fresh, 0.3 with --from)")
+    start: float = opt(1e-7, "first lr")
+    end: float = opt(10.0, "last lr")
+    steps: int = opt(100, "most batches to run")
+    backwards: bool = opt(False, "a backwards model (fresh model only; --from knows)")
+
+
+# ---------------------------------------------------------------------------------- classifier
+
+
+@dataclass
+class TrainClassifierSettings(RunControlSettings):
+    """`train-classifier`: BPT3C + concat pooling over a fine-tuned LM's encoder (ULMFiT stage 3)."""
+
+    backwards: bool | None = opt(None, "read documents backwards (default: as the language model was trained)")
+    arch: str = opt("awd_lstm", "encoder architecture without a language model", choices=ARCHS)
+    preset: str = opt("small", "model size without a language model", choices=MODEL_PRESETS)
+    # data
+    train_split: str = opt("train", "split to train on")
+    valid_split: str | None = opt(None, "split to validate on (default: valid if the dataset has one, else test)")
+    valid_frac: float | None = opt(None, "validate on a fixed random fraction F of the train split instead "
+                                   "(stratified by class), which is then left out of training: keeps the test "
+                                   "split unseen until evaluation", metavar="F")
+    limit_train: int | None = opt(None, "train on a fixed random N documents only", metavar="N")
+    limit_valid: int | None = opt(None, "validate on a fixed random N documents only", metavar="N")
+    bs: int = opt(64, "documents per batch", metavar="N")
+    bptt: int = opt(70, "tokens per BPT3C chunk", metavar="N")
+    max_len: int = opt(20 * 70, "pool over each document's last N tokens", metavar="N")
+    eos: bool = opt(False, "append an end-of-document token")
+    # model
+    drop_mult: float = opt(0.5, "multiplier of the classifier dropouts (fastai's awd_lstm_clas_config)")
+    head: list[int] = opt([50], "hidden sizes of the head", metavar="N[,N]")
+    multi_label: bool = opt(False, "independent labels (sigmoid + threshold); the default when the dataset is "
+                            "multi-label")
+    threshold: float = opt(0.5, "multi-label decision threshold")
+    # optimisation
+    stages: str = opt(PAPER_STAGES, "training phases as TRAINABLE:EPOCHS:LR: the top TRAINABLE layer groups train "
+                      "(1 = the head, 2 = + the top layer, ..., all), for EPOCHS epochs at peak lr LR (the head's)",
+                      metavar="N:E:LR,...")
+    lr_mult: float = opt(1.0, "multiply every stage's lr")
+    lr_div: float = opt(2.6, "discriminative lr factor between groups")
+    schedule: str = opt("stlr", "lr schedule of each stage (stlr: slanted triangular, cut_frac 0.1, ratio 32)",
+                        choices=SCHEDULES)
+    betas: tuple[float, ...] = opt((0.7, 0.99), "Adam betas", metavar="B1,B2")
+    moms: tuple[float, ...] = opt((0.8, 0.7, 0.8), "beta1 cycle under --schedule one_cycle", metavar="M0,M1,M2")
+    wd: float = opt(0.01, "AdamW weight decay")
+    clip: float = opt(0.0, "gradient norm clipping, 0 for none")
+    seed: int = opt(0, "random seed")
+    max_steps: int | None = opt(None, "stop after N steps in all (--resume continues)", metavar="N")
+    # learning-rate finder
+    lr_find: bool = opt(False, "instead of training: sweep the lr over --lr-find-steps batches with the first "
+                        "stage's layers trainable, write lr_find.csv/.json/.png and print the suggested lr")
+    lr_find_steps: int = opt(100, "batches in the sweep", metavar="N")
+    lr_find_range: tuple[float, ...] = opt((1e-7, 10.0), "lrs swept, exponentially", metavar="START,END")
+
+
+@dataclass
+class InferenceSettings:
+    int8: bool | None = opt(None, "int8 dynamic quantized recurrent layers (fast CPU serving); default: as the "
+                            "folder says", negative="--float32")
+    bs: int = opt(64, "documents per batch", metavar="N")
+    threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N")
+    quiet: bool = opt(False, "no progress bar")
+    ensemble: list[str] = opt([], "average probabilities with this classifier too (e.g. the backward model); "
+                              "repeatable", metavar="DIR2")
+
+
+@dataclass
+class PredictSettings(InferenceSettings):
+    """`predict`: labels and probabilities for raw texts."""
+
+    input: str | None = opt(None, "read texts from FILE (.txt, .csv, .tsv, .jsonl, .parquet)", metavar="FILE")
+    text_col: str = opt("text", "the text column of a table input")
+    output: str | None = opt(None, "write the JSON lines to FILE (default stdout)", metavar="FILE")
+
+
+@dataclass
+class EvaluateSettings(InferenceSettings):
+    """`evaluate`: accuracy, macro-F1 and the confusion matrix on labelled data."""
+
+    split: str | None = opt(None, "the dataset split (default: test, else valid)")
+    text_col: str = opt("text", "text column of a table file")
+    label_col: str = opt("label", "label column of a table file")
+    limit: int | None = opt(None, "evaluate a fixed random N documents only", metavar="N")
+    out: str | None = opt(None, "write evaluation.json + evaluation.png here", metavar="DIR")
+
+
+@dataclass
+class ExportSettings:
+    """`export-classifier`: a serving copy of a classifier folder."""
+
+    int8: bool = opt(False, "load quantized (int8 dynamic recurrent layers) by default")
+
+
+# -------------------------------------------------------------------------------- model tools
+
+
+@dataclass
+class GenerateSettings:
+    """`generate`: continue a prompt with words sampled from a language model."""
+
+    n_words: int = opt(40, "how many tokens to sample", metavar="N")
+    temperature: float = opt(0.8, "softmax temperature: lower is more conservative, 0 is greedy", metavar="T")
+    seed: int | None = opt(None, "random seed, for reproducible samples", metavar="S")

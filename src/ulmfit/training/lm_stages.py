@@ -1,0 +1,254 @@
+"""The language-model stages: pretrain, finetune-lm, evaluate-lm, lr-find (settings in `ulmfit.settings`).
+
+The output folder of pretrain / finetune-lm is a language-model folder (config.json, model.safetensors,
+vocab.json, tokenizer.json) that also holds the training files: log.csv, history.json, metrics.json,
+training_curve.png and checkpoint.safetensors (for resume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..errors import UlmfitError
+from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings
+
+def open_lm_store(path):
+    """The tokenized store at `path`, with a clear error when it is not one yet."""
+    from ..text.store import TokenStore
+
+    path = Path(path)
+    if not (path / "tokens" / "manifest.json").exists():
+        raise UlmfitError(
+            f"{path} is not a tokenized dataset folder: run `ulmfit prepare corpus FILES --out {path} && "
+            f"ulmfit tokenize {path}` first (or `ulmfit prepare imdb/table/folder ...` for labelled data)")
+    store = TokenStore(path)
+    for name in ("lm_train", "lm_valid"):
+        if not store.has_split(name):
+            raise UlmfitError(f"{path} has no {name} split (it has: {', '.join(store.split_names)}); "
+                              "prepare it again with `ulmfit prepare ... --lm-valid-frac`")
+    return store
+
+
+def _valid_stream(store, n_tokens=None):
+    stream = store.split("lm_valid").stream()
+    return stream[:n_tokens] if n_tokens else stream
+
+
+def resolve_corpus(paths, out, max_words=None, max_vocab=60000, min_freq=3, tokenizer="spacy", quiet=False):
+    """CORPUS arguments -> a tokenized store folder: used as is, tokenized, or prepared + tokenized."""
+    from ..data.table import prepare_corpus
+    from ..text.pipeline import tokenize_dataset
+
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and paths[0].is_dir():
+        if (paths[0] / "dataset.json").exists() and not (paths[0] / "tokens" / "manifest.json").exists():
+            tokenize_dataset(paths[0], backend=tokenizer, max_vocab=max_vocab, min_freq=min_freq, progress=not quiet)
+        return paths[0]
+    target = Path(out) / "corpus"
+    prepare_corpus(paths, target, max_words=max_words, progress=not quiet)
+    tokenize_dataset(target, backend=tokenizer, max_vocab=max_vocab, min_freq=min_freq, progress=not quiet)
+    return target
+
+
+def train_config(s, **kw):
+    """The loop's TrainConfig from a stage's settings (optimisation + run control)."""
+    from .loop import TrainConfig
+
+    return TrainConfig(schedule=s.schedule, wd=s.wd, betas=tuple(s.betas), moms=tuple(s.moms), clip=s.clip or None,
+                       seed=s.seed, ckpt_every=getattr(s, "ckpt_every", 0), max_minutes=getattr(s, "max_minutes", None),
+                       device=s.device, threads=s.threads, bf16=not s.fp32, progress=not s.quiet, **kw)
+
+
+def _check(s):
+    for name in ("bs", "bptt", "epochs", "max_steps", "steps", "ckpt_every", "frozen_epochs", "sampled"):
+        v = getattr(s, name, None)
+        if v is not None and (v < 0 or (v == 0 and name not in ("ckpt_every", "frozen_epochs", "epochs", "sampled"))):
+            raise UlmfitError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if getattr(s, "lr", 1) <= 0:
+        raise UlmfitError(f"--lr must be positive, got {s.lr}")
+    if len(s.moms) != 3 or len(s.betas) != 2:
+        raise UlmfitError("--moms takes three numbers and --betas two")
+
+
+def _training_info(stage, store, s, phases, cfg, **extra):
+    """config.json["training"]: how the folder's weights were made."""
+    return {"stage": stage, **extra, "vocab_hash": store.vocab.hash, "bs": s.bs, "bptt": s.bptt,
+            "sampled": s.sampled, "phases": [dataclasses.asdict(p) for p in phases], "train": dataclasses.asdict(cfg)}
+
+
+def _saver(out, store, folder_config):
+    """on_epoch_end for fit: the language-model folder (+ metrics.json) after every epoch."""
+    from ..artifacts import save_language_model
+    from ..io import write_json
+    from ..text.encoder import TextEncoder
+
+    text = TextEncoder.from_store(store)
+
+    def save(model, row):
+        save_language_model(out, model, folder_config, text)
+        write_json(Path(out) / "metrics.json", row)
+
+    return save
+
+
+def _warn_existing(out, resume, quiet):
+    from .loop import CKPT
+
+    if not resume and (Path(out) / CKPT).exists() and not quiet:
+        print(f"note: {out} holds a training checkpoint; starting afresh (resume continues it)")
+
+
+def _report(history, out, quiet=False):
+    if history and not quiet:
+        last = history[-1]
+        print(f"wrote {out}: valid loss {last['valid_loss']:.4f}, perplexity {last.get('perplexity', float('nan')):.2f}, "
+              f"accuracy {last.get('accuracy', float('nan')):.4f} after {last['step']} steps"
+              + (" (stopped early; --resume continues)" if last.get("partial") else ""))
+    return history
+
+
+def pretrain(corpus, out, settings: PretrainSettings | None = None):
+    """Train a language model from scratch on a corpus -> the history (one dict per epoch).
+
+    corpus: a tokenized dataset folder, a prepared one (tokenized here), or corpus files (.jsonl[.xz|.gz]
+    with a text field, .txt), prepared and tokenized into OUT/corpus first (reused when unchanged)."""
+    from ..artifacts import LanguageModelConfig
+    from ..models.config import preset
+    from ..models.language_model import LanguageModel
+    from .lm_task import LMTask
+    from .loop import Phase, fit
+
+    import torch
+
+    s = settings or PretrainSettings()
+    _check(s)
+    corpus = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
+    corpus = resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet)
+    store = open_lm_store(corpus)
+    torch.manual_seed(s.seed)
+    mcfg = preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult, arch=s.arch)
+    model = LanguageModel(mcfg)
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
+                  backwards=s.backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    # From scratch every layer is equally new: one lr for all groups.
+    phases = [Phase(epochs=s.epochs, lr=s.lr, steps=s.max_steps, lr_div=1.0)]
+    cfg = train_config(s)
+    folder = LanguageModelConfig(mcfg, s.backwards, _training_info("pretrain", store, s, phases, cfg, corpus=str(corpus)))
+    if not s.quiet:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"pretraining a {s.preset} {s.arch} LM ({n_params / 1e6:.1f}M parameters, vocab {len(store.vocab)}) "
+              f"on {len(task.train.stream):,} tokens, validating on {len(task.valid.stream):,}")
+    _warn_existing(out, s.resume, s.quiet)
+    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder))
+    return _report(history, out, s.quiet)
+
+
+def load_pretrained_lm(folder, store, drop_mult=None):
+    """A pretrained LM folder (or a shipped model's name) re-indexed onto `store`'s vocab
+    -> (LanguageModel, LanguageModelConfig of the folder)."""
+    from ..artifacts import read_language_model_state
+    from ..models.language_model import LanguageModel
+    from ..pretrained import resolve_lm
+    from ..text.vocab import Vocab
+    from ..transfer import map_vocab
+
+    folder = resolve_lm(folder)
+    folder_config, state_dict = read_language_model_state(folder)
+    old_itos = Vocab.load(Path(folder) / "vocab.json").itos
+    new_itos = store.vocab.itos
+    state_dict, n_matched = map_vocab(state_dict, old_itos, new_itos)
+    mcfg = dataclasses.replace(folder_config.model, vocab_size=len(new_itos))
+    if drop_mult is not None:
+        mcfg = dataclasses.replace(mcfg, drop_mult=drop_mult)
+    model = LanguageModel(mcfg)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise UlmfitError(f"the weights in {folder} do not fit its config.json: {e}") from None
+    # Said even when quiet: a low count means the wrong pretrained model or tokenizer.
+    print(f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
+          f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding")
+    return model, folder_config
+
+
+def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None):
+    """Fine-tune a pretrained language model (folder or shipped name) on a dataset's texts -> the history.
+
+    The pretrained vocab is mapped onto the dataset's (new words start at the mean embedding), then
+    `frozen_epochs` with only the embedding/decoder trainable, then `epochs` with everything unfrozen
+    and discriminative lrs (group k from the top gets lr / lr_div^k)."""
+    from ..artifacts import LanguageModelConfig
+    from .lm_task import LMTask
+    from .loop import Phase, fit
+
+    import torch
+
+    s = settings or FinetuneSettings()
+    _check(s)
+    if s.frozen_epochs == 0 and s.epochs == 0:
+        raise UlmfitError("nothing to train: frozen_epochs and epochs are both 0")
+    store = open_lm_store(data)
+    torch.manual_seed(s.seed)
+    model, pre = load_pretrained_lm(pretrained, store, s.drop_mult)
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
+                  backwards=pre.backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    phases = []
+    if s.frozen_epochs:
+        phases.append(Phase(epochs=s.frozen_epochs, lr=s.frozen_lr, freeze_to=-1, steps=s.frozen_steps))
+    if s.epochs:
+        phases.append(Phase(epochs=s.epochs, lr=s.lr, freeze_to=0, steps=s.max_steps, lr_div=s.lr_div))
+    cfg = train_config(s, lr_div=s.lr_div)
+    folder = LanguageModelConfig(model.cfg, pre.backwards, _training_info(
+        "finetune-lm", store, s, phases, cfg, data=str(data), pretrained=str(pretrained)))
+    _warn_existing(out, s.resume, s.quiet)
+    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder))
+    return _report(history, out, s.quiet)
+
+
+def evaluate_lm(model, data, settings: EvaluateLMSettings | None = None) -> dict:
+    """Loss, accuracy and perplexity (full softmax) of a language model (folder or shipped name) on a split."""
+    from .lm_task import LMTask
+    from .loop import TrainConfig, pick_device, validate
+
+    s = settings or EvaluateLMSettings()
+    store = open_lm_store(data)
+    lm, folder_config = load_pretrained_lm(model, store)
+    stream = store.split(s.split).stream()
+    if s.valid_tokens:
+        stream = stream[: s.valid_tokens]
+    task = LMTask(lm, stream, stream, s.bs, s.bptt, backwards=folder_config.backwards)
+    cfg = TrainConfig(device=s.device, threads=s.threads, bf16=not s.fp32, progress=False)
+    device = pick_device(cfg)
+    metrics = validate(task, lm.to(device), device, cfg)
+    return {"model": str(model), "data": str(data), "split": s.split, "tokens": int(len(stream)),
+            **{k: round(float(v), 4) for k, v in metrics.items()}}
+
+
+def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = None) -> float:
+    """The lr finder on a language model (fresh, or `pretrained`): writes lr_find.csv/.json/.png to `out`
+    and returns the suggested lr."""
+    from ..models.config import preset
+    from ..models.language_model import LanguageModel
+    from .lm_task import LMTask
+    from .lr_find import lr_find
+    from .optim import freeze_to
+
+    import torch
+
+    s = settings or LRFindLMSettings()
+    _check(s)
+    store = open_lm_store(data)
+    torch.manual_seed(s.seed)
+    backwards = s.backwards
+    if pretrained:
+        model, pre = load_pretrained_lm(pretrained, store, 0.3 if s.drop_mult is None else s.drop_mult)
+        backwards = pre.backwards
+    else:
+        model = LanguageModel(preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult or 1.0,
+                                     arch=s.arch))
+    if s.frozen:
+        freeze_to(model, -1)
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
+                  backwards=backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    return lr_find(task, train_config(s), out, start=s.start, end=s.end, steps=s.steps)

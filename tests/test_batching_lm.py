@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ulmfit.batching import MIN_SEQ, LMBatches
+from ulmfit.batching.lm import MIN_SEQ, LMBatches
 from ulmfit.errors import UlmfitError
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from ulmfit.classifier.data import ClassifierBatches, pad_collate, sort_order, sortish_batches
+from ulmfit.batching.documents import ClassifierBatches, pad_collate, sort_order, sortish_batches
 from ulmfit.text.special import EOS_ID, PAD_ID
 from ulmfit.text.store import write_store
 

@@ -1,13 +1,15 @@
+import pytest
 import torch
 
-from ulmfit.classifier.data import pad_collate
+from ulmfit.batching.documents import pad_collate
 from ulmfit.models.classifier import BPT3C
 
 from classifier_helpers import StandInEncoder, tiny_classifier, one_thread  # noqa: F401 (autouse)
 
 
-def test_padding_does_not_change_a_document():
-    m = tiny_classifier(n_classes=3).eval()
+@pytest.mark.parametrize("arch", ["awd_lstm", "qrnn"])
+def test_padding_does_not_change_a_document(arch):
+    m = tiny_classifier(n_classes=3, arch=arch).eval()
     g = torch.Generator().manual_seed(1)
     docs = [torch.randint(9, 40, (n,), generator=g).numpy() for n in (53, 3, 7, 21, 14, 1, 30)]
     x, n = pad_collate(docs)

@@ -101,7 +101,7 @@ class TextClassifier:
 
         from tqdm.auto import tqdm
 
-        from .classifier.data import pad_collate, sort_order
+        from .batching.documents import pad_collate, sort_order
         from .text.special import EOS_ID
 
         n = len(docs)

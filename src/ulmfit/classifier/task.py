@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..errors import UlmfitError
 from ..text.store import labelled
 from ..training import Phase
-from .data import ClassifierBatches
+from ..batching.documents import ClassifierBatches
 from .metrics import cm_from_sums, cm_to_sums, confusion, multilabel_scores, scores
 
 # fast.ai's IMDb recipe (2018 lecture): the head alone, then the top groups one by one, then all of it

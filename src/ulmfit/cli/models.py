@@ -4,40 +4,10 @@
 from __future__ import annotations
 
 from ..settings import GenerateSettings
-from .options import add_settings, settings_from
+from .options import Command, add_commands, arg
 
 
-def register(sub):
-    p = sub.add_parser(
-        "models", help="list the pretrained language models shipped with ulmfit",
-        description="List the language models shipped with ulmfit: each name works wherever a language-model "
-        "folder is accepted (finetune-lm --from NAME, evaluate-lm, generate, [pretrain] folder = NAME in a run "
-        "config). Their model cards (README.md in each folder) say how they were made.")
-    p.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
-    p.set_defaults(func=_models)
-
-    p = sub.add_parser(
-        "generate", help="sample text from a language-model folder",
-        description="Continue a prompt with words sampled from a language model (a quick look at what it learnt).",
-    )
-    p.add_argument("model_dir", metavar="DIR|NAME",
-                   help="language-model folder (config.json, model.safetensors, vocab), or a shipped model's name")
-    p.add_argument("prompt", help="text to continue (tokenized with the folder's tokenizer)")
-    add_settings(p, GenerateSettings)
-    p.set_defaults(func=_generate)
-
-    p = sub.add_parser(
-        "import-fastai", help="convert fastai's published AWD-LSTM weights to a model folder",
-        description="Convert a fastai AWD-LSTM language model (v2 lstm_fwd.pth + vocab, v1 fwd_wt103.h5 + "
-        "itos_wt103.pkl) into an ulmfit language-model folder, without executing any pickled code.",
-    )
-    p.add_argument("pth", metavar="PTH", help="fastai weights file (a torch-saved state dict)")
-    p.add_argument("itos", metavar="ITOS", help="its vocab: pickled list (.pkl), JSON list, or one token per line")
-    p.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
-    p.set_defaults(func=_import_fastai)
-
-
-def _models(args):
+def _models(args, _):
     import json
 
     from ..pretrained import describe, shipped_names
@@ -62,14 +32,7 @@ def _models(args):
     return 0
 
 
-def _generate(args):
-    from ..models.sampling import generate
-
-    print(generate(args.model_dir, args.prompt, settings_from(args, GenerateSettings)))
-    return 0
-
-
-def _import_fastai(args):
+def _import_fastai(args, _):
     from ..artifacts import save_model
     from ..io import write_json
     from ..transfer import import_fastai
@@ -89,3 +52,38 @@ def _import_fastai(args):
     save_model(args.out, state_dict, config, _ForeignVocab())
     print(f"wrote {args.out}: {cfg.n_layers} layers, emb {cfg.emb_size}, hidden {cfg.n_hid}, vocab {cfg.vocab_size}")
     return 0
+
+
+def _generate(a, s):
+    from ..models.sampling import generate
+
+    print(generate(a.model_dir, a.prompt, s))
+
+
+COMMANDS = [
+    Command(
+        "models", "list the pretrained language models shipped with ulmfit",
+        "List the language models shipped with ulmfit: each name works wherever a language-model folder is "
+        "accepted (finetune-lm --from NAME, evaluate-lm, generate, [pretrain] folder = NAME in a run config). "
+        "Their model cards (README.md in each folder) say how they were made.",
+        _models, None, [arg("--json", action="store_true", help="one JSON object per model instead of a table")]),
+    Command(
+        "generate", "sample text from a language-model folder",
+        "Continue a prompt with words sampled from a language model (a quick look at what it learnt).",
+        _generate, GenerateSettings,
+        [arg("model_dir", metavar="DIR|NAME",
+             help="language-model folder (config.json, model.safetensors, vocab), or a shipped model's name"),
+         arg("prompt", help="text to continue (tokenized with the folder's tokenizer)")]),
+    Command(
+        "import-fastai", "convert fastai's published AWD-LSTM weights to a model folder",
+        "Convert a fastai AWD-LSTM language model (v2 lstm_fwd.pth + vocab, v1 fwd_wt103.h5 + itos_wt103.pkl) into "
+        "an ulmfit language-model folder, without executing any pickled code.",
+        _import_fastai, None,
+        [arg("pth", metavar="PTH", help="fastai weights file (a torch-saved state dict)"),
+         arg("itos", metavar="ITOS", help="its vocab: pickled list (.pkl), JSON list, or one token per line"),
+         arg("--out", required=True, metavar="DIR", help="model folder to write")]),
+]
+
+
+def register(sub):
+    add_commands(sub, COMMANDS)

@@ -92,3 +92,38 @@ def settings_from(ns, cls, **overrides):
         values[f.name] = v
     values.update(overrides)
     return cls(**values)
+
+
+@dataclasses.dataclass
+class Command:
+    """One subcommand: its words for --help, its positional/required arguments as (names, argparse keywords),
+    its settings class, and `run(args, settings)` (settings: built from the parsed options); an int it
+    returns is the exit code, anything else (a stage function's result) means success."""
+
+    name: str
+    help: str
+    description: str
+    run: typing.Callable
+    settings: type | None = None
+    args: list = dataclasses.field(default_factory=list)
+    epilog: str | None = None
+
+
+def arg(*names, **kw):
+    """A positional or required argument of a Command (no default: defaults live in the settings)."""
+    return names, kw
+
+
+def add_commands(sub, commands, **parser_kw):
+    """Register each Command as a subparser of `sub`."""
+    for c in commands:
+        p = sub.add_parser(c.name, help=c.help, description=c.description, epilog=c.epilog, **parser_kw)
+        for names, kw in c.args:
+            p.add_argument(*names, **kw)
+        if c.settings is not None:
+            add_settings(p, c.settings)
+        p.set_defaults(func=lambda a, c=c: _exit_code(c.run(a, settings_from(a, c.settings) if c.settings else None)))
+
+
+def _exit_code(result):
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -1,7 +1,7 @@
 """The ULMFiT classifier: an encoder run over whole documents in bptt chunks (BPT3C) + a pooling head.
 
 Plain modules that know nothing of training. Inputs are right-padded id batches with their lengths
-(see `ulmfit.classifier.data`). Pooling is accumulated chunk by chunk over each document's own last
+(see `ulmfit.batching.documents`). Pooling is accumulated chunk by chunk over each document's own last
 `max_len` positions, so
 - padding never changes a document's result (the LSTM is causal and padding sits after the text);
 - memory does not grow with document length: only chunks that some document pools from are run

@@ -1,10 +1,11 @@
-"""Sampling text from a LanguageModel, and turning sampled tokens back into readable text."""
+"""Sampling text from a LanguageModel (`sample`), and `generate`: a prompt continued as readable text."""
 
 from __future__ import annotations
 
 import torch
 
-from ..text.special import BOS, EOS, MAJ, PAD, PAD_ID, REP, UNK_ID, UP, WREP
+from ..text.detokenize import detokenize
+from ..text.special import PAD_ID, UNK_ID
 
 
 @torch.inference_mode()
@@ -31,40 +32,6 @@ def sample(lm, ids, n_words: int, temperature: float = 1.0, generator=None, bann
         out.append(nxt)
         x = torch.tensor([[nxt]], device=device)  # the state carries the context
     return out
-
-
-_NO_SPACE_BEFORE = {".", ",", "!", "?", ";", ":", ")", "]", "}", "%", "n't", "'s", "'re", "'ve", "'m", "'ll", "'d", "'"}
-_NO_SPACE_AFTER = {"(", "[", "{", "$", "#"}
-
-
-def detokenize(tokens) -> str:
-    """Undo the recipe's token rules well enough to read: xxmaj/xxup capitalization, xxrep/xxwrep
-    repetitions, markers dropped, no space before punctuation or clitics."""
-    words, i, toks = [], 0, list(tokens)
-    while i < len(toks):
-        t = toks[i]
-        if t in (BOS, PAD):
-            i += 1
-            continue
-        if t == EOS:
-            words.append("\n")
-        elif t in (MAJ, UP) and i + 1 < len(toks):
-            nxt = toks[i + 1]
-            words.append(nxt[:1].upper() + nxt[1:] if t == MAJ else nxt.upper())
-            i += 1
-        elif t in (REP, WREP) and i + 2 < len(toks) and toks[i + 1].isdigit():
-            n, w = int(toks[i + 1]), toks[i + 2]
-            words.append(w * n if t == REP else " ".join([w] * n))
-            i += 2
-        elif t not in (MAJ, UP, REP, WREP):
-            words.append(t)
-        i += 1
-    text = ""
-    for w in words:
-        if text and not text.endswith(("\n", *_NO_SPACE_AFTER)) and w not in _NO_SPACE_BEFORE and w != "\n":
-            text += " "
-        text += w
-    return text.strip(" ")
 
 
 def generate(model, prompt: str, settings=None) -> str:

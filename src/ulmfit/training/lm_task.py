@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..batching import LMBatches
+from ..batching.lm import LMBatches
 from ..models.language_model import ar_tar_loss
 from .sampled_softmax import proposal_log_probs, sampled_cross_entropy
 

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from ..errors import UlmfitError
-from ..io import atomic_path, write_json, write_text
-from .loop import TrainConfig, autocast, ema, iter_from, pick_device, split_loss, to_device
+from ..io import write_json, write_text
+from .logs import ema, new_figure, save_figure
+from .loop import TrainConfig, autocast, iter_from, pick_device, split_loss, to_device
 from .optim import make_optimizer, set_hyper
 
 
@@ -125,12 +126,7 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
 
 
 def _plot(path, lrs, losses, smoothed, sugg):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure((7, 4.5))
     ax.plot(lrs, losses, color="tab:blue", alpha=0.3, lw=0.8, label="loss")
     ax.plot(lrs, smoothed, color="tab:blue", label="smoothed loss")
     ax.axvline(sugg["steepest"], color="tab:red", ls="--", label=f"steepest {sugg['steepest']:.2g}")
@@ -138,7 +134,4 @@ def _plot(path, lrs, losses, smoothed, sugg):
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_figure(fig, ax, path)

@@ -1,4 +1,4 @@
-"""Batches for training: the language model's contiguous streams (here), classifier samplers (later).
+"""Language-model batches: contiguous streams cut from the flat id array (documents: `documents.py`).
 
 Language model batches (`LMBatches`)
 ------------------------------------
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UlmfitError
+from ..errors import UlmfitError
 
 MIN_SEQ = 5  # shortest LM sequence; a shorter tail is merged into the batch before it
 MAX_EXTRA = 25  # a sequence is at most bptt + 5 standard deviations long

@@ -1,0 +1,1 @@
+"""Batches from the token store's flat arrays: language-model streams (`lm`) and documents (`documents`)."""

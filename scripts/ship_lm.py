@@ -11,6 +11,7 @@ usage: python scripts/ship_lm.py RUN_DIR NAME --corpus-desc TEXT --command TEXT 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shutil
@@ -19,10 +20,9 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ulmfit import evaluate_lm
-from ulmfit.artifacts import load_language_model
+from ulmfit.artifacts import load_language_model, save_model
 from ulmfit.io import read_json, write_json, write_text
 from ulmfit.settings import EvaluateLMSettings
 
@@ -52,7 +52,7 @@ def main(argv=None):
     p.add_argument("--dest", type=Path, default=SHIPPED, help=f"where shipped models live (default {SHIPPED})")
     a = p.parse_args(argv)
 
-    lm, config, _ = load_language_model(a.run_dir, with_encoder=False)
+    lm, config, text_encoder = load_language_model(a.run_dir)
     history = read_json(a.run_dir / "history.json")
     train = config.training
     backwards = config.backwards
@@ -77,15 +77,10 @@ def main(argv=None):
     out = a.dest / a.name
     if out.exists():
         shutil.rmtree(out)  # an earlier version of this shipped model: replaced whole
-    out.mkdir(parents=True)
-    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in lm.state_dict().items() if k != "decoder.weight"}
-    save_file(sd, str(out / "model.safetensors"),
-              metadata={"format": "pt", "ulmfit_aliases": json.dumps({"decoder.weight": "encoder.embedding.weight"})})
-    shipped_config = config.to_dict()
-    shipped_config["training"] = {k: v for k, v in train.items() if k != "corpus"}  # a path on the training machine
-    write_json(out / "config.json", shipped_config)
-    for f in ("vocab.json", "tokenizer.json"):
-        shutil.copy(a.run_dir / f, out / f)
+    half = {k: v.detach().to(torch.float16) for k, v in lm.state_dict().items()}
+    half["decoder.weight"] = half["encoder.embedding.weight"]  # tied: stored once
+    shipped = dataclasses.replace(config, training={k: v for k, v in train.items() if k != "corpus"})  # no local paths
+    save_model(out, half, shipped.to_dict(), text_encoder)
     write_json(out / "card.json", card)
     m = config.to_dict()["model"]
     ppl = "\n".join(f"| {k} (lm_valid, first {a.eval_tokens:,} tokens) | {v} |" for k, v in card["perplexity"].items())

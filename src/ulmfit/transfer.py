@@ -204,3 +204,21 @@ def import_fastai(pth_path, itos_path_or_list):
     if tied:
         sd[DECODER_W] = sd[EMBEDDING_KEY]
     return cfg, sd, new_itos
+
+
+def import_fastai_folder(pth_path, itos_path, out):
+    """fastai's published AWD-LSTM (weights + vocab) -> an ulmfit language-model folder `out`; returns its
+    ModelConfig. fastai tokenized with spaCy's English defaults and the same xx... rules as ours."""
+    from .artifacts import LanguageModelConfig, save_model
+    from .io import write_json
+
+    cfg, state_dict, itos = import_fastai(pth_path, itos_path)
+
+    class _ForeignVocab:
+        def save(self, folder):
+            write_json(f"{folder}/tokenizer.json", {"backend": "spacy", "lang": "en"})
+            write_json(f"{folder}/vocab.json", {"itos": itos}, indent=None)
+
+    config = LanguageModelConfig(cfg, False, {"source": {"fastai_weights": str(pth_path), "fastai_vocab": str(itos_path)}})
+    save_model(out, state_dict, config.to_dict(), _ForeignVocab())
+    return cfg

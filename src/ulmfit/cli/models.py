@@ -32,26 +32,11 @@ def _models(args, _):
     return 0
 
 
-def _import_fastai(args, _):
-    from ..artifacts import save_model
-    from ..io import write_json
-    from ..transfer import import_fastai
+def _import_fastai(a, _):
+    from ..transfer import import_fastai_folder
 
-    cfg, state_dict, itos = import_fastai(args.pth, args.itos)
-
-    class _ForeignVocab:
-        """A model folder's tokenizer.json + vocab.json for a model trained elsewhere: fastai
-        tokenized with spaCy's English defaults and the same xx... rules as ours."""
-
-        def save(self, folder):
-            write_json(f"{folder}/tokenizer.json", {"backend": "spacy", "lang": "en"})
-            write_json(f"{folder}/vocab.json", {"itos": itos}, indent=None)
-
-    config = {"kind": "language_model", "model": cfg, "source": {"fastai_weights": str(args.pth),
-                                                                  "fastai_vocab": str(args.itos)}}
-    save_model(args.out, state_dict, config, _ForeignVocab())
-    print(f"wrote {args.out}: {cfg.n_layers} layers, emb {cfg.emb_size}, hidden {cfg.n_hid}, vocab {cfg.vocab_size}")
-    return 0
+    cfg = import_fastai_folder(a.pth, a.itos, a.out)
+    print(f"wrote {a.out}: {cfg.n_layers} layers, emb {cfg.emb_size}, hidden {cfg.n_hid}, vocab {cfg.vocab_size}")
 
 
 def _generate(a, s):

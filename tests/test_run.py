@@ -62,7 +62,10 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
     for image in ("lr_find/lr_find.png", "lm/training_curve.png", "classifier/confusion.png"):
         assert f"]({image})" in md and (out / image).exists()
     stages = json.loads((out / "stages.json").read_text())
-    names = ["prepare", "tokenize", "lr_find", "lm", "classifier", "evaluate"]
+    names = ["prepare", "tokenize", "baseline", "lr_find", "lm", "classifier", "evaluate"]
+    base = report["baseline"]
+    assert 0 <= base["accuracy"] <= 1 and base["valid"]["n"] == 12 and "TF-IDF baseline" in stdout  # 20 % of 60
+    assert "Without the language model" in md and report["verdict"].startswith("ULMFiT")
     assert all(stages[n]["status"] == "done" and not stages[n]["reused"] for n in names)
     weights = (out / "classifier" / "model.safetensors").stat().st_mtime_ns
 
@@ -157,3 +160,12 @@ def test_every_presets_sections_are_valid_stage_settings():
         for section in cfg:
             if section not in ("name", "description"):
                 stage_settings(cfg, section, f"preset {name}")
+
+
+def test_the_verdict_says_plainly_when_the_baseline_wins():
+    from ulmfit.run.report import verdict
+
+    clas = {"forward": {"final": {"accuracy": 0.80}}}
+    assert verdict(clas, {"valid": {"accuracy": 0.90}}).startswith("ULMFiT does NOT beat the TF-IDF baseline")
+    assert verdict(clas, {"valid": {"accuracy": 0.70}}).startswith("ULMFiT beats")
+    assert verdict(clas, {"valid": None}) is None and verdict({}, {"valid": {"accuracy": 0.7}}) is None

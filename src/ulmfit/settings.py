@@ -372,3 +372,22 @@ class GenerateSettings:
     n_words: int = opt(40, "how many tokens to sample", metavar="N")
     temperature: float = opt(0.8, "softmax temperature: lower is more conservative, 0 is greedy", metavar="T")
     seed: int | None = opt(None, "random seed, for reproducible samples", metavar="S")
+
+
+# ----------------------------------------------------------------------------------- baseline
+
+
+@dataclass
+class BaselineSettings:
+    """`baseline`: what you would get without the language model, in seconds (TF-IDF + logistic regression)."""
+
+    train_split: str = opt("train", "split to train on")
+    valid_frac: float | None = opt(None, "hold out the same stratified fraction of the train split as "
+                                   "train-classifier --valid-frac does (same documents), and report on it too",
+                                   metavar="F")
+    split: str | None = opt(None, "the split to report on (default: test, else valid)")
+    ngram_max: int = opt(2, "word n-grams from 1 to N", metavar="N")
+    min_df: int = opt(1, "least number of training documents an n-gram must appear in", metavar="N")
+    c: float = opt(4.0, "inverse regularization strength of the logistic regression", metavar="C")
+    out: str | None = opt(None, "write baseline.json here", metavar="DIR")
+    quiet: bool = opt(False, "no progress lines")

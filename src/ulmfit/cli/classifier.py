@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from .. import api
-from ..settings import EvaluateSettings, ExportSettings, PredictSettings, TrainClassifierSettings
+from ..settings import BaselineSettings, EvaluateSettings, ExportSettings, PredictSettings, TrainClassifierSettings
 from .options import Command, add_commands, arg
 
 CLASSIFIER = arg("model_dir", metavar="DIR", help="a classifier folder")
@@ -67,6 +67,14 @@ COMMANDS = [
         "(no checkpoints or logs). --int8 marks it to load with int8 dynamic quantized recurrent layers (2-4x "
         "faster on CPU; the accuracy cost is measured by `ulmfit evaluate --int8`).",
         _export, ExportSettings, [CLASSIFIER, arg("out", metavar="OUT", help="the folder to write")]),
+    Command(
+        "baseline", "TF-IDF + logistic regression on a prepared dataset: what you would get without the LM",
+        "Train TF-IDF word 1-2-grams (sublinear tf) + logistic regression (scikit-learn) on the train split of a "
+        "prepared dataset folder and report accuracy and macro-F1 on the test split (and, with --valid-frac, on the "
+        "same held-out train documents train-classifier validates on). Takes seconds; prints one JSON line.",
+        lambda a, s: print(json.dumps(api.baseline(a.data, s))), BaselineSettings,
+        [arg("data", metavar="DATA", help="a prepared dataset folder (`ulmfit prepare`)")],
+        "example: ulmfit baseline data/imdb --valid-frac 0.04"),
 ]
 
 

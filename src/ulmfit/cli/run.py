@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-STAGES = ("prepare", "tokenize", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
+STAGES = ("prepare", "tokenize", "baseline", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
           "lm-bwd", "classifier-bwd", "evaluate")
 
 
@@ -54,5 +54,9 @@ def _run(a):
     report = Runner(cfg, out, source=a.source, force_from=a.force_from, quiet=a.quiet).run()
     acc = report.get("accuracy")
     split = (report.get("evaluation") or {}).get("split") or "test"
-    print(f"report: {out}/report.md" + (f"  {split} accuracy {100 * acc:.2f} %" if acc is not None else ""))
+    base = report.get("baseline") or {}
+    print(f"report: {out}/report.md" + (f"  {split} accuracy {100 * acc:.2f} %" if acc is not None else "")
+          + (f"  (TF-IDF baseline {100 * base['accuracy']:.2f} %)" if base.get("accuracy") is not None else ""))
+    if report.get("verdict") and "NOT" in report["verdict"]:
+        print(report["verdict"])
     return 0

@@ -9,15 +9,16 @@ from pathlib import Path
 
 from ..errors import UlmfitError
 
-from ..settings import (EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings, LRFindLMSettings,
+from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings, LRFindLMSettings,
                         PretrainSettings, TableSettings, TokenizeSettings, TrainClassifierSettings, from_dict)
 
 # Each section's settings class: its keys are the stage's settings (the same names as the command's options).
 SECTION_SETTINGS = {"tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
-                    "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings}
+                    "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings,
+                    "baseline": BaselineSettings}
 DATA_SETTINGS = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings}
 SECTIONS = ("data", "tokenize", "pretrain", "finetune_lm", "classifier", "evaluate")
-OPTIONAL_SECTIONS = ("lr_find",)  # present: the stage runs
+OPTIONAL_SECTIONS = ("lr_find", "baseline")  # lr_find: runs when present; baseline: always runs, settings optional
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 # Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
 RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},

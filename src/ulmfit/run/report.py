@@ -81,6 +81,21 @@ def _fmt(x, nd=4):
     return str(x)
 
 
+def verdict(classifiers: dict, baseline: dict | None) -> str | None:
+    """Whether ULMFiT beat the baseline on the documents both validated on (the forward classifier's last
+    epoch against the baseline on the same held-out documents); None when they did not share any."""
+    fwd = (classifiers.get("forward") or {}).get("final") or {}
+    base = (baseline or {}).get("valid") or {}
+    if fwd.get("accuracy") is None or base.get("accuracy") is None:
+        return None
+    a, b = fwd["accuracy"], base["accuracy"]
+    if a > b:
+        return f"ULMFiT beats the TF-IDF baseline on validation: {100 * a:.2f} % vs {100 * b:.2f} %."
+    return (f"ULMFiT does NOT beat the TF-IDF baseline on validation ({100 * a:.2f} % vs {100 * b:.2f} %): "
+            "the linear model is the better choice for this data as configured (more LM fine-tuning or "
+            "classifier epochs may change that).")
+
+
 def write_report(runner) -> dict:
     d = runner.dir
     state = runner.state
@@ -105,6 +120,7 @@ def write_report(runner) -> dict:
         "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
         "lr_find": lr_find, "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
+        "baseline": _read(d / "baseline" / "baseline.json"), "verdict": verdict(clas, _read(d / "baseline" / "baseline.json")),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,
     }
@@ -121,6 +137,13 @@ def render(r) -> str:
         kind = "accuracy" if "confusion_matrix" in r["evaluation"] else "exact-match accuracy"  # multi-label
         L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
               f"on {r['evaluation'].get('n', '?')} documents.", ""]
+    b = r.get("baseline")
+    if b:
+        valid = f" (validation {100 * b['valid']['accuracy']:.2f} %)" if b.get("valid") else ""
+        L += [f"Without the language model — {b['model']} on the same training documents: {b['split']} {kind} "
+              f"{100 * b['accuracy']:.2f} %, macro-F1 {_fmt(b['macro_f1'])}{valid}, in {b['seconds']:.0f} s.", ""]
+    if r.get("verdict"):
+        L += [f"**{r['verdict']}**" if "NOT" in r["verdict"] else r["verdict"], ""]
     dd, tk = r["data"], r["tokens"]
     L += ["## Data", "", f"- documents: {dd.get('n_docs')}; splits: "
           + ", ".join(f"{k} {v}" for k, v in (dd.get("splits") or {}).items()),

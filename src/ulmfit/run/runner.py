@@ -73,7 +73,7 @@ class Runner:
 
     def settings(self, section, **changes):
         """The section's settings with the runner's own (quiet) and `changes` applied."""
-        s = stage_settings(self.cfg, section)
+        s = stage_settings(self.cfg, section) if section in self.cfg else stage_settings({section: {}}, section)
         if "quiet" in {f.name for f in dataclasses.fields(s)}:
             changes.setdefault("quiet", self.quiet)
         return dataclasses.replace(s, **changes)
@@ -142,6 +142,18 @@ class Runner:
         self.ran.add(name)
         self._save()
 
+    def _baseline(self, data):
+        """TF-IDF + logistic regression on the same split and held-out documents as the classifier."""
+        own = self.cfg.get("baseline", {})
+        changes = {"out": str(self.dir / "baseline")}
+        if "valid_frac" not in own:
+            changes["valid_frac"] = self.settings("classifier").valid_frac
+        if "split" not in own:
+            changes["split"] = self.settings("evaluate").split
+        s = self.settings("baseline", **changes)
+        out = self.dir / "baseline"
+        self._stage("baseline", _baseline, [data], s, out, ["prepare"])
+
     def _lr_find(self, data, mode):
         """A side stage (nothing reads it): the lr finder on the language model that the next stage
         trains: the fresh one (scratch) or the pretrained one's frozen phase (corpus, from)."""
@@ -168,6 +180,7 @@ class Runner:
         self._prepare()
         self._tokenize()
         data = str(d / "data")
+        self._baseline(data)
         directions = [False] + ([True] if cfg["classifier"].get("backwards") else [])
         mode = cfg["pretrain"]["mode"]
         lr_find = "lr_find" in cfg and mode != "none"
@@ -211,6 +224,11 @@ class Runner:
         self.state["_total_seconds"] = round(time.time() - t0, 2)
         self._save()
         return write_report(self)
+
+
+def _baseline(data, settings):
+    Path(settings.out).mkdir(parents=True, exist_ok=True)
+    return api.baseline(data, settings)
 
 
 def _evaluate(model, data, settings: EvaluateSettings):

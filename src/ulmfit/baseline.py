@@ -1,0 +1,100 @@
+"""The baseline beside every result: TF-IDF word n-grams + logistic regression (scikit-learn), on the same
+documents and splits as the classifier (the same held-out validation documents too), in seconds.
+
+It reads the prepared dataset folder's raw texts (documents.jsonl), so it needs no tokenized store and no
+language model: it is what a user would get without ULMFiT.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UlmfitError
+from .settings import BaselineSettings
+
+NAME = "TF-IDF (sublinear tf) + logistic regression"
+
+
+def _texts(path: Path, wanted: set) -> dict:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i in wanted:
+                t = json.loads(line)["text"]
+                out[i] = t if isinstance(t, str) else " ".join(str(x) for x in t)  # multi-field: fields joined
+    return out
+
+
+def _scores(y_true, y_pred, multi_label: bool, n_classes: int) -> dict:
+    from .classifier.metrics import confusion, multilabel_scores, scores
+
+    if multi_label:
+        pred, true = y_pred > 0, y_true > 0
+        tp, fp, fn = (pred & true).sum(0), (pred & ~true).sum(0), (~pred & true).sum(0)
+        s = multilabel_scores(tp, fp, fn, (pred == true).all(1).sum(), len(y_true))
+    else:
+        s = scores(confusion(y_true, y_pred, n_classes))
+    return {"accuracy": float(s["accuracy"]), "macro_f1": float(s["macro_f1"]), "n": int(len(y_true))}
+
+
+def baseline(data, settings: BaselineSettings | None = None) -> dict:
+    """Train TF-IDF + logistic regression on a prepared dataset's train split (minus the held-out fraction,
+    if any) and score it on the held-out documents and on the report split -> a dict (also baseline.json)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from .classifier.task import holdout
+    from .io import read_json, write_json
+    from .text.store import labelled
+
+    s = settings or BaselineSettings()
+    t0 = time.time()
+    root = Path(data)
+    if not (root / "dataset.json").exists():
+        raise UlmfitError(f"{root} is not a prepared dataset folder (no dataset.json): run `ulmfit prepare` first")
+    meta = read_json(root / "dataset.json")
+    classes = meta.get("classes") or []
+    if not classes:
+        raise UlmfitError(f"{root / 'dataset.json'}: field 'classes' is empty: the dataset has no labels")
+    split = s.split or next((n for n in ("test", "valid") if (root / "splits" / f"{n}.npy").exists()), None)
+    for name in (s.train_split, split):
+        if name is None or not (root / "splits" / f"{name}.npy").exists():
+            raise UlmfitError(f"{root} has no split {name or 'test or valid'!r}")
+    labels = np.load(root / "labels.npy")
+    multi = labels.ndim == 2
+    train_idx = np.load(root / "splits" / f"{s.train_split}.npy")
+    report_idx = np.load(root / "splits" / f"{split}.npy")
+    valid_idx = None
+    if s.valid_frac:
+        tr, va = holdout(labels[train_idx], s.valid_frac)  # positions in the split, as train-classifier takes them
+        train_idx, valid_idx = train_idx[tr], train_idx[va]
+    train_idx = train_idx[labelled(labels[train_idx])]
+    report_idx = report_idx[labelled(labels[report_idx])]
+    wanted = set(train_idx.tolist()) | set(report_idx.tolist()) | set([] if valid_idx is None else valid_idx.tolist())
+    texts = _texts(root / "documents.jsonl", wanted)
+    vec = TfidfVectorizer(ngram_range=(1, s.ngram_max), min_df=s.min_df, sublinear_tf=True)
+    x_train = vec.fit_transform([texts[i] for i in train_idx.tolist()])
+    lr = LogisticRegression(C=s.c, max_iter=1000)
+    model = OneVsRestClassifier(lr) if multi else lr
+    model.fit(x_train, labels[train_idx])
+
+    def score(idx):
+        pred = model.predict(vec.transform([texts[i] for i in idx.tolist()]))
+        return _scores(labels[idx], pred, multi, len(classes))
+
+    result = {"model": NAME, "ngrams": [1, s.ngram_max], "C": s.c, "features": len(vec.vocabulary_),
+              "train_split": s.train_split, "n_train": int(len(train_idx)), "valid_frac": s.valid_frac,
+              "valid": score(valid_idx) if valid_idx is not None and len(valid_idx) else None,
+              "split": split, **score(report_idx), "seconds": round(time.time() - t0, 2)}
+    if s.out:
+        write_json(Path(s.out) / "baseline.json", result)
+    if not s.quiet:
+        print(f"baseline ({NAME}): {split} accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
+              f"in {result['seconds']:.1f} s", file=sys.stderr)
+    return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import numpy as np
 from ..errors import UlmfitError
 from ..io import atomic_path, read_json, save_npy, write_json
 from ..text.store import DATASET_FORMAT, labelled
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DatasetWriter:
@@ -39,6 +43,10 @@ class DatasetWriter:
             fields = [fields]
         if self.n_fields is None:
             self.n_fields = len(fields)
+        if any(_SURROGATE.search(f) for f in fields):
+            # Lone UTF-16 halves (JSON "\ud800" escapes): no UTF-8 encodes them. Kept as U+FFFD and counted.
+            fields = [_SURROGATE.sub("\ufffd", f) for f in fields]
+            self.skip("lone surrogates replaced by U+FFFD (the document is kept)", doc_id)
         text = fields[0] if len(fields) == 1 else fields
         self._f.write(json.dumps({"id": doc_id, "split": split, "text": text, "label": label}, ensure_ascii=False))
         self._f.write("\n")

@@ -29,9 +29,13 @@ _BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 _ENTITY_FIXES = [("#39;", "'"), ("amp;", "&"), ("#146;", "'"), ("nbsp;", " "), ("quot;", '"'),
                  ("\\n", "\n"), ("\\\"", '"'), (" @.@ ", "."), (" @,@ ", ","), (" @-@ ", "-")]
 _TAGS = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
+# A surrogate code point in a str is always a lone half (JSON "\ud800", undecodable bytes in argv/stdin): no
+# UTF-8 encodes it and the tokenizer would fail on it. It becomes the replacement character.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def fix_html(s: str) -> str:
+    s = _SURROGATES.sub("\ufffd", s)
     s = _BR.sub("\n", s)
     if "&" in s:  # proper entities first, then the stray halves scraped text often has
         s = html.unescape(s)
@@ -57,8 +61,10 @@ def add_spaces(s: str) -> str:
     return _SPECIAL_CHARS.sub(r" \1 ", s)
 
 
-# Words holding an upper-case letter (ASCII or Latin-1); only those need a look.
-_CAPS_WORD = re.compile(r"\w*[A-Z\u00C0-\u00D6\u00D8-\u00DE]\w*")
+# Words holding an upper-case letter (ASCII or Latin-1); only those need a look. The look-behind anchors a
+# match at the start of a word: without it the engine retried from every position inside a long word with
+# no capital, quadratic in its length (a 60,000-character word took 19 s).
+_CAPS_WORD = re.compile(r"(?<!\w)\w*[A-Z\u00C0-\u00D6\u00D8-\u00DE]\w*")
 
 
 def _caps(m) -> str:

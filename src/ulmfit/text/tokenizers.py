@@ -18,6 +18,9 @@ _SPECIALS = frozenset(SPECIAL_TOKENS)
 _SIMPLE = re.compile(r"([a-z]+)([.,!?;:]?)")
 
 
+MAX_CHUNK = 64  # characters spaCy sees at once (see tokenize_chunks)
+
+
 class SpacyTokenizer:
     """spaCy's rule-based tokenizer of a blank pipeline (no model to download)."""
 
@@ -60,7 +63,10 @@ class SpacyTokenizer:
         # across a space (e.g. "'' swingin'"), and a chunk's tokens must not depend on its neighbours.
         tk = self.nlp.tokenizer
         for i in slow:
-            out[i] = [t.text for t in tk(chunks[i])]
+            c = chunks[i]
+            # spaCy peels prefixes/suffixes one at a time, rescanning the rest: quadratic in a chunk's
+            # length ("!?!?..." of 40k characters took 98 s). Longer chunks are no words: cut them first.
+            out[i] = [t.text for k in range(0, len(c), MAX_CHUNK) for t in tk(c[k : k + MAX_CHUNK])]
         return out
 
 

@@ -169,3 +169,19 @@ def test_the_verdict_says_plainly_when_the_baseline_wins():
     assert verdict(clas, {"valid": {"accuracy": 0.90}}).startswith("ULMFiT does NOT beat the TF-IDF baseline")
     assert verdict(clas, {"valid": {"accuracy": 0.70}}).startswith("ULMFiT beats")
     assert verdict(clas, {"valid": None}) is None and verdict({}, {"valid": {"accuracy": 0.7}}) is None
+
+
+def test_a_config_with_only_data_gets_the_generic_preset_and_base_merges_key_by_key(tmp_path):
+    (tmp_path / "mine.toml").write_text("[data]\nsource = 'train.csv'\ntest = 'test.csv'\n")
+    cfg = load_config(tmp_path / "mine.toml")
+    text = load_config("text-cpu")
+    assert cfg["name"] == "mine" and cfg["pretrain"] == text["pretrain"] == {"mode": "from", "folder": "en-qrnn"}
+    assert cfg["data"] == {**text["data"], "source": "train.csv", "test": "test.csv"}
+    gpu = load_config("text-gpu")
+    assert gpu["finetune_lm"] == {**text["finetune_lm"], "bs": 64, "sampled": 0} and gpu["classifier"]["bs"] == 64
+    (tmp_path / "b.toml").write_text("base = 'tiny'\n[classifier]\nbs = 4\n")
+    b = load_config(tmp_path / "b.toml")
+    assert b["classifier"] == {**load_config("tiny")["classifier"], "bs": 4} and b["name"] == "b"
+    (tmp_path / "c.toml").write_text("base = 'nope'\n")
+    with pytest.raises(UlmfitError, match="no preset 'nope'"):
+        load_config(tmp_path / "c.toml")

@@ -71,14 +71,40 @@ def load_config(name_or_path) -> dict:
             cfg = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise UlmfitError(f"{where}: not valid TOML: {e}") from None
-    return validate(cfg, where)
+    return validate(with_base(cfg, where), where)
+
+
+def auto_text_preset() -> str:
+    """The generic preset for one's own data on this machine: text-gpu on a GPU, text-cpu otherwise."""
+    import torch
+
+    return "text-gpu" if torch.cuda.is_available() else "text-cpu"
+
+
+def with_base(cfg: dict, where: str) -> dict:
+    """A config with `base = "PRESET"` is that preset with the file's sections laid over it, key by key; a config
+    with nothing but [data] (and a name/description) gets the generic preset for this machine as its base."""
+    base = cfg.get("base")
+    if base is None and set(cfg) <= {"data", "name", "description"}:
+        base = auto_text_preset()
+    if base is None:
+        return cfg
+    if not isinstance(base, str):
+        raise UlmfitError(f"{where}: key 'base' must be a preset name, got {base!r}")
+    merged = tomllib.loads(preset_text(base))
+    for k, v in cfg.items():
+        if k == "base":
+            continue
+        merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    merged["name"] = cfg.get("name") or (Path(where).stem if where.endswith((".toml", ".yaml", ".yml")) else base)
+    return merged
 
 
 def validate(cfg: dict, where: str) -> dict:
     """Check a whole run config at load time, before any stage runs: sections, every key and its type
     (against the stage's settings class). Errors name `where`, the section and the key."""
     cfg = copy.deepcopy(cfg)
-    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description"}
+    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description", "base"}
     if unknown:
         raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} "
                           f"(known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")

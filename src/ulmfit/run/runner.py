@@ -215,9 +215,12 @@ class Runner:
             self._stage(f"classifier{sfx}", api.train_classifier, [data, clas, None if mode == "none" else lm],
                         self.settings("classifier", backwards=bwd), clas, ["tokenize", *lm_dep])
         ev = d / "evaluation"
-        ens = [str(d / "classifier-bwd")] if len(directions) == 2 else []
+        # With a hold-out of the train split, the epoch that did best on it is the model evaluated (selection
+        # never saw the test split); validating on the test split itself, only the last epoch is fair.
+        pick = "best" if self.settings("classifier").valid_frac else ""
+        ens = [str(d / "classifier-bwd" / pick)] if len(directions) == 2 else []
         s = dataclasses.replace(self.settings("evaluate"), ensemble=ens, out=str(ev))
-        self._stage("evaluate", _evaluate, [str(d / "classifier"), data], s, ev,
+        self._stage("evaluate", _evaluate, [str(d / "classifier" / pick), data], s, ev,
                     ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []))
         from .report import write_report
 

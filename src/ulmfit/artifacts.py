@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .errors import UlmfitError
-from .io import atomic_dir, read_json, write_json
+from .io import atomic_dir, read_json, recover_dir, write_json
 
 CONFIG, WEIGHTS, VOCAB, TOKENIZER = "config.json", "model.safetensors", "vocab.json", "tokenizer.json"
 _ALIASES = "ulmfit_aliases"
@@ -46,12 +46,13 @@ def _dedupe(state_dict):
 
 
 def _keep_other_files(old: Path, new: Path):
-    """Carry over what else lives in the folder (training logs, checkpoints) into the new version."""
+    """Carry over what else lives in the folder (training logs, checkpoints, a user's hidden files such as
+    .git/) into the new version; only the leftovers of interrupted atomic writes (.NAME.*.tmp) are dropped."""
     if not old.is_dir():
         return
     for entry in old.iterdir():
         dst = new / entry.name
-        if dst.exists() or entry.name.startswith("."):
+        if dst.exists() or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
             continue
         if entry.is_dir():
             shutil.copytree(entry, dst, copy_function=_link_or_copy)
@@ -92,7 +93,7 @@ def save_model(folder, model, config: dict, encoder=None):
 
 def read_config(folder) -> dict:
     """config.json of a model folder, with errors that name the file."""
-    folder = Path(folder)
+    folder = recover_dir(folder)
     if not folder.is_dir():
         raise UlmfitError(f"model folder {folder} does not exist")
     path = folder / CONFIG

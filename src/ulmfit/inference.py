@@ -167,8 +167,17 @@ class TextClassifier:
         Weights stay float32 in the file: quantization happens on load, in a second or two."""
         if self.folder is None:
             raise UlmfitError("this classifier was not loaded from a folder; nothing to export")
-        from .io import atomic_dir, write_json
+        from .io import atomic_dir, recover_dir, write_json
 
+        out = recover_dir(out)
+        if out.resolve() == self.folder.resolve():
+            raise UlmfitError(f"{out} is the classifier folder itself: export to another folder")
+        if out.is_dir():
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in CLASSIFIER_FILES)
+            if foreign:
+                raise UlmfitError(f"{out} holds files an export does not write ({', '.join(foreign[:5])}"
+                                  f"{', ...' if len(foreign) > 5 else ''}): refusing to replace it; export to a new "
+                                  "or empty folder, or to an earlier export")
         config = dataclasses.replace(self.config, classifier=dataclasses.replace(self.settings, quantized=bool(int8)))
         with atomic_dir(out) as tmp:
             for name in CLASSIFIER_FILES:

@@ -64,19 +64,40 @@ def load_npy(path, mmap=True):
     return np.load(path, mmap_mode="r" if mmap else None)
 
 
+def _old_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def recover_dir(path) -> Path:
+    """If a folder swap died between its two renames, `path` is missing and its last good version sits at
+    `.NAME.old`: put it back. Readers and writers call this first, so that copy is never lost."""
+    path = Path(path)
+    old = _old_name(path)
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(path):
-    """Build a folder under a temporary name and swap it in at the end (old one removed)."""
-    path = Path(path)
+    """Build a folder under a temporary name and swap it in at the end (the old version removed after).
+
+    At every moment either `path` or `.NAME.old` holds a complete folder (see `recover_dir`). A file at
+    `path` is never replaced by a folder."""
+    path = recover_dir(path)
+    if path.exists() and not path.is_dir():
+        from .errors import UlmfitError
+
+        raise UlmfitError(f"{path} is a file, not a folder: refusing to replace it (choose another output path)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = _old_name(path)
             if old.exists():
-                shutil.rmtree(old)
+                shutil.rmtree(old)  # a stale copy: `path` itself is complete (recover_dir ran above)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old)

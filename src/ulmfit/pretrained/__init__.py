@@ -22,7 +22,9 @@ def shipped_names() -> list[str]:
 
 def resolve_lm(spec) -> Path:
     """A language-model folder path, or the name of a shipped model -> the folder's path."""
-    path = Path(spec)
+    from ..io import recover_dir
+
+    path = recover_dir(spec)  # a folder whose last save was interrupted mid-swap is put back first
     if path.is_dir():
         return path
     if str(spec) in shipped_names():

@@ -225,6 +225,11 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
             print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
                   f"batch {pos['batch']}, step {pos['step']}", file=sys.stderr)
         if pos["done"]:
+            # The checkpoint says done, but the process may have died before on_epoch_end saved the final
+            # model folder: save it again from the checkpoint's weights (the same ones), so "done" always
+            # means the folder holds the final model.
+            if on_epoch_end is not None and history:
+                on_epoch_end(model, history[-1])
             return history
     else:
         if resume and cfg.progress:

@@ -1,0 +1,106 @@
+"""Nothing lost, nothing silently wrong: output folders, interrupted swaps, finished-but-unsaved runs."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ulmfit
+from ulmfit.artifacts import load_language_model, save_model
+from ulmfit.errors import UlmfitError
+from ulmfit.io import atomic_dir, recover_dir
+from ulmfit.models.config import preset
+from ulmfit.models.language_model import LanguageModel
+from ulmfit.settings import ExportSettings, PretrainSettings, TrainClassifierSettings
+
+from classifier_helpers import synthetic_store, one_thread  # noqa: F401 (autouse)
+
+
+
+def _lm(seed=0):
+    torch.manual_seed(seed)
+    m = LanguageModel(preset("tiny", 20))
+    return m, {"kind": "language_model", "model": m.cfg}
+
+
+def test_a_swap_that_died_between_its_renames_is_recovered_never_deleted(tmp_path):
+    m, cfg = _lm()
+    folder = tmp_path / "lm"
+    save_model(folder, m, cfg)
+    # the state after the first rename of a swap: only the hidden old copy is left
+    os.replace(folder, tmp_path / ".lm.old")
+    assert not folder.exists()
+    lm, _, _ = load_language_model(folder, with_encoder=False)  # a reader finds the last good folder
+    assert folder.is_dir() and not (tmp_path / ".lm.old").exists()
+    assert torch.equal(lm.encoder.embedding.weight, m.encoder.embedding.weight)
+    # and a writer starting from that state keeps it too (the next save replaces it only once complete)
+    os.replace(folder, tmp_path / ".lm.old")
+    m2, cfg2 = _lm(1)
+    with pytest.raises(RuntimeError):
+        with atomic_dir(folder) as tmp:
+            (tmp / "partial").write_text("x")
+            raise RuntimeError("killed while writing")
+    assert (folder / "model.safetensors").exists()  # recovered before the failed write, not deleted by it
+    save_model(folder, m2, cfg2)
+    assert recover_dir(folder) == folder and not (tmp_path / ".lm.old").exists()
+
+
+def test_hidden_files_survive_and_a_file_is_never_replaced_by_a_folder(tmp_path):
+    m, cfg = _lm()
+    folder = tmp_path / "lm"
+    (folder / ".git").mkdir(parents=True)
+    (folder / ".git" / "HEAD").write_text("ref")
+    (folder / ".gitignore").write_text("*.tmp\n")
+    (folder / ".model.safetensors.abc.tmp").write_text("leftover of an interrupted write")
+    save_model(folder, m, cfg)
+    save_model(folder, m, cfg)
+    assert (folder / ".git" / "HEAD").read_text() == "ref" and (folder / ".gitignore").exists()
+    assert not (folder / ".model.safetensors.abc.tmp").exists()
+    (tmp_path / "file").write_text("precious")
+    with pytest.raises(UlmfitError, match="is a file, not a folder"):
+        save_model(tmp_path / "file", m, cfg)
+    assert (tmp_path / "file").read_text() == "precious" and not (tmp_path / ".file.old").exists()
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rel")
+    synthetic_store(root / "data", n_docs=120, n_test=40)
+    ulmfit.train_classifier(root / "data", root / "clas", settings=TrainClassifierSettings(
+        preset="tiny", stages="all:1:1e-2", bs=16, threads=1, quiet=True))
+    return root
+
+
+def test_export_only_replaces_what_it_wrote(classifier, capsys):
+    clas, out = classifier / "clas", classifier / "export"
+    before = sorted(p.name for p in clas.iterdir())
+    with pytest.raises(UlmfitError, match="is the classifier folder itself"):
+        ulmfit.export_classifier(clas, clas)
+    assert sorted(p.name for p in clas.iterdir()) == before  # checkpoint, logs, best/ all kept
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UlmfitError, match="holds files an export does not write \\(notes.txt\\)"):
+        ulmfit.export_classifier(clas, out)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    ulmfit.export_classifier(clas, out, ExportSettings(int8=True))
+    ulmfit.export_classifier(clas, out)  # an earlier export is replaced
+    assert json.loads((out / "config.json").read_text())["classifier"]["quantized"] is False
+
+
+def test_done_means_the_folder_holds_the_final_model(tmp_path):
+    """Killed after the final checkpoint was marked done but before the folder was saved: resume saves it."""
+    from test_lm_cli import make_store
+
+    make_store(tmp_path / "corpus", [f"w{i}" for i in range(20)])
+    s = PretrainSettings(preset="tiny", epochs=2, max_steps=12, bs=4, bptt=10, threads=1, quiet=True)
+    ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", s)
+    final = load_file(str(tmp_path / "lm" / "model.safetensors"))
+    # simulate the crash: the folder still holds other (earlier) weights
+    stale_state = {k: torch.zeros_like(v) for k, v in final.items()}
+    save_model(tmp_path / "lm", stale_state, json.loads((tmp_path / "lm" / "config.json").read_text()))
+    ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", PretrainSettings(**{**s.__dict__, "resume": True}))
+    again = load_file(str(tmp_path / "lm" / "model.safetensors"))
+    assert all(torch.equal(final[k], again[k]) for k in final)

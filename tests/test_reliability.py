@@ -104,3 +104,17 @@ def test_done_means_the_folder_holds_the_final_model(tmp_path):
     ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", PretrainSettings(**{**s.__dict__, "resume": True}))
     again = load_file(str(tmp_path / "lm" / "model.safetensors"))
     assert all(torch.equal(final[k], again[k]) for k in final)
+
+
+def test_resume_with_other_settings_names_what_differs(tmp_path):
+    from test_lm_cli import make_store
+
+    make_store(tmp_path / "corpus", [f"w{i}" for i in range(20)])
+    s = PretrainSettings(preset="tiny", epochs=2, max_steps=12, bs=4, bptt=10, threads=1, quiet=True, max_minutes=0)
+    ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", s)  # stops at once (a budget of 0 minutes)
+    other = PretrainSettings(**{**s.__dict__, "bs": 8, "alpha": 1.0, "resume": True, "max_minutes": None})
+    with pytest.raises(UlmfitError, match=r"other settings: alpha 2.0 \(now 1.0\), bs 4 \(now 8\)"):
+        ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", other)
+    # what only changes how it runs may differ
+    same = PretrainSettings(**{**s.__dict__, "resume": True, "max_minutes": None, "threads": 2, "quiet": True})
+    assert ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", same)[-1]["step"] == 12

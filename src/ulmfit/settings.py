@@ -99,6 +99,25 @@ def to_dict(settings) -> dict:
     return dataclasses.asdict(settings)
 
 
+# Settings a resumed run may change: where and how fast it runs, not what it computes.
+RUN_ONLY = {"resume", "quiet", "threads", "device", "max_minutes", "ckpt_every", "fp32"}
+
+
+def identity(settings, ignore=(), **inputs) -> dict:
+    """What makes two runs the same run: the settings that shape training (all but RUN_ONLY and `ignore`),
+    and the inputs' fingerprints."""
+    d = {k: v for k, v in dataclasses.asdict(settings).items() if k not in RUN_ONLY and k not in ignore}
+    return json_safe({**d, **inputs})
+
+
+def json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj if isinstance(obj, (str, int, float, bool, type(None))) else str(obj)
+
+
 def replace(settings, **changes):
     return dataclasses.replace(settings, **changes)
 

@@ -4,11 +4,12 @@ save the classifier folder (last epoch in DIR, best valid accuracy in DIR/best) 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from pathlib import Path
 
 from ..errors import UlmfitError
-from ..settings import TrainClassifierSettings
+from ..settings import TrainClassifierSettings, identity
 
 
 def open_classifier_store(path, train_split, valid_split):
@@ -155,7 +156,9 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
             save_classifier(out / "best", m, config, encoder_text)
             write_json(best_path, row)
 
-    history = fit(task, phases, cfg, out, resume=args.resume, on_epoch_end=on_epoch_end)
+    history = fit(task, phases, cfg, out, resume=args.resume, on_epoch_end=on_epoch_end,
+                  identity=identity(args, ignore=("max_steps",), vocab=store.vocab.hash,  # a budget, not the plan labels=hashlib.sha256(labels.tobytes()).hexdigest()[:16],
+                                    n_docs=int(store.manifest["n_docs"]), lm=None if lm is None else str(lm)))
     if not history:
         return history
     final = history[-1]

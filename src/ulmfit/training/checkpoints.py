@@ -109,7 +109,7 @@ def _set_rng_state(meta, tensors):
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, phases, cfg):
+def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, phases, cfg, identity=None):
     """Write checkpoint.safetensors atomically (everything needed to resume), then checkpoint.json."""
     from safetensors.torch import save_file
 
@@ -119,6 +119,7 @@ def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, 
         "position": position,
         "phases": [asdict(p) for p in phases],
         "seed": cfg.seed,
+        "identity": identity,
         "history": history,
         "aliases": _model_tensors(model, tensors),
         "optimizer": _optimizer_tensors(opt, tensors),

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import UlmfitError
-from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings
+from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings, identity
 
 def open_lm_store(path):
     """The tokenized store at `path`, with a clear error when it is not one yet."""
@@ -140,7 +140,8 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
         print(f"pretraining a {s.preset} {s.arch} LM ({n_params / 1e6:.1f}M parameters, vocab {len(store.vocab)}) "
               f"on {len(task.train.stream):,} tokens, validating on {len(task.valid.stream):,}")
     _warn_existing(out, s.resume, s.quiet)
-    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder))
+    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder),
+                  identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"])))
     return _report(history, out, s.quiet)
 
 
@@ -202,7 +203,9 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     folder = LanguageModelConfig(model.cfg, pre.backwards, _training_info(
         "finetune-lm", store, s, phases, cfg, data=str(data), pretrained=str(pretrained)))
     _warn_existing(out, s.resume, s.quiet)
-    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder))
+    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder),
+                  identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"]),
+                                    pretrained=str(pretrained)))
     return _report(history, out, s.quiet)
 
 

@@ -189,11 +189,13 @@ def _phase_plan(task, phase, epoch0, seed):
     return lens
 
 
-def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False, on_epoch_end=None):
+def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False, on_epoch_end=None, identity=None):
     """Train `task.model` through `phases`; returns the history (one dict per epoch).
 
     resume: continue from out_dir's checkpoint if there is one (same phase, epoch, batch, optimiser
-    state, RNG states and task state: the result equals an uninterrupted run). Without a checkpoint
+    state, RNG states and task state: the result equals an uninterrupted run). identity: a JSON-able dict
+    of everything else that shapes the run (the stage's settings, the data's fingerprint), stored in the
+    checkpoint; resuming with a different one is an error naming the keys that differ. Without a checkpoint
     it starts afresh. on_epoch_end(model, row) is called after each epoch's validation (e.g. to save
     the model folder). A budget stop (max_steps, max_minutes) validates the epoch cut short, logs it
     with partial=True and returns; Ctrl-C saves a checkpoint and raises KeyboardInterrupt.
@@ -220,6 +222,12 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                               f"({meta['phases']}); resume with the same settings or start afresh")
         if meta["seed"] != cfg.seed:
             raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
+        if identity is not None and meta.get("identity") is not None and meta["identity"] != identity:
+            old = meta["identity"]
+            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+            raise UlmfitError(f"the checkpoint in {out_dir} was made with other settings: "
+                              + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
+                              + "; resume with the same settings or start afresh")
         pos, history, step_losses = meta["position"], meta["history"], meta["step_losses"]
         if cfg.progress:
             print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
@@ -248,7 +256,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
         return cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
 
     def checkpoint():
-        save_checkpoint(out_dir, model, opt, pos, history, step_losses, state, phases, cfg)
+        save_checkpoint(out_dir, model, opt, pos, history, step_losses, state, phases, cfg, identity)
 
     with _Interrupt() as interrupt:
         for p in range(pos["phase"], len(phases)):

@@ -118,3 +118,15 @@ def test_resume_with_other_settings_names_what_differs(tmp_path):
     # what only changes how it runs may differ
     same = PretrainSettings(**{**s.__dict__, "resume": True, "max_minutes": None, "threads": 2, "quiet": True})
     assert ulmfit.pretrain(tmp_path / "corpus", tmp_path / "lm", same)[-1]["step"] == 12
+
+
+def test_non_text_values_are_errors_not_their_python_repr(tmp_path, classifier):
+    from ulmfit.settings import EvaluateSettings, TableSettings
+
+    (tmp_path / "t.jsonl").write_text('{"text": "fine", "label": "a"}\n{"text": ["a", "list"], "label": "b"}\n')
+    with pytest.raises(UlmfitError, match=r"t.jsonl: line 2: field 'text': expected text, got list"):
+        ulmfit.prepare("table", str(tmp_path / "t.jsonl"), tmp_path / "d", TableSettings(quiet=True))
+    assert not (tmp_path / "d" / "dataset.json").exists()
+    (tmp_path / "e.jsonl").write_text('{"text": "w5 w0", "label": "pos"}\n{"text": null, "label": "neg"}\n')
+    with pytest.raises(UlmfitError, match=r"e.jsonl: line 2: field 'text': the text is empty"):
+        ulmfit.evaluate(classifier / "clas", tmp_path / "e.jsonl", EvaluateSettings(quiet=True))

@@ -28,7 +28,7 @@ def read_texts(texts=None, input=None, text_col="text"):
     if texts:
         return list(texts)
     if input:
-        from ..data.table import file_format, iter_rows
+        from ..data.table import file_format, iter_rows, text_value
 
         path = Path(input)
         if not path.exists():
@@ -38,9 +38,9 @@ def read_texts(texts=None, input=None, text_col="text"):
 
             return [line.rstrip("\r\n") for line in _decoded_lines(path, [0])]
         texts = []
-        for _, row in iter_rows(path, [text_col]):
+        for line, row in iter_rows(path, [text_col]):
             v = row[text_col]
-            texts.append("" if v is None else str(v))
+            texts.append(text_value(v, path, line, text_col))
         return texts
     if sys.stdin.isatty():
         raise UlmfitError("no texts: give them as arguments, with --input FILE, or on stdin")
@@ -82,7 +82,7 @@ def _labelled_data(data, s, clfs):
         raise UlmfitError(f"{path}: evaluate a multi-label classifier on a prepared dataset folder "
                           "(`ulmfit prepare table ... --label-sep SEP`)")
     if path.is_file():
-        from ..data.table import iter_rows
+        from ..data.table import iter_rows, text_value
 
         texts, y = [], []
         for line, row in iter_rows(path, [s.text_col, s.label_col]):
@@ -92,7 +92,10 @@ def _labelled_data(data, s, clfs):
             if lab not in cidx:
                 raise InputError(f"label {lab!r} is not one of the classifier's classes {classes}",
                                  path=path, line=line, field=s.label_col)
-            texts.append(str(row[s.text_col]))
+            text = text_value(row[s.text_col], path, line, s.text_col)
+            if not text.strip():
+                raise InputError("the text is empty: nothing to evaluate", path=path, line=line, field=s.text_col)
+            texts.append(text)
             y.append(cidx[lab])
         idx = np.arange(len(y))
         if s.limit and s.limit < len(idx):

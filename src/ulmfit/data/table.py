@@ -124,6 +124,18 @@ def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
+def text_value(v, path, line, field) -> str:
+    """A text cell as a string: "" when missing; numbers as written; anything else (a list, an object, a
+    boolean) is an error naming the place: turning it into its Python repr would be silently wrong."""
+    if _is_missing(v):
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise InputError(f"expected text, got {type(v).__name__} {str(v)[:60]!r}", path=path, line=line, field=field)
+
+
 def _label_str(v) -> str:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
@@ -185,8 +197,7 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
                 where = f"{path}:{line}"
                 fields = []
                 for c in text_cols:
-                    v = rec[c]
-                    fields.append("" if _is_missing(v) else str(v))
+                    fields.append(text_value(rec[c], path, line, c))
                 if not any(f.strip() for f in fields):
                     w.skip("empty documents", where)
                     continue

@@ -130,3 +130,32 @@ def test_non_text_values_are_errors_not_their_python_repr(tmp_path, classifier):
     (tmp_path / "e.jsonl").write_text('{"text": "w5 w0", "label": "pos"}\n{"text": null, "label": "neg"}\n')
     with pytest.raises(UlmfitError, match=r"e.jsonl: line 2: field 'text': the text is empty"):
         ulmfit.evaluate(classifier / "clas", tmp_path / "e.jsonl", EvaluateSettings(quiet=True))
+
+
+@pytest.mark.parametrize("kind,name,body", [
+    ("table", "t.csv", "label,text\na,first text\nb,second\n"),
+    ("table", "t.jsonl", '{"label": "a", "text": "first text"}\n{"label": "b", "text": "second"}\n'),
+    ("corpus", "t.txt", "first text\nsecond\n")])
+def test_a_byte_order_mark_is_read_the_same_everywhere(tmp_path, kind, name, body):
+    import json
+
+    from ulmfit.settings import CorpusSettings, TableSettings
+
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + body.encode())
+    s = TableSettings(label_col=["label"], quiet=True) if kind == "table" else CorpusSettings(quiet=True)
+    ulmfit.prepare(kind, str(tmp_path / name) if kind == "table" else [str(tmp_path / name)], tmp_path / "d", s)
+    first = json.loads((tmp_path / "d" / "documents.jsonl").read_text().splitlines()[0])
+    assert first["text"] == "first text" and "\ufeff" not in (tmp_path / "d" / "documents.jsonl").read_text()
+
+
+def test_an_empty_class_folder_is_an_error_not_a_missing_class(tmp_path):
+    from ulmfit.settings import FolderSettings
+
+    for c, texts in (("good", ["fine film", "great"]), ("bad", ["awful", "dull"]), ("meh", [])):
+        (tmp_path / "src" / c).mkdir(parents=True)
+        for i, t in enumerate(texts):
+            (tmp_path / "src" / c / f"{i}.txt").write_text(t)
+    with pytest.raises(UlmfitError, match=r"src/meh: the class folder is empty"):
+        ulmfit.prepare("folder", str(tmp_path / "src"), tmp_path / "d", FolderSettings(quiet=True))
+    (tmp_path / "src" / "meh").rmdir()
+    assert ulmfit.prepare("folder", str(tmp_path / "src"), tmp_path / "d", FolderSettings(quiet=True))["classes"] == ["bad", "good"]

@@ -27,8 +27,9 @@ _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.
 
 
 def decode(raw: bytes, where) -> str:
+    """A whole file's bytes as text; a leading UTF-8 byte-order mark (as Excel and Notepad write) is dropped."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise InputError(f"not valid UTF-8 (byte {e.start} of the file)", path=where, line=line) from None

@@ -43,12 +43,13 @@ def file_format(path) -> str:
 
 
 def _decoded_lines(path, counter):
-    """Lines of a (maybe compressed) file as str; a bad byte is reported with its line number."""
+    """Lines of a (maybe compressed) file as str; a bad byte is reported with its line number. A UTF-8
+    byte-order mark opening the file (as Excel writes CSV) is dropped, the same for every format."""
     with _open_binary(path) as f:
         for i, raw in enumerate(f, 1):
             counter[0] = i
             try:
-                yield raw.decode("utf-8")
+                yield raw.decode("utf-8").removeprefix("\ufeff") if i == 1 else raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise InputError(f"not valid UTF-8 (byte {e.start} of the line)", path=path, line=i) from None
 
@@ -246,13 +247,19 @@ def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=0.1, seed=42, fo
     if not root.is_dir():
         raise UlmfitError(f"{root}: not a folder")
     split_dirs = [(s, root / s) for s in ("train", "test") if (root / s).is_dir()] or [("train", root)]
-    files = []
+    files, empty = [], []
     for split, d in split_dirs:
         for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
+            n = len(files)
             for f in sorted(cdir.rglob("*")):
                 if f.is_file() and not f.name.startswith("."):
                     unl = cdir.name in unlabelled_names
                     files.append(("unsup" if unl else split, None if unl else cdir.name, f))
+            if len(files) == n and split == "train" and cdir.name not in unlabelled_names:
+                empty.append(cdir)
+    if empty and files:
+        raise UlmfitError(f"{empty[0]}: the class folder is empty: a class without examples cannot be learned "
+                          "(add its texts, or remove the folder)")
     if not files:
         raise UlmfitError(f"{root}: no class folders with files (expected {root}/CLASS/*.txt)")
     train_classes = {lab for s, lab, _ in files if s == "train" and lab is not None}

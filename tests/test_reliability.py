@@ -159,3 +159,18 @@ def test_an_empty_class_folder_is_an_error_not_a_missing_class(tmp_path):
         ulmfit.prepare("folder", str(tmp_path / "src"), tmp_path / "d", FolderSettings(quiet=True))
     (tmp_path / "src" / "meh").rmdir()
     assert ulmfit.prepare("folder", str(tmp_path / "src"), tmp_path / "d", FolderSettings(quiet=True))["classes"] == ["bad", "good"]
+
+
+def test_predict_takes_bytes_that_are_not_utf8_from_stdin_and_arguments(classifier, monkeypatch, capsys):
+    import io
+    import sys
+
+    from ulmfit.cli import main
+
+    raw = io.BytesIO(b"w5 w0 fine\nbad \xff\xfe bytes\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8"))
+    assert main(["predict", str(classifier / "clas"), "--quiet"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    # an argument's undecodable byte reaches Python as a lone surrogate (surrogateescape)
+    assert main(["predict", str(classifier / "clas"), "bad \udcff arg", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("neg", "pos")

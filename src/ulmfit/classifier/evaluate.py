@@ -44,7 +44,11 @@ def read_texts(texts=None, input=None, text_col="text"):
         return texts
     if sys.stdin.isatty():
         raise UlmfitError("no texts: give them as arguments, with --input FILE, or on stdin")
-    return [line.rstrip("\r\n") for line in sys.stdin]
+    # Bytes that are not UTF-8 become U+FFFD rather than a traceback (as arguments' bad bytes do: they arrive
+    # as lone surrogates, which the cleaning rules replace).
+    stream = getattr(sys.stdin, "buffer", None)
+    lines = (b.decode("utf-8", "replace") for b in stream) if stream is not None else sys.stdin
+    return [line.rstrip("\r\n") for line in lines]
 
 
 def predict(model, texts=None, settings: PredictSettings | None = None) -> list:

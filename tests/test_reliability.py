@@ -174,3 +174,21 @@ def test_predict_takes_bytes_that_are_not_utf8_from_stdin_and_arguments(classifi
     # an argument's undecodable byte reaches Python as a lone surrogate (surrogateescape)
     assert main(["predict", str(classifier / "clas"), "bad \udcff arg", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in ("neg", "pos")
+
+
+def test_a_token_store_older_than_its_dataset_is_refused(tmp_path):
+    from ulmfit.settings import TableSettings, TokenizeSettings
+    from ulmfit.text.store import TokenStore
+
+    (tmp_path / "t.csv").write_text("label,text\na,one text\nb,another text\na,more\n")
+    ulmfit.prepare("table", str(tmp_path / "t.csv"), tmp_path / "d", TableSettings(label_col=["label"], quiet=True))
+    ulmfit.tokenize(tmp_path / "d", TokenizeSettings(min_freq=1, workers=1, quiet=True))
+    TokenStore(tmp_path / "d")
+    (tmp_path / "t.csv").write_text("label,text\nb,one text\na,another text\nb,more\n")  # labels changed
+    ulmfit.prepare("table", str(tmp_path / "t.csv"), tmp_path / "d", TableSettings(label_col=["label"], quiet=True))
+    with pytest.raises(UlmfitError, match="made from another version .* run `ulmfit tokenize"):
+        TokenStore(tmp_path / "d")
+    with pytest.raises(UlmfitError, match="made from another version"):
+        ulmfit.train_classifier(tmp_path / "d", tmp_path / "c", settings=TrainClassifierSettings(preset="tiny"))
+    store, reused = ulmfit.tokenize(tmp_path / "d", TokenizeSettings(min_freq=1, workers=1, quiet=True))
+    assert not reused and TokenStore(tmp_path / "d").labels.tolist() == store.labels.tolist()

@@ -85,6 +85,11 @@ class TokenStore:
             raise UlmfitError(f"{self.root} has no token store: run `ulmfit tokenize {self.root}` first")
         self.dataset = read_json(self.root / "dataset.json")
         self.manifest = read_json(tok / "manifest.json")
+        made_from = (self.manifest.get("key") or {}).get("dataset")
+        if made_from is not None and self.dataset.get("fingerprint") not in (None, made_from):
+            # `prepare` ran again after `tokenize`: these ids belong to other documents than dataset.json's
+            raise UlmfitError(f"{tok}: the token store was made from another version of {self.root} (prepared "
+                              f"again since); run `ulmfit tokenize {self.root}` again")
         self.vocab = Vocab.load(tok / "vocab.json")
         self.ids = load_npy(tok / "ids.npy")
         self.offsets = np.asarray(load_npy(tok / "offsets.npy", mmap=False), dtype=np.int64)

@@ -50,3 +50,19 @@ def test_baseline_on_noise_is_near_chance_and_errors_are_clear(tmp_path):
         ulmfit.baseline(tmp_path / "nope")
     with pytest.raises(UlmfitError, match="no split 'valid'"):
         ulmfit.baseline(tmp_path / "data", BaselineSettings(split="valid"))
+
+
+def test_baseline_limit_takes_the_classifiers_documents(tmp_path):
+    from ulmfit.batching.documents import ClassifierBatches
+    from ulmfit.classifier.task import holdout
+    from ulmfit.text.store import TokenStore
+    from ulmfit.settings import TokenizeSettings
+
+    train, test = _table(tmp_path / "train.csv", 200, 0), _table(tmp_path / "test.csv", 30, 1)
+    ulmfit.prepare("table", str(train), tmp_path / "data", TableSettings(test=str(test), label_col=["label"], quiet=True))
+    ulmfit.tokenize(tmp_path / "data", TokenizeSettings(min_freq=1, workers=1, quiet=True))
+    r = ulmfit.baseline(tmp_path / "data", BaselineSettings(valid_frac=0.1, limit_train=25, quiet=True))
+    split = TokenStore(tmp_path / "data").split("train")
+    tr, _ = holdout(split.labels, 0.1)
+    batches = ClassifierBatches(split, 8, docs=tr, limit=25)
+    assert r["n_train"] == 25 == len(batches.keep)

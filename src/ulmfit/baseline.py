@@ -49,6 +49,7 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
+    from .batching.documents import limit_docs
     from .classifier.task import holdout
     from .io import read_json, write_json
     from .text.store import labelled
@@ -70,11 +71,11 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
     multi = labels.ndim == 2
     train_idx = np.load(root / "splits" / f"{s.train_split}.npy")
     report_idx = np.load(root / "splits" / f"{split}.npy")
-    valid_idx = None
-    if s.valid_frac:
-        tr, va = holdout(labels[train_idx], s.valid_frac)  # positions in the split, as train-classifier takes them
-        train_idx, valid_idx = train_idx[tr], train_idx[va]
-    train_idx = train_idx[labelled(labels[train_idx])]
+    valid_idx, keep = None, np.arange(len(train_idx))
+    if s.valid_frac:  # positions in the split, exactly as train-classifier takes them
+        keep, va = holdout(labels[train_idx], s.valid_frac)
+        valid_idx = train_idx[va]
+    train_idx = train_idx[limit_docs(keep[labelled(labels[train_idx[keep]])], s.limit_train)]
     report_idx = report_idx[labelled(labels[report_idx])]
     wanted = set(train_idx.tolist()) | set(report_idx.tolist()) | set([] if valid_idx is None else valid_idx.tolist())
     texts = _texts(root / "documents.jsonl", wanted)

@@ -405,6 +405,8 @@ class BaselineSettings:
                                    "train-classifier --valid-frac does (same documents), and report on it too",
                                    metavar="F")
     split: str | None = opt(None, "the split to report on (default: test, else valid)")
+    limit_train: int | None = opt(None, "train on the same fixed random N documents as train-classifier "
+                                  "--limit-train N", metavar="N")
     ngram_max: int = opt(2, "word n-grams from 1 to N", metavar="N")
     min_df: int = opt(1, "least number of training documents an n-gram must appear in", metavar="N")
     c: float = opt(4.0, "inverse regularization strength of the logistic regression", metavar="C")

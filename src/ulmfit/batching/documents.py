@@ -73,6 +73,14 @@ def pad_collate(docs, pad_id: int = PAD_ID, eos_id: int | None = None, backwards
     return torch.from_numpy(out), torch.tensor(lens, dtype=torch.long)
 
 
+def limit_docs(keep: np.ndarray, limit: int | None) -> np.ndarray:
+    """A fixed random `limit` of the positions `keep` (not the first N: splits are often ordered by class),
+    the same every epoch and for every caller (the classifier and its baseline see the same documents)."""
+    if limit is None or limit >= len(keep):
+        return keep
+    return np.sort(np.random.default_rng(1234).permutation(keep)[:limit])
+
+
 class ClassifierBatches:
     """A sized, re-iterable sequence of (ids, lengths, labels) batches over one split.
 
@@ -93,10 +101,7 @@ class ClassifierBatches:
         self.multi_label = labels.ndim == 2
         keep = np.arange(len(split)) if docs is None else np.asarray(docs, dtype=np.int64)
         # Unlabelled documents (IMDb's unsup; multi-label rows of -1) are not classifier data.
-        keep = keep[labelled(labels[keep])]
-        if limit is not None and limit < len(keep):
-            # A fixed random subset (not the first N: splits are often ordered by class), the same every epoch.
-            keep = np.sort(np.random.default_rng(1234).permutation(keep)[:limit])
+        keep = limit_docs(keep[labelled(labels[keep])], limit)
         self.keep = keep
         self.starts = np.asarray(split.starts)[keep]
         self.lengths = np.asarray(split.lengths)[keep]

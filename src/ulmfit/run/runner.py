@@ -146,8 +146,9 @@ class Runner:
         """TF-IDF + logistic regression on the same split and held-out documents as the classifier."""
         own = self.cfg.get("baseline", {})
         changes = {"out": str(self.dir / "baseline")}
-        if "valid_frac" not in own:
-            changes["valid_frac"] = self.settings("classifier").valid_frac
+        for key in ("valid_frac", "limit_train"):  # the classifier's training documents, unless set here
+            if key not in own:
+                changes[key] = getattr(self.settings("classifier"), key)
         if "split" not in own:
             changes["split"] = self.settings("evaluate").split
         s = self.settings("baseline", **changes)

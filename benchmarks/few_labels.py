@@ -26,7 +26,8 @@ def main(argv=None):
     p.add_argument("data", help="a tokenized labelled dataset folder")
     p.add_argument("lm", help="the fine-tuned language-model folder")
     p.add_argument("--sizes", default="100,1000", help="comma-separated numbers of labelled documents")
-    p.add_argument("--stages", default="1:4:2e-2,2:4:1e-2,3:4:5e-3,all:8:2e-3", help="classifier stages")
+    p.add_argument("--stages", default="1:4:4e-2,2:4:2e-2,3:4:1e-2,all:8:5e-3", help="classifier stages")
+    p.add_argument("--drop-mult", type=float, default=0.15, help="classifier dropout multiplier")
     p.add_argument("--out", required=True, help="folder for the classifiers")
     a = p.parse_args(argv)
     rows = []
@@ -35,7 +36,7 @@ def main(argv=None):
         clas = Path(a.out) / f"clas-{n}"
         # validation (monitoring only: the last epoch is scored) on 2 % of train held out; the test split unseen
         s = TrainClassifierSettings(limit_train=n, valid_frac=0.02, stages=a.stages, bs=min(32, max(8, n // 8)),
-                                    max_len=700, drop_mult=0.5, quiet=True)
+                                    max_len=700, drop_mult=a.drop_mult, quiet=True)
         ulmfit.train_classifier(a.data, clas, lm=a.lm, settings=s)
         ev = ulmfit.evaluate(clas, a.data, EvaluateSettings(quiet=True))
         base = ulmfit.baseline(a.data, BaselineSettings(valid_frac=0.02, limit_train=n, quiet=True))

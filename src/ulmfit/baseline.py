@@ -7,7 +7,6 @@ language model: it is what a user would get without ULMFiT.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,16 +17,6 @@ from .errors import UlmfitError
 from .settings import BaselineSettings
 
 NAME = "TF-IDF (sublinear tf) + logistic regression"
-
-
-def _texts(path: Path, wanted: set) -> dict:
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if i in wanted:
-                t = json.loads(line)["text"]
-                out[i] = t if isinstance(t, str) else " ".join(str(x) for x in t)  # multi-field: fields joined
-    return out
 
 
 def _scores(y_true, y_pred, multi_label: bool, n_classes: int) -> dict:
@@ -50,6 +39,7 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
     from sklearn.multiclass import OneVsRestClassifier
 
     from .batching.documents import limit_docs
+    from .data.dataset import read_texts
     from .classifier.task import holdout
     from .io import read_json, write_json
     from .text.store import labelled
@@ -78,7 +68,7 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
     train_idx = train_idx[limit_docs(keep[labelled(labels[train_idx[keep]])], s.limit_train)]
     report_idx = report_idx[labelled(labels[report_idx])]
     wanted = set(train_idx.tolist()) | set(report_idx.tolist()) | set([] if valid_idx is None else valid_idx.tolist())
-    texts = _texts(root / "documents.jsonl", wanted)
+    texts = {i: t if isinstance(t, str) else " ".join(t) for i, t in read_texts(root, wanted).items()}
     vec = TfidfVectorizer(ngram_range=(1, s.ngram_max), min_df=s.min_df, sublinear_tf=True)
     x_train = vec.fit_transform([texts[i] for i in train_idx.tolist()])
     lr = LogisticRegression(C=s.c, max_iter=1000)

@@ -146,7 +146,9 @@ def _labelled_data(data, s, clfs):
                                    for i in index.tolist()]))
         else:
             if texts is None:
-                texts = _read_texts_jsonl(path / "documents.jsonl", set(index.tolist()))
+                from ..data.dataset import read_texts as read_documents
+
+                texts = read_documents(path, set(index.tolist()))
                 texts = [texts[i] for i in index.tolist()]
             inputs.append(("texts", texts))
     return inputs, y, split
@@ -159,18 +161,6 @@ def _same_vocab_store(path):
         return TokenStore(path)
     except Exception:  # not tokenized (or unreadable): fall back to raw text
         return None
-
-
-def _read_texts_jsonl(path, wanted):
-    import json
-
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if i in wanted:
-                t = json.loads(line)["text"]
-                out[i] = t if isinstance(t, str) else list(t)
-    return out
 
 
 def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:

@@ -157,7 +157,8 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
             write_json(best_path, row)
 
     history = fit(task, phases, cfg, out, resume=args.resume, on_epoch_end=on_epoch_end,
-                  identity=identity(args, ignore=("max_steps",), vocab=store.vocab.hash,  # a budget, not the plan labels=hashlib.sha256(labels.tobytes()).hexdigest()[:16],
+                  identity=identity(args, ignore=("max_steps",),  # max_steps: a budget here, not the plan
+                                    vocab=store.vocab.hash, labels=hashlib.sha256(labels.tobytes()).hexdigest()[:16],
                                     n_docs=int(store.manifest["n_docs"]), lm=None if lm is None else str(lm)))
     if not history:
         return history

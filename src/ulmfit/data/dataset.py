@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,10 +18,20 @@ import numpy as np
 
 from ..errors import UlmfitError
 from ..io import atomic_path, read_json, save_npy, write_json
+from ..text.rules import replace_surrogates
 from ..text.store import DATASET_FORMAT, labelled
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+def read_texts(folder, wanted) -> dict:
+    """{document index: text} of a prepared folder's documents.jsonl for the indices in `wanted`
+    (a multi-field document's text is its list of fields)."""
+    out = {}
+    with open(Path(folder) / "documents.jsonl", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i in wanted:
+                t = json.loads(line)["text"]
+                out[i] = t if isinstance(t, str) else list(t)
+    return out
 
 
 class DatasetWriter:
@@ -43,9 +52,10 @@ class DatasetWriter:
             fields = [fields]
         if self.n_fields is None:
             self.n_fields = len(fields)
-        if any(_SURROGATE.search(f) for f in fields):
+        fixed = [replace_surrogates(f) for f in fields]
+        if fixed != fields:
             # Lone UTF-16 halves (JSON "\ud800" escapes): no UTF-8 encodes them. Kept as U+FFFD and counted.
-            fields = [_SURROGATE.sub("\ufffd", f) for f in fields]
+            fields = fixed
             self.skip("lone surrogates replaced by U+FFFD (the document is kept)", doc_id)
         text = fields[0] if len(fields) == 1 else fields
         self._f.write(json.dumps({"id": doc_id, "split": split, "text": text, "label": label}, ensure_ascii=False))

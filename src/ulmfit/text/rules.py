@@ -34,8 +34,12 @@ _TAGS = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
+def replace_surrogates(s: str) -> str:
+    return _SURROGATES.sub("\ufffd", s) if _SURROGATES.search(s) else s
+
+
 def fix_html(s: str) -> str:
-    s = _SURROGATES.sub("\ufffd", s)
+    s = replace_surrogates(s)
     s = _BR.sub("\n", s)
     if "&" in s:  # proper entities first, then the stray halves scraped text often has
         s = html.unescape(s)

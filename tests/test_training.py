@@ -259,3 +259,36 @@ def test_suggest_lr_steepest_descent_and_inconclusive_sweeps():
     assert s["steepest"] == lrs[3] and s["min_div10"] == lrs[6] / 10 and not s["inconclusive"]
     s = suggest_lr(lrs, np.linspace(1, 3, 11))  # the loss only ever rose
     assert s["inconclusive"] and s["steepest"] == lrs[0] / 10
+
+
+def test_the_loop_does_not_sync_with_the_device_every_step(tmp_path, monkeypatch):
+    """A loss pulled to the host each step (`.item()`, `float(t)`) makes a GPU wait for every step: the loop
+    brings losses back every SYNC_EVERY steps; validation may sync per batch (it is short)."""
+    from ulmfit.training import loop
+
+    task = make_task(n_train=4000)
+    steps = 60
+    calls = {"n": 0}
+    for name in ("item", "__float__", "tolist", "__bool__", "__int__"):
+        orig = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _orig=orig, **k):
+            calls["n"] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    valid = {"n": 0}
+    orig_validate = loop.validate
+
+    def uncounted_validate(*a, **k):  # validation's own syncs are not the training steps'
+        before = calls["n"]
+        out = orig_validate(*a, **k)
+        valid["n"] += calls["n"] - before
+        return out
+
+    monkeypatch.setattr(loop, "validate", uncounted_validate)
+    fit(task, [Phase(epochs=1, lr=1e-2, steps=steps)], TrainConfig(progress=False, plot=False, bf16=False,
+                                                                    clip=0.4), tmp_path)
+    training_syncs = calls["n"] - valid["n"]
+    assert valid["n"] > 0  # the counter counts
+    assert training_syncs <= steps // loop.SYNC_EVERY + 2, training_syncs

@@ -113,6 +113,10 @@ class ClassifierTask:
             return F.binary_cross_entropy_with_logits(logits.float(), y.float())
         return F.cross_entropy(logits.float(), y)
 
+    @staticmethod
+    def n_tokens(batch) -> int:
+        return int(batch[1].sum())
+
     def train_step(self, model, batch, state):
         x, lengths, y = batch
         return self.loss(model(x, lengths), y), len(y), None

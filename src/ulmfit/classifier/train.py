@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..errors import UlmfitError
 from ..settings import TrainClassifierSettings, identity
@@ -69,21 +70,18 @@ def _check(args):
             raise UlmfitError("give --valid-split or --valid-frac, not both")
 
 
-def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | None = None):
-    """Train a classifier on a tokenized labelled dataset, starting from the encoder of the language model
-    `lm` (a folder or shipped name; None: a fresh encoder, for experiments) -> the history, or the
-    suggested lr when settings.lr_find."""
+def _build(data, lm, args):
+    """Everything train_classifier trains: the store, the model inside its task, the phases, the loop's
+    config and the folder config (shared with the speed probe)."""
     import numpy as np
     import torch
 
-    from ..artifacts import ClassifierConfig, save_classifier
-    from ..io import write_json
+    from ..artifacts import ClassifierConfig
     from ..models.classifier import ClassifierSettings, build_classifier
     from ..models.config import classifier_dropouts, preset
-    from ..training import TrainConfig, fit
+    from ..training import TrainConfig
     from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
 
-    args = settings or TrainClassifierSettings()
     _check(args)
     stages = parse_stages(args.stages)
     valid_name = args.train_split if args.valid_frac else args.valid_split
@@ -133,6 +131,35 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
         "train_split": train_split.name, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
         "bs": args.bs, "limit_train": args.limit_train, "phases": [dataclasses.asdict(p) for p in phases],
         "train": dataclasses.asdict(cfg)})
+    return SimpleNamespace(store=store, task=task, phases=phases, cfg=cfg, config=config, classes=classes,
+                           labels=labels, multi_label=multi_label, encoder_text=encoder_text, settings=settings,
+                           valid_split=valid_split)
+
+
+def probe_classifier(data, lm, settings: TrainClassifierSettings) -> dict:
+    """This machine's classifier speed on `data` (ulmfit.training.probe) and what an epoch holds: training
+    and validation tokens, steps per epoch."""
+    from ..training.probe import measure
+
+    b = _build(data, lm, settings)
+    train = b.task.train_batches(0, settings.seed)
+    return {**measure(b.task, b.cfg), "train_tokens": int(train.lengths.sum()), "steps_per_epoch": len(train),
+            "valid_tokens": int(b.task.valid.lengths.sum()), "n_train_docs": int(train.n_docs)}
+
+
+def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | None = None):
+    """Train a classifier on a tokenized labelled dataset, starting from the encoder of the language model
+    `lm` (a folder or shipped name; None: a fresh encoder, for experiments) -> the history, or the
+    suggested lr when settings.lr_find."""
+    from ..artifacts import save_classifier
+    from ..io import write_json
+    from ..training import fit
+
+    args = settings or TrainClassifierSettings()
+    b = _build(data, lm, args)
+    store, task, phases, cfg, config, classes = b.store, b.task, b.phases, b.cfg, b.config, b.classes
+    labels, multi_label, encoder_text, settings, valid_split = (b.labels, b.multi_label, b.encoder_text, b.settings,
+                                                               b.valid_split)
     out = Path(out)
     if args.lr_find:
         return _lr_find(task, cfg, phases[0], out, args)
@@ -160,7 +187,9 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
                   identity=identity(args, ignore=("max_steps",),  # max_steps: a budget here, not the plan
                                     vocab=store.vocab.hash, labels=hashlib.sha256(labels.tobytes()).hexdigest()[:16],
                                     n_docs=int(store.manifest["n_docs"]), lm=None if lm is None else str(lm)))
-    if not history:
+    from ..training import distributed
+
+    if not history or not distributed.is_main():  # under torchrun, rank 0 writes the reports
         return history
     final = history[-1]
     if not multi_label:

@@ -19,9 +19,15 @@ def register(sub):
         "prepare -> tokenize -> pretrain (or load, or skip) -> [lr finder] -> fine-tune LM -> classifier (forward, optionally "
         "backward) -> evaluate (+ ensemble) -> report.md/report.json. Each stage's output is a folder in the run "
         "folder, reused when nothing it depends on changed; an interrupted run resumes where it stopped.\n\n"
-        f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise.",
+        f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise. A config with "
+        "only a [data] section gets text-cpu (text-gpu on a GPU).\n\n"
+        "Sizing: `budget = \"30m\"` at the top of a config (or in [finetune_lm] / [classifier] for one stage) "
+        "measures this machine's speed with a few training steps and sizes the LM fine-tuning steps and the "
+        "classifier epochs to fit; `sizing = \"data\"` sizes them to the data instead (LM passes over the texts, "
+        "classifier epochs by labelled documents). report.md says what was chosen and why.",
         epilog="examples:\n  ulmfit run imdb --source ../shared/data/aclImdb_v1.tar.gz\n"
-        "  ulmfit run --print-config imdb-cpu > my.toml && ulmfit run my.toml --out runs/mine",
+        "  ulmfit run --print-config imdb-cpu > my.toml && ulmfit run my.toml --out runs/mine\n"
+        "  printf 'budget = \"30m\"\\n[data]\\nsource = \"train.csv\"\\ntest = \"test.csv\"\\n' > mine.toml && ulmfit run mine.toml",
     )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="a .toml/.yaml file or a preset name")
     p.add_argument("--out", metavar="DIR", help="the run folder (default: runs/NAME)")

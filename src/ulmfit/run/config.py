@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UlmfitError
+from .budget import parse_duration
 
 from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings, LRFindLMSettings,
                         PretrainSettings, TableSettings, TokenizeSettings, TrainClassifierSettings, from_dict)
@@ -22,7 +23,9 @@ OPTIONAL_SECTIONS = ("lr_find", "baseline")  # lr_find: runs when present; basel
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 # Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
 RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
-            "classifier": {"backwards": bool}}
+            "finetune_lm": {"budget": (str, int, float)}, "classifier": {"backwards": bool, "budget": (str, int, float)}}
+# Top-level keys: besides name/description/base, how the training stages are sized (ulmfit.run.budget).
+SIZINGS = ("fixed", "data")
 # Settings the runner owns (where each stage reads and writes, resuming, progress): not for a config.
 RUNNER_OWNED = {"resume", "quiet", "out", "ensemble"}
 
@@ -85,7 +88,7 @@ def with_base(cfg: dict, where: str) -> dict:
     """A config with `base = "PRESET"` is that preset with the file's sections laid over it, key by key; a config
     with nothing but [data] (and a name/description) gets the generic preset for this machine as its base."""
     base = cfg.get("base")
-    if base is None and set(cfg) <= {"data", "name", "description"}:
+    if base is None and set(cfg) <= {"data", "name", "description", "budget", "sizing"}:
         base = auto_text_preset()
     if base is None:
         return cfg
@@ -104,7 +107,7 @@ def validate(cfg: dict, where: str) -> dict:
     """Check a whole run config at load time, before any stage runs: sections, every key and its type
     (against the stage's settings class). Errors name `where`, the section and the key."""
     cfg = copy.deepcopy(cfg)
-    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description", "base"}
+    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description", "base", "budget", "sizing"}
     if unknown:
         raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} "
                           f"(known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")
@@ -119,8 +122,17 @@ def validate(cfg: dict, where: str) -> dict:
     mode = cfg["pretrain"].setdefault("mode", "scratch")
     if mode not in PRETRAIN_MODES:
         raise UlmfitError(f"{where}: [pretrain] mode must be one of {', '.join(PRETRAIN_MODES)}, not {mode!r}")
+    if cfg.setdefault("sizing", "fixed") not in SIZINGS:
+        raise UlmfitError(f"{where}: sizing must be one of {', '.join(SIZINGS)}, not {cfg['sizing']!r}")
+    budgets = {k: v for k, v in (("budget", cfg.get("budget")), ("[finetune_lm] budget", cfg["finetune_lm"].get("budget")),
+                                 ("[classifier] budget", cfg["classifier"].get("budget"))) if v is not None}
+    for key, value in budgets.items():
+        parse_duration(value, f"{where}: {key}")
+    if budgets and mode not in ("from", "none"):
+        raise UlmfitError(f"{where}: a time budget sizes the fine-tuning of a pretrained model: it needs [pretrain] "
+                          f"mode = 'from' (or 'none'), not {mode!r}")
     for section in cfg:
-        if section in ("name", "description"):
+        if section in ("name", "description", "budget", "sizing"):
             continue
         stage_settings(cfg, section, where)  # raises on an unknown key or a wrong type
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
@@ -138,7 +150,8 @@ def stage_settings(cfg: dict, section: str, where: str = "config"):
     here = f"{where}: [{section}]"
     for key, tp in run_keys.items():
         if key in table and not isinstance(table[key], tp):
-            raise UlmfitError(f"{here}: key {key!r} must be a {tp.__name__}, got {table[key]!r}")
+            kind = " or ".join(t.__name__ for t in tp) if isinstance(tp, tuple) else tp.__name__
+            raise UlmfitError(f"{here}: key {key!r} must be a {kind}, got {table[key]!r}")
     owned = sorted(RUNNER_OWNED & set(table))
     if owned:
         raise UlmfitError(f"{here}: key {owned[0]!r} is set by `ulmfit run` itself")

@@ -96,6 +96,17 @@ def verdict(classifiers: dict, baseline: dict | None) -> str | None:
             "classifier epochs may change that).")
 
 
+def _sizing(state) -> dict | None:
+    """What `budget` / `sizing = "data"` chose (ulmfit.run.budget), and each stage's planned vs actual time."""
+    plan = (state.get("_plan") or {}).get("plan")
+    if not plan:
+        return None
+    actual = {n: state[n].get("seconds") for n in state if not n.startswith("_") and n.split("-")[0] in
+              (plan.get("seconds") or {})}
+    return {"budget_seconds": plan.get("budget_s"), "lines": plan["lines"], "planned_seconds": plan.get("seconds"),
+            "actual_seconds": actual, "probe_seconds": state["_plan"].get("seconds")}
+
+
 def write_report(runner) -> dict:
     d = runner.dir
     state = runner.state
@@ -122,11 +133,31 @@ def write_report(runner) -> dict:
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
         "baseline": _read(d / "baseline" / "baseline.json"), "verdict": verdict(clas, _read(d / "baseline" / "baseline.json")),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
+        "sizing": _sizing(state),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,
     }
     write_json(d / "report.json", report)
     write_text(d / "report.md", render(report))
     return report
+
+
+def _render_sizing(z, run_seconds) -> list[str]:
+    L = ["## Schedule", ""]
+    if z.get("budget_seconds"):
+        took = f"the run took {run_seconds / 60:.1f} min ({100 * run_seconds / z['budget_seconds']:.0f} % of it)" \
+            if run_seconds else "the run did not finish"
+        L += [f"Budget {z['budget_seconds'] / 60:g} min: {took}. Sized from this machine's measured speed "
+              f"(a {z.get('probe_seconds') or 0:.0f} s probe):", ""]
+    else:
+        L += ["Sized to the data:", ""]
+    L += [f"- {line}" for line in z["lines"]]
+    if z.get("planned_seconds"):
+        L += ["", "| stage | planned | actual |", "|---|---|---|"]
+        for name, planned in z["planned_seconds"].items():
+            got = [v for k, v in (z.get("actual_seconds") or {}).items() if k.split("-")[0] == name]
+            L.append(f"| {name} | {planned / 60:.1f} min | "
+                     + (" + ".join(f"{v / 60:.1f} min" for v in got if v is not None) or "–") + " |")
+    return L + [""]
 
 
 def render(r) -> str:
@@ -144,6 +175,8 @@ def render(r) -> str:
               f"{100 * b['accuracy']:.2f} %, macro-F1 {_fmt(b['macro_f1'])}{valid}, in {b['seconds']:.0f} s.", ""]
     if r.get("verdict"):
         L += [f"**{r['verdict']}**" if "NOT" in r["verdict"] else r["verdict"], ""]
+    if r.get("sizing"):
+        L += _render_sizing(r["sizing"], r["total_seconds"] + (r["sizing"].get("probe_seconds") or 0))
     dd, tk = r["data"], r["tokens"]
     L += ["## Data", "", f"- documents: {dd.get('n_docs')}; splits: "
           + ", ".join(f"{k} {v}" for k, v in (dd.get("splits") or {}).items()),

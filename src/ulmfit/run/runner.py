@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
@@ -58,6 +59,7 @@ class Runner:
         self.forced = False
         self.ran: set[str] = set()  # stages that ran (fresh or resumed) in this invocation
         self.order: list[str] = []
+        self.plan: dict = {}  # stage settings sized to the data or the budget (ulmfit.run.budget)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _save(self):
@@ -76,7 +78,7 @@ class Runner:
         s = stage_settings(self.cfg, section) if section in self.cfg else stage_settings({section: {}}, section)
         if "quiet" in {f.name for f in dataclasses.fields(s)}:
             changes.setdefault("quiet", self.quiet)
-        return dataclasses.replace(s, **changes)
+        return dataclasses.replace(s, **{**self.plan.get(section, {}), **changes})
 
     # -- stages --------------------------------------------------------------------------------
     def _prepare(self):
@@ -155,6 +157,69 @@ class Runner:
         out = self.dir / "baseline"
         self._stage("baseline", _baseline, [data], s, out, ["prepare"])
 
+    def _size(self, data, mode, directions):
+        """Size the LM fine-tuning and the classifier to the data or to the budget, once per run: the plan is
+        kept in stages.json (a resumed run must not re-plan from a new speed measurement, or its stages'
+        keys would change and they would start afresh)."""
+        from . import budget as B
+
+        cfg = self.cfg
+        budgets = {"run": cfg.get("budget"), "finetune_lm": cfg["finetune_lm"].get("budget"),
+                   "classifier": cfg["classifier"].get("budget")}
+        if cfg.get("sizing", "fixed") == "fixed" and all(v is None for v in budgets.values()):
+            return
+        fine, clas = self.settings("finetune_lm", quiet=True), self.settings("classifier", quiet=True)
+        folder = _lm_folder(str(cfg["pretrain"]["folder"])) if mode == "from" else None
+        key = _key(self.keys["tokenize"], budgets, cfg.get("sizing"), dataclasses.asdict(fine),
+                   dataclasses.asdict(clas), mode, folder, directions)
+        prev = self.state.get("_plan") or {}
+        if prev.get("key") == key:
+            self.plan = prev["plan"]
+            self._say("sizing: the plan made when this run started")
+            return
+        from ..text.store import TokenStore
+
+        t0 = time.time()
+        store = TokenStore(data)
+        lm_tokens = store.split("lm_train").n_tokens if mode == "from" and store.has_split("lm_train") else None
+        if all(v is None for v in budgets.values()):
+            from ..classifier.task import holdout
+            from ..text.store import labelled
+
+            labels = store.split(clas.train_split).labels
+            n_docs = int(labelled(labels).sum())
+            if clas.valid_frac:
+                n_docs = len(holdout(labels, clas.valid_frac)[0])
+            if clas.limit_train:
+                n_docs = min(n_docs, clas.limit_train)
+            spe = max(1, (lm_tokens or 0) // (fine.bs * fine.bptt))
+            plan = B.size_to_data(lm_tokens, fine.bs * fine.bptt, spe, n_docs, clas.stages)
+            plan["seconds"] = {}
+        else:
+            from ..classifier.train import probe_classifier
+            from ..training.lm_stages import probe_finetune
+
+            self._say("sizing: measuring this machine's speed (a few training steps of each model)")
+            lm = probe_finetune(data, folder, fine) if mode == "from" else None
+            cl = probe_classifier(data, folder, clas)
+            ev = self.settings("evaluate")
+            split = ev.split or ("test" if store.has_split("test") else "valid")
+            test_tokens = store.split(split).n_tokens
+            spent = sum(self.state.get(n, {}).get("seconds", 0.0) for n in ("prepare", "tokenize", "baseline"))
+            spent += time.time() - t0
+            total = B.parse_duration(budgets["run"]) if budgets["run"] is not None else math.inf
+            plan = B.size_to_budget(
+                total, spent, lm, cl, test_tokens, clas.stages, lm_tokens=lm_tokens, directions=directions,
+                lm_budget_s=None if budgets["finetune_lm"] is None else B.parse_duration(budgets["finetune_lm"]),
+                clas_budget_s=None if budgets["classifier"] is None else B.parse_duration(budgets["classifier"]))
+            plan["budget_s"] = None if math.isinf(total) else total
+            plan["probe"] = {"finetune_lm": lm, "classifier": cl}
+        for line in plan["lines"]:
+            self._say(f"sizing: {line}")
+        self.plan = plan
+        self.state["_plan"] = {"key": key, "plan": plan, "seconds": round(time.time() - t0, 2)}
+        self._save()
+
     def _lr_find(self, data, mode):
         """A side stage (nothing reads it): the lr finder on the language model that the next stage
         trains: the fresh one (scratch) or the pretrained one's frozen phase (corpus, from)."""
@@ -184,6 +249,7 @@ class Runner:
         self._baseline(data)
         directions = [False] + ([True] if cfg["classifier"].get("backwards") else [])
         mode = cfg["pretrain"]["mode"]
+        self._size(data, mode, len(directions))
         lr_find = "lr_find" in cfg and mode != "none"
         for bwd in directions:
             sfx = "-bwd" if bwd else ""

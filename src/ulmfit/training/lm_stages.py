@@ -145,7 +145,7 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     return _report(history, out, s.quiet)
 
 
-def load_pretrained_lm(folder, store, drop_mult=None):
+def load_pretrained_lm(folder, store, drop_mult=None, say=True):
     """A pretrained LM folder (or a shipped model's name) re-indexed onto `store`'s vocab
     -> (LanguageModel, LanguageModelConfig of the folder)."""
     from ..artifacts import read_language_model_state
@@ -168,9 +168,37 @@ def load_pretrained_lm(folder, store, drop_mult=None):
     except RuntimeError as e:
         raise UlmfitError(f"the weights in {folder} do not fit its config.json: {e}") from None
     # Said even when quiet: a low count means the wrong pretrained model or tokenizer.
-    print(f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
-          f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding")
+    if say:
+        print(f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
+              f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding")
     return model, folder_config
+
+
+def _finetune_task(data, pretrained, s, say=True):
+    """The store, the pretrained model mapped onto its vocab (in its LMTask) and the pretrained folder's config."""
+    from .lm_task import LMTask
+
+    import torch
+
+    _check(s)
+    if s.frozen_epochs == 0 and s.epochs == 0:
+        raise UlmfitError("nothing to train: frozen_epochs and epochs are both 0")
+    store = open_lm_store(data)
+    torch.manual_seed(s.seed)
+    model, pre = load_pretrained_lm(pretrained, store, s.drop_mult, say=say)
+    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
+                  backwards=pre.backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    return store, task, pre
+
+
+def probe_finetune(data, pretrained, settings: FinetuneSettings) -> dict:
+    """This machine's LM fine-tuning speed on `data` (ulmfit.training.probe) and what an epoch holds."""
+    from .probe import measure
+
+    _, task, _ = _finetune_task(data, pretrained, settings, say=False)
+    train = task.train_batches(0, settings.seed)
+    return {**measure(task, train_config(settings)), "steps_per_epoch": len(train),
+            "tokens_per_step": settings.bs * settings.bptt, "valid_tokens": int(len(task.valid.stream))}
 
 
 def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None):
@@ -180,20 +208,11 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     `frozen_epochs` with only the embedding/decoder trainable, then `epochs` with everything unfrozen
     and discriminative lrs (group k from the top gets lr / lr_div^k)."""
     from ..artifacts import LanguageModelConfig
-    from .lm_task import LMTask
     from .loop import Phase, fit
 
-    import torch
-
     s = settings or FinetuneSettings()
-    _check(s)
-    if s.frozen_epochs == 0 and s.epochs == 0:
-        raise UlmfitError("nothing to train: frozen_epochs and epochs are both 0")
-    store = open_lm_store(data)
-    torch.manual_seed(s.seed)
-    model, pre = load_pretrained_lm(pretrained, store, s.drop_mult)
-    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
-                  backwards=pre.backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    store, task, pre = _finetune_task(data, pretrained, s)
+    model = task.model
     phases = []
     if s.frozen_epochs:
         phases.append(Phase(epochs=s.frozen_epochs, lr=s.frozen_lr, freeze_to=-1, steps=s.frozen_steps))

@@ -53,6 +53,10 @@ class LMTask:
     def valid_batches(self):
         return self.valid.epoch(0)
 
+    @staticmethod
+    def n_tokens(batch) -> int:
+        return int(batch[1].numel())
+
     def train_step(self, model, batch, state):
         x, y = batch
         if self.sampled:

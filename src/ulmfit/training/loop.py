@@ -17,6 +17,7 @@ The task protocol
                                              n: items in the batch (weights the epoch's mean loss)
     task.eval_step(model, batch, state)      -> (dict of metric sums, state); called under no_grad, eval()
     task.summarize(sums)                     -> dict of metrics; must hold "loss" (logged as valid_loss)
+    task.n_tokens(batch)                     -> tokens in a batch (only the speed probe, training.probe)
 
 Batches are tensors or tuples/lists/dicts of tensors; the loop moves them to the device. `state` is
 the task's carry between batches (the LM's hidden state, None for the classifier): None at the start
@@ -44,11 +45,17 @@ import numpy as np
 import torch
 
 from ..errors import UlmfitError
+from . import distributed as D
 from . import precision
 from .checkpoints import CKPT, load_checkpoint, save_checkpoint
 from .logs import ema, fmt_row, write_logs
 from .optim import freeze_to, group_lrs, make_optimizer, model_groups, set_hyper
 from .schedules import make_schedule
+
+# Steps between host syncs in fit: the step losses come back from the device, and the time budget and
+# Ctrl-C are checked (on every rank at once). Pulling a loss every step (`.item()`) would make a GPU wait
+# for each step to finish before the next is queued.
+SYNC_EVERY = 10
 
 @dataclass
 class Phase:
@@ -99,10 +106,13 @@ class TrainConfig:
 def pick_device(cfg) -> torch.device:
     if cfg.device:
         dev = torch.device(cfg.device)
+    elif torch.cuda.is_available():
+        dev = torch.device("cuda", D.local_rank())  # under torchrun: this rank's GPU
     else:
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device("cpu")
     if dev.type == "cpu":
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        # ranks on one machine share its cores
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // D.local_world()))
     return dev
 
 
@@ -122,9 +132,15 @@ def to_device(batch, device):
 
 def split_loss(loss):
     """(loss to backpropagate, float to report) from a task's train_step loss."""
+    loss, reported = loss_parts(loss)
+    return loss, float(reported)
+
+
+def loss_parts(loss):
+    """(loss to backpropagate, detached loss to report) from a task's train_step loss: no host sync."""
     if isinstance(loss, (tuple, list)):
-        return loss[0], float(loss[1])
-    return loss, float(loss.detach())
+        return loss[0], loss[1].detach()
+    return loss, loss.detach()
 
 
 def iter_from(batches, start: int):
@@ -134,19 +150,25 @@ def iter_from(batches, start: int):
 
 
 def validate(task, model, device, cfg, interrupt=None):
-    """Run the task's validation; returns its summarized metrics, or None when interrupted."""
+    """Run the task's validation; returns its summarized metrics, or None when interrupted. Under torchrun
+    each rank validates its share of every batch's rows and the sums are added up."""
     model.eval()
     sums, state = {}, None
+    world, rank = D.world(), D.rank()
     with torch.no_grad():
         for batch in task.valid_batches():
+            if world > 1:
+                batch = D.shard(batch, rank, world)
+                if D.rows(batch) == 0:
+                    continue
             with autocast(device, cfg):
                 s, state = task.eval_step(model, to_device(batch, device), state)
             for k, v in s.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-            if interrupt is not None and interrupt.flag:
+            if world == 1 and interrupt is not None and interrupt.flag:
                 return None
     model.train()
-    return task.summarize(sums)
+    return task.summarize(D.merge_sums(sums))
 
 
 class _Interrupt:
@@ -206,10 +228,16 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
         raise UlmfitError("nothing to train: no phases")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    D.init_from_env()
+    world, rank = D.world(), D.rank()
+    main = rank == 0  # only rank 0 writes files, logs and progress bars
     device = pick_device(cfg)
     model = task.model.to(device)
+    if world > 1:
+        D.broadcast_model(model)
     n_groups = len(model_groups(model))
     opt = make_optimizer(model, cfg)
+    progress = cfg.progress and main
 
     pos = {"phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0, "train_sum": 0.0, "train_n": 0.0,
            "done": False}
@@ -229,34 +257,71 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                               + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
                               + "; resume with the same settings or start afresh")
         pos, history, step_losses = meta["position"], meta["history"], meta["step_losses"]
-        if cfg.progress:
+        if world > 1:
+            # A checkpoint holds the task state (the LM's hidden state) of all rows only when one process
+            # wrote it; ranks resuming mid-epoch start it afresh, as at an epoch start.
+            state = None
+            if rank:  # other ranks' dropout must differ from rank 0's (restored from the checkpoint)
+                torch.manual_seed(cfg.seed + 1000003 * rank + pos["step"])
+        if progress:
             print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
                   f"batch {pos['batch']}, step {pos['step']}", file=sys.stderr)
         if pos["done"]:
             # The checkpoint says done, but the process may have died before on_epoch_end saved the final
             # model folder: save it again from the checkpoint's weights (the same ones), so "done" always
             # means the folder holds the final model.
-            if on_epoch_end is not None and history:
+            if on_epoch_end is not None and history and main:
                 on_epoch_end(model, history[-1])
             return history
     else:
-        if resume and cfg.progress:
+        if resume and progress:
             print(f"no checkpoint in {out_dir}: starting afresh", file=sys.stderr)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed + 1000003 * rank)  # rank 0: exactly a single process's seed
 
     from tqdm.auto import tqdm
 
     t_start = time.time()
+    pending: list = []  # (detached loss tensor, items) of the steps since the last sync
+    flags = {"interrupt": False, "time": False}
+
+    def sync():
+        """Bring the pending step losses to the host (averaged over ranks, weighted by their items) and
+        agree on whether to stop (Ctrl-C on any rank, or the time budget on rank 0's clock)."""
+        if pending:
+            losses = torch.stack([l.float().reshape(()) for l, _ in pending])
+            items = torch.tensor([float(n) for _, n in pending], device=losses.device)
+            if world > 1:
+                both = D.sum_over_ranks(torch.stack([losses * items, items]))
+                losses, items = both[0] / both[1].clamp(min=1e-12), both[1]
+            first = pos["step"] - len(pending)
+            values, counts = torch.stack([losses, items]).tolist()  # the one host sync
+            for i, (v, n) in enumerate(zip(values, counts)):
+                if not math.isfinite(v):
+                    raise UlmfitError(f"the training loss became {v} at step {first + i + 1}: "
+                                      "lower the learning rate (see `ulmfit lr-find`)")
+                step_losses.append(v)
+                pos["train_sum"] += v * n
+                pos["train_n"] += n
+            pending.clear()
+        if world > 1:
+            timed_out = cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
+            stop = D.max_over_ranks(torch.tensor([float(interrupt.flag), float(timed_out and main)])).tolist()
+            flags["interrupt"], flags["time"] = stop[0] > 0, stop[1] > 0
 
     def over_budget():
         if cfg.max_steps is not None and pos["step"] >= cfg.max_steps:
             return True
-        return cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
+        if world == 1:  # reading the clock costs nothing; ranks must agree, so they decide at syncs
+            return cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
+        return flags["time"]
 
     def checkpoint():
-        save_checkpoint(out_dir, model, opt, pos, history, step_losses, state, phases, cfg, identity)
+        sync()
+        if main:
+            save_checkpoint(out_dir, model, opt, pos, history, step_losses, state if world == 1 else None, phases,
+                            cfg, identity)
 
     with _Interrupt() as interrupt:
         for p in range(pos["phase"], len(phases)):
@@ -268,14 +333,16 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
             plan = _phase_plan(task, phase, epoch0, cfg.seed)
             total = sum(plan)
             for j in range(pos["epoch"], len(plan)):
-                if pos["batch"] == 0 and over_budget():
-                    checkpoint()
-                    return history
+                if pos["batch"] == 0:
+                    sync()
+                    if over_budget():
+                        checkpoint()
+                        return history
                 e, n_e = epoch0 + j, plan[j]
                 t_epoch = time.time()
                 batches = task.train_batches(e, cfg.seed)
                 stopped = False
-                bar = tqdm(total=n_e, initial=pos["batch"], disable=not cfg.progress, leave=False,
+                bar = tqdm(total=n_e, initial=pos["batch"], disable=not progress, leave=False,
                            desc=f"phase {p + 1}/{len(phases)} epoch {j + 1}/{len(plan)}", file=sys.stderr)
                 model.train()
                 it = iter_from(batches, pos["batch"])
@@ -283,31 +350,42 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                     batch = next(it)
                     factor, beta1 = sched(pos["phase_step"], total)
                     set_hyper(opt, [lr * factor for lr in base_lrs], beta1)
-                    batch = to_device(batch, device)
-                    with autocast(device, cfg):
-                        loss, n, state = task.train_step(model, batch, state)
-                    loss, reported = split_loss(loss)
-                    if not math.isfinite(reported):
-                        raise UlmfitError(f"the training loss became {reported} at step {pos['step'] + 1}: "
-                                          "lower the learning rate (see `ulmfit lr-find`)")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip:
-                        torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad], cfg.clip)
-                    opt.step()
-                    step_losses.append(reported)
-                    pos["train_sum"] += reported * float(n)
-                    pos["train_n"] += float(n)
+                    weight = 1.0
+                    if world > 1:
+                        n_rows = D.rows(batch)
+                        batch = D.shard(batch, rank, world)
+                        # this rank's mean loss x its share of the rows x world: the average over ranks is
+                        # then the gradient of the whole batch's mean loss
+                        weight = D.rows(batch) * world / n_rows
+                    skip = world > 1 and n_rows < 2 * world  # too few rows to split (BatchNorm needs 2)
+                    if not skip:
+                        batch = to_device(batch, device)
+                        with autocast(device, cfg):
+                            loss, n, state = task.train_step(model, batch, state)
+                        loss, reported = loss_parts(loss)
+                        opt.zero_grad(set_to_none=True)
+                        (loss * weight if weight != 1.0 else loss).backward()
+                        if world > 1:
+                            D.average_gradients(model)
+                        if cfg.clip:
+                            torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad],
+                                                           cfg.clip)
+                        opt.step()
+                        pending.append((reported, n))
                     pos["batch"] += 1
                     pos["step"] += 1
                     pos["phase_step"] += 1
                     bar.update(1)
-                    if pos["step"] % 10 == 0 or pos["batch"] == n_e:
-                        bar.set_postfix_str(f"loss {ema(step_losses[-200:])[-1]:.4f}", refresh=False)
-                    if interrupt.flag:
+                    if pos["step"] % SYNC_EVERY == 0 or pos["batch"] == n_e:
+                        sync()
+                        if step_losses:
+                            bar.set_postfix_str(f"loss {ema(step_losses[-200:])[-1]:.4f}", refresh=False)
+                    # one process stops at the step Ctrl-C came; ranks at the next sync, together
+                    if interrupt.flag if world == 1 else flags["interrupt"]:
                         bar.close()
                         checkpoint()
-                        print(f"checkpoint saved in {out_dir}; resume to continue", file=sys.stderr)
+                        if main:
+                            print(f"checkpoint saved in {out_dir}; resume to continue", file=sys.stderr)
                         raise KeyboardInterrupt
                     if cfg.ckpt_every and pos["step"] % cfg.ckpt_every == 0 and pos["batch"] < n_e:
                         checkpoint()
@@ -317,6 +395,8 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                 bar.close()
                 if stopped:
                     checkpoint()  # before validation: resuming continues this epoch where it stopped
+                else:
+                    sync()
                 metrics = validate(task, model, device, cfg, interrupt)
                 if metrics is None:
                     checkpoint()
@@ -329,7 +409,8 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                 row["time"] = round(time.time() - t_epoch, 3)
                 if stopped:
                     row["partial"] = True
-                    write_logs(out_dir, history + [row], step_losses, cfg.plot)
+                    if main:
+                        write_logs(out_dir, history + [row], step_losses, cfg.plot)
                 else:
                     history.append(row)
                     pos.update(epoch=j + 1, batch=0, train_sum=0.0, train_n=0.0)
@@ -337,11 +418,14 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                     if j + 1 == len(plan):
                         pos.update(phase=p + 1, epoch=0, phase_step=0, done=p + 1 == len(phases))
                     checkpoint()
-                    write_logs(out_dir, history, step_losses, cfg.plot)
-                if cfg.progress:
+                    if main:
+                        write_logs(out_dir, history, step_losses, cfg.plot)
+                if progress:
                     tqdm.write(fmt_row(row), file=sys.stderr)
-                if on_epoch_end is not None:
+                if on_epoch_end is not None and main:
                     on_epoch_end(model, row)
+                D.barrier()  # the other ranks wait for rank 0's files (a resume may read them)
                 if stopped:
                     return history + [row]
     return history
+

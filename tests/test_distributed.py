@@ -1,0 +1,64 @@
+"""Two processes under torchrun (gloo on the CPU) train like one process on the combined batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from classifier_helpers import synthetic_store
+from test_lm_cli import make_store
+from ulmfit.cli import main
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without torch.distributed")
+
+
+def torchrun(*args, nproc=2, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "ulmfit", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def history(folder):
+    return json.loads((folder / "history.json").read_text())
+
+
+# --fp32 and no dropout: the two runs then differ only in the order of floating-point sums
+LM = ["--preset", "tiny", "--arch", "qrnn", "--bs", "8", "--bptt", "10", "--epochs", "2", "--max-steps", "24",
+      "--drop-mult", "0", "--fp32", "--quiet", "--threads", "1", "--valid-tokens", "400"]
+
+
+def test_two_ranks_pretrain_an_lm_like_one_process_on_the_combined_batch(tmp_path):
+    make_store(tmp_path / "corpus", [f"w{i}" for i in range(20)])
+    assert main(["pretrain", str(tmp_path / "corpus"), "--out", str(tmp_path / "one"), *LM]) == 0
+    r = torchrun("pretrain", tmp_path / "corpus", "--out", tmp_path / "two", *LM)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = history(tmp_path / "one"), history(tmp_path / "two")
+    assert [h["step"] for h in one] == [h["step"] for h in two]  # the same batches: each rank half of each
+    for a, b in zip(one, two):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-3)
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=2e-3)
+    assert two[-1]["valid_loss"] < two[0]["train_loss"]  # and it learned
+    from ulmfit.artifacts import load_language_model
+
+    load_language_model(tmp_path / "two")  # rank 0 wrote a whole folder
+
+
+def test_a_stopped_two_rank_classifier_resumes_in_one_process_and_learns(tmp_path):
+    synthetic_store(tmp_path / "data", n_docs=240, n_test=60)
+    args = ["train-classifier", tmp_path / "data", "--out", tmp_path / "c", "--preset", "tiny", "--arch", "qrnn",
+            "--bs", "16", "--bptt", "10", "--max-len", "40", "--stages", "1:1:3e-2,all:4:3e-2", "--lr-div", "1",
+            "--drop-mult", "0.1", "--quiet", "--threads", "1"]
+    r = torchrun(*args, "--max-steps", "20")  # stopped like a killed run that had checkpointed
+    assert r.returncode == 0, r.stderr[-3000:]
+    pos = json.loads((tmp_path / "c" / "checkpoint.json").read_text())["position"]
+    assert pos["step"] == 20 and not pos["done"]
+    # resume with another number of ranks: the batches do not depend on it
+    assert main([*map(str, args), "--resume"]) == 0
+    h = history(tmp_path / "c")
+    assert len(h) == 5 and h[-1]["step"] == 5 * 12  # 180 training documents in batches of 16: 12 a epoch
+    assert h[-1]["accuracy"] > 0.8  # the word marking the class is learnable
+    assert main(["evaluate", str(tmp_path / "c"), str(tmp_path / "data"), "--quiet"]) == 0

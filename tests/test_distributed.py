@@ -62,3 +62,21 @@ def test_a_stopped_two_rank_classifier_resumes_in_one_process_and_learns(tmp_pat
     assert len(h) == 5 and h[-1]["step"] == 5 * 12  # 180 training documents in batches of 16: 12 a epoch
     assert h[-1]["accuracy"] > 0.8  # the word marking the class is learnable
     assert main(["evaluate", str(tmp_path / "c"), str(tmp_path / "data"), "--quiet"]) == 0
+
+
+def test_ulmfit_run_with_nproc_2_trains_under_torchrun_and_rank_0_reports(tmp_path, run_cli):
+    from test_prepare import make_imdb_tar
+    from ulmfit.run.config import dump_toml, load_config
+
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=20)
+    cfg = load_config("tiny")
+    cfg.pop("lr_find")
+    cfg["nproc"] = 2
+    cfg["pretrain"]["threads"] = cfg["classifier"]["threads"] = 1
+    (tmp_path / "n.toml").write_text(dump_toml(cfg))
+    code, stdout, err = run_cli("run", tmp_path / "n.toml", "--source", tar, "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert all(stages[n]["status"] == "done" for n in ("prepare", "tokenize", "lm", "classifier", "evaluate"))
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["config"]["nproc"] == 2 and 0 <= report["accuracy"] <= 1

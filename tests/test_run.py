@@ -155,10 +155,13 @@ def test_every_presets_sections_are_valid_stage_settings():
     """The GPU presets never run in this suite: at least each section must make its stage's settings."""
     from ulmfit.run.config import stage_settings
 
-    for name in ("tiny", "imdb-cpu", "imdb-fast", "imdb-paper"):
+    from ulmfit.run.config import SECTIONS, OPTIONAL_SECTIONS, preset_names
+
+    assert {"tiny", "imdb-cpu", "imdb-fast", "imdb-paper", "text-cpu", "text-gpu"} <= set(preset_names())
+    for name in preset_names():
         cfg = load_config(name)
         for section in cfg:
-            if section not in ("name", "description"):
+            if section in SECTIONS + OPTIONAL_SECTIONS:
                 stage_settings(cfg, section, f"preset {name}")
 
 
@@ -169,6 +172,10 @@ def test_the_verdict_says_plainly_when_the_baseline_wins():
     assert verdict(clas, {"valid": {"accuracy": 0.90}}).startswith("ULMFiT does NOT beat the TF-IDF baseline")
     assert verdict(clas, {"valid": {"accuracy": 0.70}}).startswith("ULMFiT beats")
     assert verdict(clas, {"valid": None}) is None and verdict({}, {"valid": {"accuracy": 0.7}}) is None
+    # a run that evaluates the epoch best on its hold-out is judged by that epoch
+    clas["forward"]["best"] = {"accuracy": 0.92}
+    assert verdict(clas, {"valid": {"accuracy": 0.90}}, best=True).startswith("ULMFiT beats")
+    assert "NOT" in verdict(clas, {"valid": {"accuracy": 0.90}}, best=False)
 
 
 def test_a_config_with_only_data_gets_the_generic_preset_and_base_merges_key_by_key(tmp_path):

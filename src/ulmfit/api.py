@@ -36,12 +36,14 @@ def prepare(kind: str, source, out, settings: PrepareSettings | None = None) -> 
     from .data.imdb import prepare_imdb
     from .data.table import prepare_corpus, prepare_folder, prepare_table
     from .errors import UlmfitError
+    from .io import check_output_dir
 
     if kind not in PREPARE_KINDS:
         raise UlmfitError(f"unknown source kind {kind!r} (choose from: {', '.join(PREPARE_KINDS)})")
     s = settings or PREPARE_KINDS[kind]()
     if not isinstance(s, PREPARE_KINDS[kind]):
         raise UlmfitError(f"prepare {kind} takes {PREPARE_KINDS[kind].__name__}, not {type(s).__name__}")
+    check_output_dir(out)  # before a download or a read of the source
     common = dict(lm_valid_frac=s.lm_valid_frac, seed=s.seed, force=s.force, progress=not s.quiet)
     if kind == "imdb":
         meta, cached = prepare_imdb(source, out, **common)

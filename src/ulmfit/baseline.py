@@ -41,10 +41,12 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
     from .batching.documents import limit_docs
     from .data.dataset import read_texts
     from .classifier.task import holdout
-    from .io import read_json, write_json
+    from .io import check_output_dir, read_json, write_json
     from .text.store import labelled
 
     s = settings or BaselineSettings()
+    if s.out:
+        check_output_dir(s.out)
     t0 = time.time()
     root = Path(data)
     if not (root / "dataset.json").exists():

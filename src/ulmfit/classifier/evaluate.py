@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UlmfitError
+from ..io import check_output_dir, check_output_file
 from ..settings import EvaluateSettings, ExportSettings, PredictSettings
 
 
@@ -62,6 +63,8 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
     from ..io import write_text
 
     s = settings or PredictSettings()
+    if s.output:
+        check_output_file(s.output)  # before reading or predicting anything
     texts = read_texts(texts, s.input, s.text_col)
     clfs = _load_all(s, [model, *s.ensemble])
     probs = ensemble_proba(clfs, texts, s.bs, progress=not s.quiet)
@@ -174,6 +177,8 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     from .metrics import confusion, scores, write_report
 
     s = settings or EvaluateSettings()
+    if s.out:
+        check_output_dir(s.out)
     clfs = _load_all(s, [model, *s.ensemble])
     if any(c.classes != clfs[0].classes or c.settings.multi_label != clfs[0].settings.multi_label for c in clfs):
         raise UlmfitError(f"the classifiers' classes differ: {[c.classes for c in clfs]}")
@@ -219,4 +224,5 @@ def export_classifier(model, out, settings: ExportSettings | None = None) -> Pat
     from ..inference import TextClassifier
 
     s = settings or ExportSettings()
+    check_output_dir(out)
     return TextClassifier.load(model, int8=False).export(out, int8=s.int8)

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import UlmfitError
+from ..io import check_output_dir
 from ..settings import TrainClassifierSettings, identity
 
 
@@ -156,6 +157,7 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     from ..training import fit
 
     args = settings or TrainClassifierSettings()
+    check_output_dir(out)
     b = _build(data, lm, args)
     store, task, phases, cfg, config, classes = b.store, b.task, b.phases, b.cfg, b.config, b.classes
     labels, multi_label, encoder_text, settings, valid_split = (b.labels, b.multi_label, b.encoder_text, b.settings,
@@ -164,7 +166,7 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     if args.lr_find:
         return _lr_find(task, cfg, phases[0], out, args)
     if not args.quiet:
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = sum(p.numel() for p in task.model.parameters())
         n_batches = len(task.train_batches(0, args.seed))
         print(f"training a {'backward' if settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
               f"parameters, classes {classes}) on {task.train_batches(0, args.seed).n_docs:,} documents "

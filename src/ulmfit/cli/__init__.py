@@ -14,7 +14,7 @@ import os
 import sys
 
 from .. import __version__
-from ..errors import UlmfitError
+from ..errors import UlmfitError, is_disk_full
 
 # One line per command module; keep the order of the ULMFiT stages.
 COMMAND_MODULES = [
@@ -51,13 +51,33 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_outputs(args)
         return int(args.func(args) or 0)
     except UlmfitError as e:
         print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        # A full disk met by a write that does not name its file (a library's, or a stream's)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ulmfit {args.command}: error: {where}{e.strerror or 'no space left on device'} (free some space "
+              "and run again)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"ulmfit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_outputs(args):
+    """Every command's `out` (--out DIR, export-classifier's OUT) is a folder and `output` (predict --output)
+    a file: a path of the other kind is an error naming it before any work, not a traceback after it."""
+    from ..io import check_output_dir, check_output_file
+
+    if getattr(args, "out", None):
+        check_output_dir(args.out)
+    if getattr(args, "output", None):
+        check_output_file(args.output)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 
 STAGES = ("prepare", "tokenize", "baseline", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
@@ -54,10 +56,18 @@ def _run(a):
     if not a.config:
         raise UlmfitError("name a CONFIG (file or preset) or use --print-config PRESET")
     cfg = load_config(a.config)
+    out = a.out or f"runs/{cfg['name']}"
+    if cfg["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        # `nproc = N`: the same command again under torchrun, N processes training together
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg['nproc']}",
+               "-m", "ulmfit", "run", str(a.config), "--out", str(out)]
+        cmd += (["--source", str(a.source)] if a.source else []) + (["--from", a.force_from] if a.force_from else [])
+        return subprocess.run(cmd + (["--quiet"] if a.quiet else [])).returncode
     from ..run.runner import Runner
 
-    out = a.out or f"runs/{cfg['name']}"
     report = Runner(cfg, out, source=a.source, force_from=a.force_from, quiet=a.quiet).run()
+    if not report:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     acc = report.get("accuracy")
     split = (report.get("evaluation") or {}).get("split") or "test"
     base = report.get("baseline") or {}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UlmfitError
-from ..io import atomic_path, read_json, save_npy, write_json
+from ..errors import UlmfitError, disk_full, is_disk_full
+from ..io import atomic_path, check_output_dir, read_json, save_npy, write_json
 from ..text.rules import replace_surrogates
 from ..text.store import DATASET_FORMAT, labelled
 
@@ -35,8 +35,12 @@ def read_texts(folder, wanted) -> dict:
 
 
 class DatasetWriter:
+    """Documents go to a temporary documents.jsonl until `finish()`; `abort()` drops it, leaving any
+    earlier dataset in the folder as it was."""
+
     def __init__(self, out_dir, kind: str):
         self.out = Path(out_dir)
+        check_output_dir(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.kind = kind
         self._ctx = atomic_path(self.out / "documents.jsonl")
@@ -58,8 +62,13 @@ class DatasetWriter:
             fields = fixed
             self.skip("lone surrogates replaced by U+FFFD (the document is kept)", doc_id)
         text = fields[0] if len(fields) == 1 else fields
-        self._f.write(json.dumps({"id": doc_id, "split": split, "text": text, "label": label}, ensure_ascii=False))
-        self._f.write("\n")
+        try:
+            self._f.write(json.dumps({"id": doc_id, "split": split, "text": text, "label": label}, ensure_ascii=False))
+            self._f.write("\n")
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full(e, self.out / "documents.jsonl") from None
+            raise
         self.splits.append(split)
         self.labels.append(label)
 
@@ -76,13 +85,33 @@ class DatasetWriter:
     def finish(self, classes=None, lm_valid_frac=0.1, seed=42, source=None, clas_splits=("train", "test"),
                valid_frac=0.0, multi_label=False):
         """Write labels, splits and dataset.json. `classes=None` infers them (sorted) from labels.
-        `multi_label`: each label is a collection of class names (`classes` required)."""
-        self._f.close()
-        self._ctx.__exit__(None, None, None)
+        `multi_label`: each label is a collection of class names (`classes` required).
+
+        Everything is checked before anything of an earlier dataset is replaced; then dataset.json goes
+        first, so a folder that a crash or a full disk leaves half-replaced reads as unprepared (no
+        dataset.json), never as the old dataset with the new documents."""
+        try:
+            self._f.close()  # flushes: a full disk can show here
+            labels, classes = self._label_array(classes, multi_label)
+        except BaseException as e:
+            self.abort()
+            if is_disk_full(e):
+                raise disk_full(e, self.out / "documents.jsonl") from None
+            raise
+        try:
+            (self.out / "dataset.json").unlink(missing_ok=True)
+            self._ctx.__exit__(None, None, None)
+            return self._write_rest(labels, classes, lm_valid_frac, seed, source, clas_splits, valid_frac,
+                                    multi_label)
+        except BaseException as e:
+            if is_disk_full(e):
+                raise disk_full(e, self.out, "the folder is left unprepared: it has no dataset.json") from None
+            raise
+
+    def _label_array(self, classes, multi_label):
         n = len(self.splits)
         if n == 0:
             raise UlmfitError("no documents were read (all were empty or skipped)")
-        split_arr = np.array(self.splits)
         given = [lab for lab in self.labels if lab is not None]
         if multi_label:
             # Multi-hot rows [n_docs, n_classes]; a document without labels (unlike one with an empty label
@@ -103,6 +132,11 @@ class DatasetWriter:
                 if unknown:
                     raise UlmfitError(f"labels {unknown[:5]} are not among the classes {classes}")
                 labels = np.array([-1 if lab is None else cidx[lab] for lab in self.labels], dtype=np.int64)
+        return labels, classes
+
+    def _write_rest(self, labels, classes, lm_valid_frac, seed, source, clas_splits, valid_frac, multi_label):
+        n = len(self.splits)
+        split_arr = np.array(self.splits)
         rng = np.random.default_rng(seed)
         splits = {}
         for name in clas_splits:

@@ -11,6 +11,7 @@ import gzip
 import json
 import lzma
 import math
+import zlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -42,11 +43,24 @@ def file_format(path) -> str:
     raise UlmfitError(f"{path}: unknown file type (use .csv, .tsv, .parquet, .jsonl[.gz|.xz] or .txt[.gz|.xz])")
 
 
+# What a damaged or cut-short .gz/.xz file raises while it is read (a gzip CRC that differs and "not a gzip
+# file" are gzip.BadGzipFile, an OSError).
+_DAMAGED = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
 def _decoded_lines(path, counter):
     """Lines of a (maybe compressed) file as str; a bad byte is reported with its line number. A UTF-8
     byte-order mark opening the file (as Excel writes CSV) is dropped, the same for every format."""
     with _open_binary(path) as f:
-        for i, raw in enumerate(f, 1):
+        lines = enumerate(f, 1)
+        while True:
+            try:
+                i, raw = next(lines)
+            except StopIteration:
+                return
+            except _DAMAGED as e:
+                raise InputError(f"the compressed file is damaged or cut short ({e})", path=path,
+                                 line=counter[0] + 1) from None
             counter[0] = i
             try:
                 yield raw.decode("utf-8").removeprefix("\ufeff") if i == 1 else raw.decode("utf-8")
@@ -102,10 +116,12 @@ def iter_rows(path, columns):
                     raise InputError("missing", path=path, line=counter[0], field=c)
             yield counter[0], {c: obj[c] for c in columns}
     elif fmt == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            pf = pq.ParquetFile(path)
+            # Pages written with checksums (pyarrow's write_page_checksum) are checked: damage is an error, not text.
+            pf = pq.ParquetFile(path, page_checksum_verification=True)
         except Exception as e:  # pyarrow raises several types for a bad file
             raise InputError(f"not a readable Parquet file: {e}", path=path) from None
         names = pf.schema_arrow.names
@@ -113,10 +129,22 @@ def iter_rows(path, columns):
         if missing:
             raise InputError(f"no column {missing[0]!r} (columns: {names})", path=path)
         row = 0
-        for batch in pf.iter_batches(batch_size=4096, columns=list(columns)):
-            for rec in batch.to_pylist():
-                row += 1
-                yield row, rec
+        for group in range(pf.num_row_groups):
+            # One row group at a time, so that a damaged page is reported with the group and rows it is in.
+            first, n = row + 1, pf.metadata.row_group(group).num_rows
+            batches = pf.iter_batches(batch_size=4096, row_groups=[group], columns=list(columns))
+            while True:
+                try:
+                    batch = next(batches, None)
+                except (pa.ArrowException, OSError) as e:  # a corrupt page: OSError or ArrowInvalid
+                    reason = " ".join(str(e).split())  # pyarrow's messages run over several lines
+                    raise InputError(f"row group {group} (rows {first:,}-{first + n - 1:,}) is damaged and cannot be "
+                                     f"read: {reason}", path=path) from None
+                if batch is None:
+                    break
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, rec
     else:
         raise UlmfitError(f"{path}: plain text has no columns; use `ulmfit prepare corpus` for it")
 

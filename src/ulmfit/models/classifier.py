@@ -45,22 +45,26 @@ class BPT3C(nn.Module):
         bs, T = ids.shape
         if lengths is None:
             lengths = (ids != self.pad_id).sum(1)
-        lengths = lengths.to(ids.device).clamp(min=1)
+        # The chunk loop's decisions read the lengths on the host: one copy per batch (on a GPU, one sync)
+        # rather than a sync per chunk.
+        host = lengths.cpu().clamp(min=1)
+        host_fk = (host - self.max_len).clamp(min=0)
+        lengths = host.to(ids.device, non_blocking=True)
         first_kept = (lengths - self.max_len).clamp(min=0)  # each doc pools positions [first_kept, length)
         grad = torch.is_grad_enabled()
         state = None
         last = mx = total = None
-        for i in range(0, int(lengths.max()), self.bptt):
+        for i in range(0, int(host.max()), self.bptt):
             j = min(i + self.bptt, T)
-            active = lengths > i  # documents that still have tokens in this chunk
-            n_active = int(active.sum())
-            full = n_active == bs
-            idx = None if full else active.nonzero().squeeze(1)
+            active = host > i  # documents that still have tokens in this chunk
+            full = bool(active.all())
+            idx_h = active.nonzero().squeeze(1)
+            idx = None if full else idx_h.to(ids.device, non_blocking=True)
             x = ids[:, i:j] if full else ids.index_select(0, idx)[:, i:j]
             st = state if (full or state is None) else _select_state(state, idx)
             ln = lengths if full else lengths.index_select(0, idx)
             fk = first_kept if full else first_kept.index_select(0, idx)
-            pooled_here = bool(((fk < j) & (ln > i)).any())
+            pooled_here = bool(((host_fk[idx_h] < j) & (host[idx_h] > i)).any())
             with torch.set_grad_enabled(grad and pooled_here):
                 out, _, st = self.encoder(x, st)  # raw: the head applies its own dropout (output_p)
             st = [tuple(t.detach() for t in layer) for layer in st]

@@ -24,7 +24,9 @@ PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 # Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
 RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
             "finetune_lm": {"budget": (str, int, float)}, "classifier": {"backwards": bool, "budget": (str, int, float)}}
-# Top-level keys: besides name/description/base, how the training stages are sized (ulmfit.run.budget).
+# Top-level keys: besides name/description/base, how the training stages are sized (ulmfit.run.budget) and
+# how many processes train (torchrun, ulmfit.training.distributed).
+TOP_KEYS = ("name", "description", "base", "budget", "sizing", "nproc")
 SIZINGS = ("fixed", "data")
 # Settings the runner owns (where each stage reads and writes, resuming, progress): not for a config.
 RUNNER_OWNED = {"resume", "quiet", "out", "ensemble"}
@@ -88,7 +90,7 @@ def with_base(cfg: dict, where: str) -> dict:
     """A config with `base = "PRESET"` is that preset with the file's sections laid over it, key by key; a config
     with nothing but [data] (and a name/description) gets the generic preset for this machine as its base."""
     base = cfg.get("base")
-    if base is None and set(cfg) <= {"data", "name", "description", "budget", "sizing"}:
+    if base is None and set(cfg) <= {"data", *TOP_KEYS}:
         base = auto_text_preset()
     if base is None:
         return cfg
@@ -107,7 +109,7 @@ def validate(cfg: dict, where: str) -> dict:
     """Check a whole run config at load time, before any stage runs: sections, every key and its type
     (against the stage's settings class). Errors name `where`, the section and the key."""
     cfg = copy.deepcopy(cfg)
-    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - {"name", "description", "base", "budget", "sizing"}
+    unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - set(TOP_KEYS)
     if unknown:
         raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} "
                           f"(known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")
@@ -131,8 +133,11 @@ def validate(cfg: dict, where: str) -> dict:
     if budgets and mode not in ("from", "none"):
         raise UlmfitError(f"{where}: a time budget sizes the fine-tuning of a pretrained model: it needs [pretrain] "
                           f"mode = 'from' (or 'none'), not {mode!r}")
+    nproc = cfg.setdefault("nproc", 1)
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise UlmfitError(f"{where}: nproc must be a whole number of processes (1 or more), got {nproc!r}")
     for section in cfg:
-        if section in ("name", "description", "budget", "sizing"):
+        if section in TOP_KEYS:
             continue
         stage_settings(cfg, section, where)  # raises on an unknown key or a wrong type
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):

@@ -68,7 +68,7 @@ def _clas_summary(folder: Path):
     if valid and training.get("valid_frac"):
         valid = f"{100 * training['valid_frac']:g} % of {valid} held out of training"
     return {"folder": folder.name, "epochs": [{k: r.get(k) for k in keep if k in r} for r in rows], "valid": valid,
-            "final": _read(folder / "metrics.json"),
+            "final": _read(folder / "metrics.json"), "best": _read(folder / "best" / "metrics.json"),
             "curve": f"{folder.name}/training_curve.png" if (folder / "training_curve.png").exists() else None,
             "confusion": f"{folder.name}/confusion.png" if (folder / "confusion.png").exists() else None}
 
@@ -81,10 +81,11 @@ def _fmt(x, nd=4):
     return str(x)
 
 
-def verdict(classifiers: dict, baseline: dict | None) -> str | None:
-    """Whether ULMFiT beat the baseline on the documents both validated on (the forward classifier's last
-    epoch against the baseline on the same held-out documents); None when they did not share any."""
-    fwd = (classifiers.get("forward") or {}).get("final") or {}
+def verdict(classifiers: dict, baseline: dict | None, best: bool = False) -> str | None:
+    """Whether ULMFiT beat the baseline on the documents both validated on (the forward classifier's epoch
+    that is evaluated -- its best on a hold-out when `best`, else its last -- against the baseline on the
+    same held-out documents); None when they did not share any."""
+    fwd = (classifiers.get("forward") or {}).get("best" if best else "final") or {}
     base = (baseline or {}).get("valid") or {}
     if fwd.get("accuracy") is None or base.get("accuracy") is None:
         return None
@@ -131,7 +132,8 @@ def write_report(runner) -> dict:
         "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
         "lr_find": lr_find, "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
-        "baseline": _read(d / "baseline" / "baseline.json"), "verdict": verdict(clas, _read(d / "baseline" / "baseline.json")),
+        "baseline": _read(d / "baseline" / "baseline.json"), "verdict": verdict(clas, _read(d / "baseline" / "baseline.json"),
+                                                                   best=bool(runner.settings("classifier").valid_frac)),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "sizing": _sizing(state),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,

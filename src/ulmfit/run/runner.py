@@ -60,13 +60,22 @@ class Runner:
         self.ran: set[str] = set()  # stages that ran (fresh or resumed) in this invocation
         self.order: list[str] = []
         self.plan: dict = {}  # stage settings sized to the data or the budget (ulmfit.run.budget)
+        # Started by torchrun: rank 0 runs the stages that are not training (the others wait, then find
+        # them done), every rank runs the training stages, and only rank 0 writes stages.json and reports.
+        from ..training import distributed
+
+        distributed.init_from_env()
+        self.dist = distributed
+        self.main = distributed.is_main()
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _save(self):
-        write_json(self.state_path, self.state)
+        if self.main:
+            write_json(self.state_path, self.state)
 
     def _say(self, msg):
-        print(f"[ulmfit run] {msg}", file=sys.stderr, flush=True)
+        if self.main:
+            print(f"[ulmfit run] {msg}", file=sys.stderr, flush=True)
 
     def _force(self, name) -> bool:
         if self.force_from is not None and name == self.force_from:
@@ -90,16 +99,25 @@ class Runner:
         source = self.source or None
         if d["kind"] != "imdb" and not source:
             raise UlmfitError(f"[data] kind = {d['kind']!r} needs source = 'path' (or --source)")
-        meta = api.prepare(d["kind"], source, out, s)
+        meta = self._main_first(lambda s: api.prepare(d["kind"], source, out, s), s)
         self._record("prepare", meta["fingerprint"], time.time() - t0, meta["reused"], s)
 
     def _tokenize(self):
         t0 = time.time()
         self._say("stage tokenize")
         s = self.settings("tokenize", force=self._force("tokenize"))
-        store, cached = api.tokenize(self.dir / "data", s)
+        store, cached = self._main_first(lambda s: api.tokenize(self.dir / "data", s), s)
         key = _key(self.keys["prepare"], store.manifest["key"], store.manifest["vocab_hash"])
         self._record("tokenize", key, time.time() - t0, cached, s)
+
+    def _main_first(self, call, settings):
+        """call(settings) on rank 0, then on the other ranks, which find its output made and reuse it."""
+        if self.main:
+            result = call(settings)
+        self.dist.barrier()
+        if not self.main:
+            result = call(dataclasses.replace(settings, force=False))
+        return result
 
     def _record(self, name, key, seconds, reused, settings):
         self.keys[name] = key
@@ -126,8 +144,9 @@ class Runner:
             return
         resume = (not force and prev.get("key") == key and prev.get("status") == "running"
                   and fn.__name__ in TRAINING and (out / "checkpoint.safetensors").exists())
-        if not resume and out.exists():
+        if not resume and out.exists() and self.main:
             shutil.rmtree(out)
+        self.dist.barrier()
         if resume:
             settings = dataclasses.replace(settings, resume=True)
         self._say(f"stage {name}: {'resuming' if resume else 'running'} {fn.__name__} -> {out}")
@@ -136,7 +155,9 @@ class Runner:
         self._save()
         t0 = time.time()
         try:
-            fn(*args, settings)
+            if fn.__name__ in TRAINING or self.main:  # the rest: rank 0 alone, the others wait
+                fn(*args, settings)
+            self.dist.barrier()
         finally:
             self.state[name]["seconds"] = round(self.state[name]["seconds"] + time.time() - t0, 2)
             self._save()
@@ -172,6 +193,19 @@ class Runner:
         folder = _lm_folder(str(cfg["pretrain"]["folder"])) if mode == "from" else None
         key = _key(self.keys["tokenize"], budgets, cfg.get("sizing"), dataclasses.asdict(fine),
                    dataclasses.asdict(clas), mode, folder, directions)
+        if not self.main:  # rank 0 plans (and probes); the others read its plan
+            self.dist.barrier()
+            self.state["_plan"] = read_json(self.state_path)["_plan"]
+            self.plan = self.state["_plan"]["plan"]
+            return
+        try:
+            self._plan(key, data, mode, directions, budgets, fine, clas, folder)
+        finally:
+            self.dist.barrier()
+
+    def _plan(self, key, data, mode, directions, budgets, fine, clas, folder):
+        from . import budget as B
+
         prev = self.state.get("_plan") or {}
         if prev.get("key") == key:
             self.plan = prev["plan"]
@@ -293,6 +327,8 @@ class Runner:
 
         self.state["_total_seconds"] = round(time.time() - t0, 2)
         self._save()
+        if not self.main:
+            return {}
         return write_report(self)
 
 

@@ -10,10 +10,13 @@ the output arrays plus the token tables, whatever the corpus size.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 from itertools import islice
 from pathlib import Path
@@ -22,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InputError, UlmfitError
-from ..io import atomic_dir, read_json, write_json
+from ..io import atomic_dir, leftover_temps, read_json, write_json
 from .processor import TextProcessor, TokenTable
 from .rules import clean
 from .special import SPECIAL_TOKENS, UNK_ID
@@ -89,9 +92,47 @@ def _train_spm(root, meta, tmp, settings, sample_docs=20000, seed=0):
     train_sentencepiece(texts(), tmp, vocab_size=settings["sp_vocab_size"])
 
 
+LOCK_NAME = ".tokenize.lock"
+
+
+def _store_is_current(tok_dir, key) -> bool:
+    try:
+        return read_json(tok_dir / "manifest.json").get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _folder_lock(root):
+    """One `tokenize` at a time per dataset folder: an exclusive flock on DIR/.tokenize.lock (released by the
+    system when the holder exits, however it ends). A second run says once that it waits, then waits."""
+    with open(root / LOCK_NAME, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"ulmfit tokenize: waiting for another tokenize of {root} to finish (it holds {root / LOCK_NAME})",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(tok_dir):
+    """Temporary token folders of interrupted runs (about the store's size each). Called with the lock held:
+    no other tokenize can be writing them."""
+    for p in leftover_temps(tok_dir):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+
+
 def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers=None, batch_size=256,
                      force=False, progress=True, sp_vocab_size=None):
-    """Tokenize DIR/documents.jsonl into DIR/tokens/ (see ulmfit.text.store). Returns (store, reused)."""
+    """Tokenize DIR/documents.jsonl into DIR/tokens/ (see ulmfit.text.store). Returns (store, reused).
+
+    One run at a time per folder (a second waits, then reuses what the first made); each run first removes
+    the temporary token folders that interrupted runs left."""
     root = Path(root)
     if not (root / "dataset.json").exists():
         raise UlmfitError(f"{root} is not a prepared dataset (no dataset.json): run `ulmfit prepare ... --out {root}`")
@@ -99,12 +140,18 @@ def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers
     settings = tokenizer_settings(backend, max_vocab, min_freq, sp_vocab_size=sp_vocab_size)
     key = {"dataset": meta.get("fingerprint"), "settings": settings}
     tok_dir = root / TOKENS_DIR
-    if not force and (tok_dir / "manifest.json").exists():
-        try:
-            if read_json(tok_dir / "manifest.json").get("key") == key:
-                return TokenStore(root), True
-        except (OSError, ValueError):
-            pass
+    # A finished store is swapped in whole (atomic_dir), so it can be checked and reused without the lock.
+    if not force and _store_is_current(tok_dir, key) and not leftover_temps(tok_dir):
+        return TokenStore(root), True
+    with _folder_lock(root):
+        _remove_leftovers(tok_dir)
+        if not force and _store_is_current(tok_dir, key):  # another run finished it while this one waited
+            return TokenStore(root), True
+        return _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size,
+                         progress)
+
+
+def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress):
     workers = max(1, workers or os.cpu_count() or 1)
     n_docs = meta["n_docs"]
     t0 = time.time()

@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import UlmfitError
+from ..io import check_output_dir
 from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings, identity
 
 def open_lm_store(path):
@@ -123,6 +124,7 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
 
     s = settings or PretrainSettings()
     _check(s)
+    check_output_dir(out)
     corpus = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
     corpus = resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet)
     store = open_lm_store(corpus)
@@ -211,6 +213,7 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     from .loop import Phase, fit
 
     s = settings or FinetuneSettings()
+    check_output_dir(out)
     store, task, pre = _finetune_task(data, pretrained, s)
     model = task.model
     phases = []
@@ -260,6 +263,7 @@ def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = N
 
     s = settings or LRFindLMSettings()
     _check(s)
+    check_output_dir(out)
     store = open_lm_store(data)
     torch.manual_seed(s.seed)
     backwards = s.backwards

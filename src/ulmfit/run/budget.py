@@ -154,7 +154,7 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
         plan["finetune_lm"] = changes
         plan["seconds"]["finetune_lm"] = round(lm_s, 1)
         tokens = steps * lm["tokens_per_step"]
-        passes = f", {tokens / lm_tokens:.1f} passes over the texts" if lm_tokens else ""
+        passes = f", {steps / spe:.1f} passes over the texts" if lm_tokens else ""
         plan["lines"].append(f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
                              f"{1 / lm['train_s_per_token']:,.0f} tokens/s: about {lm_s / 60:.1f} min")
     share = clas_budget_s if clas_budget_s is not None else per_dir - lm_s

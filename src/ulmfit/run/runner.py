@@ -182,8 +182,6 @@ class Runner:
         """Size the LM fine-tuning and the classifier to the data or to the budget, once per run: the plan is
         kept in stages.json (a resumed run must not re-plan from a new speed measurement, or its stages'
         keys would change and they would start afresh)."""
-        from . import budget as B
-
         cfg = self.cfg
         budgets = {"run": cfg.get("budget"), "finetune_lm": cfg["finetune_lm"].get("budget"),
                    "classifier": cfg["classifier"].get("budget")}

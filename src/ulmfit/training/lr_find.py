@@ -7,11 +7,9 @@ afterwards, so an lr_find before `fit` does not change the training that follows
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import math
-import random
 import sys
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from ..errors import UlmfitError
 from ..io import write_json, write_text
 from .logs import ema, new_figure, save_figure
 from .loop import TrainConfig, autocast, iter_from, pick_device, split_loss, to_device
-from .optim import make_optimizer, set_hyper
+from .optim import make_optimizer, set_hyper, trial_steps
 
 
 def suggest_lr(lrs, smoothed) -> dict:
@@ -53,54 +51,46 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
     progress = cfg.progress if progress is None else progress
     device = pick_device(cfg)
     model = task.model.to(device)
-    saved_weights = copy.deepcopy(model.state_dict())
-    saved_grad = [p.requires_grad for p in model.parameters()]
-    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    opt = make_optimizer(model, cfg)
-    beta1 = cfg.moms[0] if cfg.schedule == "one_cycle" and cfg.moms else None
-    lrs, losses = [], []
-    # fastai's 0.98 suits its 100-step sweeps; a shorter sweep needs a shorter memory, or the smoothed
-    # curve lags the lr by a large part of the sweep and the suggestion lands too far right.
-    beta = min(0.98, 1 - 4 / steps)
-    state, epoch, best = None, 0, math.inf
-    batches = iter_from(task.train_batches(epoch, cfg.seed), 0)
-    from tqdm.auto import tqdm
+    with trial_steps(model):  # weights, trainable flags and RNGs as they were afterwards
+        opt = make_optimizer(model, cfg)
+        beta1 = cfg.moms[0] if cfg.schedule == "one_cycle" and cfg.moms else None
+        lrs, losses = [], []
+        # fastai's 0.98 suits its 100-step sweeps; a shorter sweep needs a shorter memory, or the smoothed
+        # curve lags the lr by a large part of the sweep and the suggestion lands too far right.
+        beta = min(0.98, 1 - 4 / steps)
+        state, epoch, best = None, 0, math.inf
+        batches = iter_from(task.train_batches(epoch, cfg.seed), 0)
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, disable=not progress, desc="lr_find", leave=False, file=sys.stderr)
-    model.train()
-    try:
-        for i in range(steps):
-            lr = start * (end / start) ** (i / (steps - 1))
-            try:
-                batch = next(batches)
-            except StopIteration:  # short data: go on into the next epoch
-                epoch, state = epoch + 1, None
-                batches = iter_from(task.train_batches(epoch, cfg.seed), 0)
-                batch = next(batches)
-            set_hyper(opt, [lr] * len(opt.param_groups), beta1)
-            with autocast(device, cfg):
-                loss, _, state = task.train_step(model, to_device(batch, device), state)
-            loss, reported = split_loss(loss)
-            lrs.append(lr)
-            losses.append(reported)
-            bar.update(1)
-            smooth = ema(losses, beta)[-1]
-            if not math.isfinite(smooth) or (i > 5 and smooth > diverge * best):
-                break
-            best = min(best, smooth)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad], cfg.clip)
-            opt.step()
-    finally:
-        bar.close()
-        model.load_state_dict(saved_weights)
-        for p, g in zip(model.parameters(), saved_grad):
-            p.requires_grad_(g)
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
+        bar = tqdm(total=steps, disable=not progress, desc="lr_find", leave=False, file=sys.stderr)
+        model.train()
+        try:
+            for i in range(steps):
+                lr = start * (end / start) ** (i / (steps - 1))
+                try:
+                    batch = next(batches)
+                except StopIteration:  # short data: go on into the next epoch
+                    epoch, state = epoch + 1, None
+                    batches = iter_from(task.train_batches(epoch, cfg.seed), 0)
+                    batch = next(batches)
+                set_hyper(opt, [lr] * len(opt.param_groups), beta1)
+                with autocast(device, cfg):
+                    loss, _, state = task.train_step(model, to_device(batch, device), state)
+                loss, reported = split_loss(loss)
+                lrs.append(lr)
+                losses.append(reported)
+                bar.update(1)
+                smooth = ema(losses, beta)[-1]
+                if not math.isfinite(smooth) or (i > 5 and smooth > diverge * best):
+                    break
+                best = min(best, smooth)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip:
+                    torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad], cfg.clip)
+                opt.step()
+        finally:
+            bar.close()
 
     smoothed = ema(losses, beta)
     # Drop a final non-finite point so suggestions and plots see only real numbers.

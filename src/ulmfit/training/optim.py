@@ -6,6 +6,11 @@ left trainable when the model is frozen (for the LM: the embedding + tied decode
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import random
+
+import numpy as np
 import torch
 
 from ..errors import UlmfitError
@@ -70,3 +75,21 @@ def set_hyper(opt, lrs, beta1=None):
         g["lr"] = lr
         if beta1 is not None:
             g["betas"] = (beta1, g["betas"][1])
+
+
+@contextlib.contextmanager
+def trial_steps(model):
+    """Steps that must leave no trace (the lr finder, the speed probe): the model's weights, its parameters'
+    trainable flags and the python/numpy/torch RNG states are put back afterwards, however it ends."""
+    weights = copy.deepcopy(model.state_dict())
+    flags = [p.requires_grad for p in model.parameters()]
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    try:
+        yield
+    finally:
+        model.load_state_dict(weights)
+        for p, g in zip(model.parameters(), flags):
+            p.requires_grad_(g)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])

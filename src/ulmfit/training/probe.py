@@ -7,15 +7,13 @@ is that of this machine, this model, this batch shape and whatever else the mach
 
 from __future__ import annotations
 
-import copy
-import random
 import time
 
 import numpy as np
 import torch
 
 from .loop import autocast, pick_device, split_loss, to_device
-from .optim import make_optimizer
+from .optim import make_optimizer, trial_steps
 
 
 def _sample(batches, n: int) -> list:
@@ -37,15 +35,12 @@ def measure(task, cfg, train_steps: int = 6, warmup: int = 2, eval_batches: int 
     trainability and the RNGs are as they were afterwards."""
     device = pick_device(cfg)
     model = task.model.to(device)
-    saved = copy.deepcopy(model.state_dict())
-    grads = [p.requires_grad for p in model.parameters()]
-    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    for p in model.parameters():
-        p.requires_grad_(True)
-    opt = make_optimizer(model, cfg)
     batches = _sample(task.train_batches(0, cfg.seed), warmup + train_steps)
-    train_s = train_tokens = 0.0
-    try:
+    train_s = train_tokens = eval_s = eval_tokens = 0.0
+    with trial_steps(model):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        opt = make_optimizer(model, cfg)
         model.train()
         state = None
         for i, batch in enumerate(batches):
@@ -61,7 +56,6 @@ def measure(task, cfg, train_steps: int = 6, warmup: int = 2, eval_batches: int 
                 train_s += time.perf_counter() - t0
                 train_tokens += tokens
         model.eval()
-        eval_s = eval_tokens = 0.0
         state = None
         with torch.no_grad():
             for batch in _sample(task.valid_batches(), eval_batches):
@@ -70,11 +64,5 @@ def measure(task, cfg, train_steps: int = 6, warmup: int = 2, eval_batches: int 
                     _, state = task.eval_step(model, to_device(batch, device), state)
                 eval_s += time.perf_counter() - t0
                 eval_tokens += task.n_tokens(batch)
-    finally:
-        model.load_state_dict(saved)
-        for p, g in zip(model.parameters(), grads):
-            p.requires_grad_(g)
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
+        model.train()
     return {"train_s_per_token": train_s / max(train_tokens, 1.0), "eval_s_per_token": eval_s / max(eval_tokens, 1.0)}

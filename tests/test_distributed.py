@@ -45,6 +45,13 @@ def test_two_ranks_pretrain_an_lm_like_one_process_on_the_combined_batch(tmp_pat
     from ulmfit.artifacts import load_language_model
 
     load_language_model(tmp_path / "two")  # rank 0 wrote a whole folder
+    # and fine-tuning runs under torchrun too (the same loop; frozen then unfrozen groups)
+    r = torchrun("finetune-lm", tmp_path / "corpus", "--from", tmp_path / "two", "--out", tmp_path / "ft",
+                 "--bs", "8", "--bptt", "10", "--frozen-steps", "4", "--epochs", "1", "--max-steps", "8", "--quiet",
+                 "--threads", "1", "--valid-tokens", "400")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ft = history(tmp_path / "ft")
+    assert [h["step"] for h in ft] == [4, 12] and ft[-1]["valid_loss"] < two[0]["valid_loss"]
 
 
 def test_a_stopped_two_rank_classifier_resumes_in_one_process_and_learns(tmp_path):

@@ -122,6 +122,8 @@ def autocast(device, cfg):
 
 def to_device(batch, device):
     if isinstance(batch, torch.Tensor):
+        if device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()  # page-locked: the copy below runs asynchronously, no wait for it
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(b, device) for b in batch)

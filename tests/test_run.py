@@ -39,7 +39,9 @@ def test_bad_configs_are_clear_errors(tmp_path):
                         ("[pretrain]\narch = 'gru'\n", r"\[pretrain\]: key 'arch' must be one of awd_lstm, qrnn"),
                         ("[classifier]\nbackwards = 'yes'\n", r"\[classifier\]: key 'backwards' must be a bool"),
                         ("[evaluate]\nout = 'x'\n", r"\[evaluate\]: key 'out' is set by `ulmfit run` itself"),
-                        ("[pretrain]\nmode = 'from'\nfolder = 'en'\nepochs = 2\n", r"\[pretrain\]: key 'epochs' does nothing")]:
+                        ("[pretrain]\nmode = 'from'\nfolder = 'en'\nepochs = 2\n", r"\[pretrain\]: key 'epochs' does nothing"),
+                        ("[tokenize]\nkeep_vocab = 'pretrained'\n", r"keep_vocab = 'pretrained'.*needs \[pretrain\] mode = 'from'"),
+                        ("nproc = 0\n", r"nproc must be a whole number")]:
         bad.write_text(text)
         with pytest.raises(UlmfitError, match=match):
             load_config(bad)

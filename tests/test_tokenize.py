@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ulmfit.data.table import prepare_table
+from ulmfit.errors import UlmfitError
 from ulmfit.text.encoder import TextEncoder
 from ulmfit.text.pipeline import tokenize_dataset
 from ulmfit.text.processor import TextProcessor, TokenTable
@@ -139,3 +140,24 @@ def test_spacy_fast_path_agrees_with_spacy():
     ref = [[t.text for t in tok.nlp.tokenizer(c)] for c in chunks]
     bad = [(c, g, r) for c, g, r in zip(chunks, got, ref) if g != r]
     assert not bad, bad[:10]
+
+
+def test_a_pretrained_vocab_keeps_its_rare_words(tmp_path):
+    """keep_vocab: words the pretrained model knows stay in the vocab even when they occur once."""
+    import ulmfit
+    from ulmfit.settings import TokenizeSettings
+    from ulmfit.text.special import SPECIAL_TOKENS
+    from ulmfit.text.vocab import Vocab
+
+    rows = [("common words here", "a")] * 4 + [("zebra once", "b"), ("quokka once", "b")]
+    write_csv(tmp_path / "t.csv", rows)
+    prepare_table(tmp_path / "t.csv", tmp_path / "ds", ["text"], label_col="label", progress=False)
+    Vocab(SPECIAL_TOKENS + ["zebra", "common", "never"]).save(tmp_path / "pre.json")
+    plain, _ = ulmfit.tokenize(tmp_path / "ds", TokenizeSettings(min_freq=2, quiet=True))
+    assert "zebra" not in plain.vocab and "common" in plain.vocab
+    kept, reused = ulmfit.tokenize(tmp_path / "ds", TokenizeSettings(min_freq=2, quiet=True,
+                                                                    keep_vocab=str(tmp_path / "pre.json")))
+    assert not reused  # another vocab: tokenized again
+    assert "zebra" in kept.vocab and "quokka" not in kept.vocab and "never" not in kept.vocab
+    with pytest.raises(UlmfitError, match="keep_vocab"):
+        ulmfit.tokenize(tmp_path / "ds", TokenizeSettings(keep_vocab=str(tmp_path / "no-such-model")))

@@ -66,4 +66,24 @@ def tokenize(data, settings: TokenizeSettings | None = None):
 
     s = settings or TokenizeSettings()
     return tokenize_dataset(data, backend=s.tokenizer, max_vocab=s.max_vocab, min_freq=s.min_freq, workers=s.workers,
-                            force=s.force, progress=not s.quiet, sp_vocab_size=s.sp_vocab_size)
+                            force=s.force, progress=not s.quiet, sp_vocab_size=s.sp_vocab_size,
+                            keep=_keep_vocab(s.keep_vocab))
+
+
+def _keep_vocab(spec):
+    """TokenizeSettings.keep_vocab -> a Vocab: a vocab.json, or a language-model folder / shipped name's."""
+    if spec is None:
+        return None
+    from pathlib import Path
+
+    from .errors import UlmfitError
+    from .pretrained import resolve_lm
+    from .text.vocab import Vocab
+
+    path = Path(spec)
+    if path.suffix == ".json" and path.is_file():
+        return Vocab.load(path)
+    try:
+        return Vocab.load(Path(resolve_lm(spec)) / "vocab.json")
+    except UlmfitError as e:
+        raise UlmfitError(f"keep_vocab: {e}") from None

@@ -185,6 +185,10 @@ class TokenizeSettings:
     max_vocab: int = opt(60000, "most tokens kept, specials aside", metavar="N")
     min_freq: int = opt(3, "least count for a token to be kept", metavar="N")
     sp_vocab_size: int | None = opt(None, "SentencePiece pieces to learn (default min(max-vocab, 30000))", metavar="N")
+    keep_vocab: str | None = opt(None, "also keep every word of this language model's vocab (a folder, a shipped "
+                                 "model's name or a vocab.json) that occurs at all, below --min-freq too: its "
+                                 "embedding is pretrained (`ulmfit run`: \"pretrained\" = the [pretrain] folder)",
+                                 metavar="LM")
     workers: int | None = opt(None, "processes to tokenize with (default: all cores)", metavar="N")
     force: bool = opt(False, "tokenize again even if the cached store matches")
     quiet: bool = opt(False, "no progress bar")

@@ -140,6 +140,9 @@ def validate(cfg: dict, where: str) -> dict:
         if section in TOP_KEYS:
             continue
         stage_settings(cfg, section, where)  # raises on an unknown key or a wrong type
+    if cfg["tokenize"].get("keep_vocab") == "pretrained" and mode != "from":
+        raise UlmfitError(f"{where}: [tokenize] keep_vocab = 'pretrained' keeps the words of the model the run "
+                          f"starts from: it needs [pretrain] mode = 'from', not {mode!r}")
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
         raise UlmfitError(f"{where}: [pretrain] mode = 'corpus' needs corpus = [files]")
     if mode == "from" and not cfg["pretrain"].get("folder"):

@@ -106,6 +106,8 @@ class Runner:
         t0 = time.time()
         self._say("stage tokenize")
         s = self.settings("tokenize", force=self._force("tokenize"))
+        if s.keep_vocab == "pretrained":  # the words of the model the run starts from (config.validate checks)
+            s = dataclasses.replace(s, keep_vocab=_lm_folder(str(self.cfg["pretrain"]["folder"])))
         store, cached = self._main_first(lambda s: api.tokenize(self.dir / "data", s), s)
         key = _key(self.keys["prepare"], store.manifest["key"], store.manifest["vocab_hash"])
         self._record("tokenize", key, time.time() - t0, cached, s)

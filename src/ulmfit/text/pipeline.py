@@ -128,8 +128,11 @@ def _remove_leftovers(tok_dir):
 
 
 def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers=None, batch_size=256,
-                     force=False, progress=True, sp_vocab_size=None):
+                     force=False, progress=True, sp_vocab_size=None, keep=None):
     """Tokenize DIR/documents.jsonl into DIR/tokens/ (see ulmfit.text.store). Returns (store, reused).
+
+    keep: a Vocab whose words are kept whenever they occur, below min_freq too (a pretrained model's: their
+    embeddings are trained already, so a word seen once is worth its row).
 
     One run at a time per folder (a second waits, then reuses what the first made); each run first removes
     the temporary token folders that interrupted runs left."""
@@ -139,6 +142,8 @@ def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers
     meta = read_json(root / "dataset.json")
     settings = tokenizer_settings(backend, max_vocab, min_freq, sp_vocab_size=sp_vocab_size)
     key = {"dataset": meta.get("fingerprint"), "settings": settings}
+    if keep is not None:
+        key["keep"] = keep.hash
     tok_dir = root / TOKENS_DIR
     # A finished store is swapped in whole (atomic_dir), so it can be checked and reused without the lock.
     if not force and _store_is_current(tok_dir, key) and not leftover_temps(tok_dir):
@@ -148,10 +153,11 @@ def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers
         if not force and _store_is_current(tok_dir, key):  # another run finished it while this one waited
             return TokenStore(root), True
         return _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size,
-                         progress)
+                         progress, keep)
 
 
-def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress):
+def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress,
+              keep=None):
     workers = max(1, workers or os.cpu_count() or 1)
     n_docs = meta["n_docs"]
     t0 = time.time()
@@ -203,10 +209,12 @@ def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, 
             raise UlmfitError(f"{root}/documents.jsonl has {done} documents, dataset.json says {n_docs}")
 
         itos = list(table.stoi)
-        count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c >= min_freq}
+        kept = keep.stoi if keep is not None else {}
+        count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c >= min_freq or (c and itos[i] in kept)}
         if backend == "sentencepiece":
             count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c > 0}
-        vocab = Vocab.from_counts(count_of, max_size=max_vocab, min_freq=1 if backend == "sentencepiece" else min_freq)
+        # count_of holds exactly the candidates now: the cut-off was applied above
+        vocab = Vocab.from_counts(count_of, max_size=max_vocab, min_freq=1)
         lookup = np.array([vocab.stoi.get(t, UNK_ID) for t in itos], dtype=np.int32)
         n_tokens = int(lengths_all.sum())
         src = np.memmap(raw_path, dtype=np.int32, mode="r", shape=(n_tokens,))

@@ -16,6 +16,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -29,10 +31,19 @@ def sh(cmd, out: Path, name: str, timeout: int, env=None) -> dict:
     """Run a command, its output to OUT/name.log; -> {"ok", "seconds", "log"}."""
     t0 = time.time()
     with open(out / f"{name}.log", "w") as log:
+        # its own process group: on a timeout the whole tree goes (torchrun's workers too, which would hold
+        # the GPU through the next part)
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
         try:
-            rc = subprocess.run([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                                env={**os.environ, **(env or {})}, cwd=ROOT).returncode
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             rc = "timeout"
     return {"ok": rc == 0, "returncode": rc, "seconds": round(time.time() - t0, 1), "log": f"{name}.log"}
 
@@ -113,12 +124,14 @@ def main(argv=None) -> int:
                 (out / f"{name}.json").write_text(json.dumps(js, indent=1))
                 rows += [{"bs": bs, **row} for row in js["results"]]
             rows += [] if js else [{"bs": bs, "error": r}]
-        result["parts"]["throughput"] = {"goal_tokens_per_s": 500_000, "rows": rows}
+        result["parts"]["throughput"] = {"goal_tokens_per_s": 500_000, "rows": rows,
+                                         "ok": bool(rows) and not any("error" in row for row in rows)}
 
     # 2. DDP smoke test: two ranks (NCCL on 2+ GPUs; gloo on the CPU in --dry)
     if "ddp" not in skip and (n_gpu > 1 or a.dry):
         work = out / "ddp"
-        work.mkdir(exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)  # a stale history.json must not pass for this run's
+        work.mkdir()
         synthetic_corpus(work / "corpus.jsonl")
         r = sh([py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ulmfit", "pretrain",
                 work / "corpus.jsonl", "--out", work / "lm", "--preset", "tiny", "--arch", "qrnn", "--bs", "8",
@@ -131,6 +144,7 @@ def main(argv=None) -> int:
     # 3. the imdb-fast recipe, scaled to minutes
     if "imdb" not in skip:
         work = out / "imdb"
+        shutil.rmtree(work / "run", ignore_errors=True)
         work.mkdir(exist_ok=True)
         if a.dry:
             tar = work / "aclImdb_v1.tar.gz"
@@ -161,8 +175,7 @@ def main(argv=None) -> int:
 
     (out / "gpu-check.json").write_text(json.dumps(result, indent=1))
     (out / "report.md").write_text(render(result))
-    print(json.dumps({"gpu_check": str(out), "ok": all(v.get("ok", True) if isinstance(v, dict) else True
-                                                       for v in result["parts"].values())}))
+    print(json.dumps({"gpu_check": str(out), "ok": all(v["ok"] for v in result["parts"].values())}))
     return 0
 
 

@@ -28,6 +28,7 @@ def fake_clas(tokens_per_s=5_000.0, n_docs=5_000):
 def test_durations_parse_and_bad_ones_are_clear_errors():
     assert B.parse_duration("30m") == 1800 and B.parse_duration("1h30m") == 5400
     assert B.parse_duration("90s") == 90 and B.parse_duration("1.5h") == 5400 and B.parse_duration(2.5) == 150
+    assert B.parse_duration("45min") == 2700 and B.parse_duration("1h 5m") == 3900
     for bad in ("30", "thirty minutes", "30m garbage", "0m", -1, True, [30]):
         with pytest.raises(UlmfitError, match="duration like '30m'|must be positive"):
             B.parse_duration(bad)
@@ -45,10 +46,11 @@ def test_epochs_are_spread_over_the_unfreezing_stages_as_the_preset_spreads_them
 def test_a_fake_throughput_gives_the_expected_steps_and_epochs():
     plan = B.size_to_budget(600, 60, fake_lm(), fake_clas(), test_tokens=50_000, stages=STAGES, lm_tokens=224_000)
     # by hand: evaluation 50k x 5e-5 x 1.2 + 5 = 8 s; left 600 x 0.95 - 60 - 8 = 502 s; the LM's share 45 %
-    # = 225.9 s -> (225.9 - 5 - 2 x 0.2) / (0.224 + 0.2 / 100) = 975 steps: 58 frozen, then 9 whole epochs
-    assert plan["finetune_lm"]["frozen_steps"] == 58 and plan["finetune_lm"]["epochs"] == 9
-    assert plan["finetune_lm"]["max_steps"] is None
-    # the classifier gets the rest: 502 - (5 + 958 x 0.224 + 11 x 0.2) = 280.2 s -> (280.2 - 5) // 42 = 6 epochs
+    # = 225.9 s -> (225.9 - 5 - 2 x 0.2) / (0.224 + 0.2 / 100) = 975 steps: 58 frozen, then 917 unfrozen (9 whole
+    # epochs and 17 steps of a 10th)
+    assert plan["finetune_lm"]["frozen_steps"] == 58 and plan["finetune_lm"]["epochs"] == 10
+    assert plan["finetune_lm"]["max_steps"] == 917
+    # the classifier gets the rest: 502 - (5 + 975 x 0.224 + 11 x 0.2) = 276.4 s -> (276.4 - 5) // 42 = 6 epochs
     assert plan["classifier"]["stages"] == B.spread_epochs(STAGES, 6)
     planned = sum(plan["seconds"].values())
     assert planned <= 600 * (1 - B.MARGIN) - 60 + 1e-6
@@ -66,9 +68,15 @@ def test_the_data_caps_a_generous_budget_and_a_tiny_budget_is_refused():
     plan = B.size_to_budget(36_000, 60, fake_lm(), fake_clas(n_docs=5_000), 50_000, STAGES, lm_tokens=224_000)
     assert B.lm_steps_of(plan["finetune_lm"], 100) <= B.LM_MAX_PASSES * 100  # passes capped
     assert plan["classifier"]["stages"] == B.spread_epochs(STAGES, 12)  # 60k doc-visits / 5k docs
-    # less than an epoch fits: one stage with everything trainable, cut at the steps that fit
+    # less than an epoch fits: one whole epoch (its schedule completes) over the documents that fit
     slow = B.size_to_budget(300, 60, None, fake_clas(tokens_per_s=200), 50_000, STAGES)
-    assert slow["classifier"]["stages"] == "all:1:0.005" and 0 < slow["classifier"]["max_steps"] < 150
+    assert slow["classifier"]["stages"] == "all:1:0.005" and 4 <= slow["classifier"]["limit_train"] < 5_000
+    assert slow["seconds"]["classifier"] <= 300 * (1 - B.MARGIN) - 60
+    # a stage's own budget is its share; the other stage gets what is left of the run's
+    own = B.size_to_budget(1800, 60, fake_lm(), fake_clas(), 50_000, STAGES, lm_tokens=224_000, clas_budget_s=900)
+    assert sum(own["seconds"].values()) <= 1800 * (1 - B.MARGIN) - 60 + 1e-6
+    with pytest.raises(UlmfitError, match="no time for LM fine-tuning"):
+        B.size_to_budget(1800, 60, fake_lm(), fake_clas(), 50_000, STAGES, clas_budget_s=1700)
     with pytest.raises(UlmfitError, match="too small.*preparing"):
         B.size_to_budget(100, 90, fake_lm(), fake_clas(), 50_000, STAGES)
 

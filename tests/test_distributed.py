@@ -52,6 +52,10 @@ def test_two_ranks_pretrain_an_lm_like_one_process_on_the_combined_batch(tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     ft = history(tmp_path / "ft")
     assert [h["step"] for h in ft] == [4, 12] and ft[-1]["valid_loss"] < two[0]["valid_loss"]
+    # a batch too small to give each rank two rows trains nothing: an error, not an epoch of skipped steps
+    r = torchrun("pretrain", tmp_path / "corpus", "--out", tmp_path / "small", *LM[:4], "--bs", "3", "--bptt", "10",
+                 "--epochs", "1", "--max-steps", "4", "--quiet", "--threads", "1")
+    assert r.returncode != 0 and "at least 2 rows per rank (raise --bs to 4 or more)" in r.stderr
 
 
 def test_a_stopped_two_rank_classifier_resumes_in_one_process_and_learns(tmp_path):

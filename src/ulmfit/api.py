@@ -84,6 +84,9 @@ def _keep_vocab(spec):
     if path.suffix == ".json" and path.is_file():
         return Vocab.load(path)
     try:
-        return Vocab.load(Path(resolve_lm(spec)) / "vocab.json")
+        vocab = Path(resolve_lm(spec)) / "vocab.json"
     except UlmfitError as e:
         raise UlmfitError(f"keep_vocab: {e}") from None
+    if not vocab.is_file():
+        raise UlmfitError(f"keep_vocab: {vocab.parent} has no vocab.json (not a language-model folder)")
+    return Vocab.load(vocab)

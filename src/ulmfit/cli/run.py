@@ -62,7 +62,11 @@ def _run(a):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg['nproc']}",
                "-m", "ulmfit", "run", str(a.config), "--out", str(out)]
         cmd += (["--source", str(a.source)] if a.source else []) + (["--from", a.force_from] if a.force_from else [])
-        return subprocess.run(cmd + (["--quiet"] if a.quiet else [])).returncode
+        proc = subprocess.Popen(cmd + (["--quiet"] if a.quiet else []))
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached torchrun and its workers too: let them checkpoint and exit
+            return proc.wait()
     from ..run.runner import Runner
 
     report = Runner(cfg, out, source=a.source, force_from=a.force_from, quiet=a.quiet).run()

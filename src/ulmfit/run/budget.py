@@ -36,7 +36,7 @@ def parse_duration(value, where: str = "budget") -> float:
         seconds = 60.0 * value
     else:
         text = value.strip().lower().replace(" ", "")
-        parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|min|s)", text)
+        parts = re.findall(r"(\d+(?:\.\d+)?)(min|h|m|s)", text)
         if not parts or "".join(n + u for n, u in parts) != text:
             raise UlmfitError(f"{where} must be a duration like '30m', '1h30m' or '90s', got {value!r}")
         seconds = sum(float(n) * {"h": 3600, "m": 60, "min": 60, "s": 1}[u] for n, u in parts)
@@ -76,18 +76,19 @@ def spread_epochs(stages: str, total: int) -> str:
 
 
 def lm_schedule(total_steps: int, steps_per_epoch: int) -> dict:
-    """FinetuneSettings changes for `total_steps` LM steps: a short frozen phase, then whole epochs (or one
-    cut short) with everything unfrozen."""
+    """FinetuneSettings changes for `total_steps` LM steps: a short frozen phase, then the rest with everything
+    unfrozen, its last epoch cut short where the steps end (the unfrozen phase's schedule spans exactly them)."""
     total_steps = max(2, int(total_steps))
+    steps_per_epoch = max(1, int(steps_per_epoch))
     frozen = min(steps_per_epoch, max(1, round(FROZEN_FRAC * total_steps)))
     rest = max(1, total_steps - frozen)
-    if rest >= steps_per_epoch:
-        return {"frozen_epochs": 1, "frozen_steps": frozen, "epochs": rest // steps_per_epoch, "max_steps": None}
-    return {"frozen_epochs": 1, "frozen_steps": frozen, "epochs": 1, "max_steps": rest}
+    epochs = math.ceil(rest / steps_per_epoch)
+    return {"frozen_epochs": 1, "frozen_steps": frozen, "epochs": epochs,
+            "max_steps": None if rest == epochs * steps_per_epoch else rest}
 
 
 def lm_steps_of(changes: dict, steps_per_epoch: int) -> int:
-    return changes["frozen_steps"] + (changes["max_steps"] or changes["epochs"] * steps_per_epoch)
+    return changes["frozen_steps"] + (changes["max_steps"] or changes["epochs"] * max(1, steps_per_epoch))
 
 
 # ------------------------------------------------------------------------------------ sizing
@@ -138,10 +139,20 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
     plan: dict = {"lines": [], "seconds": {}}
     lm_s = 0.0
     if lm is not None:
-        share = lm_budget_s if lm_budget_s is not None else per_dir * LM_SHARE
+        # a stage's own budget is its share; otherwise it gets LM_SHARE of the time left, or what the other
+        # stage's own budget leaves
+        if lm_budget_s is not None:
+            share = lm_budget_s
+        elif clas_budget_s is not None:
+            share = per_dir - clas_budget_s
+        else:
+            share = per_dir * LM_SHARE
+        if share <= 2 * STAGE_OVERHEAD_S:
+            raise UlmfitError(f"the budget leaves no time for LM fine-tuning ({share / 60:.1f} min): raise `budget` "
+                              "or lower [classifier] budget")
         step_s = lm["tokens_per_step"] * lm["train_s_per_token"]
         valid_s = lm["valid_tokens"] * lm["eval_s_per_token"]
-        spe = lm["steps_per_epoch"]
+        spe = max(1, lm["steps_per_epoch"])
         room = share - STAGE_OVERHEAD_S - 2 * valid_s  # the frozen phase's validation and the last one
         if math.isinf(room):  # no budget for this stage: as many steps as the data calls for
             steps = _lm_data_steps(lm_tokens, lm["tokens_per_step"], spe)
@@ -158,6 +169,9 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
         plan["lines"].append(f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
                              f"{1 / lm['train_s_per_token']:,.0f} tokens/s: about {lm_s / 60:.1f} min")
     share = clas_budget_s if clas_budget_s is not None else per_dir - lm_s
+    if share <= 2 * STAGE_OVERHEAD_S:
+        raise UlmfitError(f"the budget leaves no time for the classifier ({share / 60:.1f} min): raise `budget` or "
+                          "lower [finetune_lm] budget")
     train_s = clas["train_tokens"] * clas["train_s_per_token"]
     epoch_s = train_s + clas["valid_tokens"] * clas["eval_s_per_token"] + 1.0  # + saving the folder
     room = share - STAGE_OVERHEAD_S
@@ -168,12 +182,13 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
         changes["stages"] = spread_epochs(stages, epochs)
         clas_s = STAGE_OVERHEAD_S + epochs * epoch_s
         what = f"{epochs} epochs, stages {changes['stages']}"
-    else:  # not one epoch: everything trains, cut at the steps that fit
-        step_s = train_s / max(1, clas["steps_per_epoch"])
+    else:  # not one epoch: one epoch over the share of the documents that fits (its schedule then completes)
+        fits = (room - clas["valid_tokens"] * clas["eval_s_per_token"]) / max(train_s, 1e-9)
         changes["stages"] = spread_epochs(stages, 1)
-        changes["max_steps"] = max(1, int((room - clas["valid_tokens"] * clas["eval_s_per_token"]) / step_s))
-        clas_s = STAGE_OVERHEAD_S + changes["max_steps"] * step_s + clas["valid_tokens"] * clas["eval_s_per_token"]
-        what = f"{changes['max_steps']} steps of one epoch (less than an epoch fits)"
+        changes["limit_train"] = max(2 * 2, int(clas["n_train_docs"] * max(0.0, min(1.0, fits))))
+        clas_s = (STAGE_OVERHEAD_S + train_s * changes["limit_train"] / max(1, clas["n_train_docs"])
+                  + clas["valid_tokens"] * clas["eval_s_per_token"])
+        what = f"one epoch on {changes['limit_train']:,} of the documents (less than an epoch of all fits)"
     changes["max_minutes"] = round(HARD_STOP * clas_s / 60, 2)
     plan["classifier"] = changes
     plan["seconds"]["classifier"] = round(clas_s, 1)

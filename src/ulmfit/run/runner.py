@@ -236,6 +236,13 @@ class Runner:
             self._say("sizing: measuring this machine's speed (a few training steps of each model)")
             lm = probe_finetune(data, folder, fine) if mode == "from" else None
             cl = probe_classifier(data, folder, clas)
+            import torch
+
+            if self.dist.world() > 1 and torch.cuda.is_available():
+                # rank 0 probed the whole batch on one GPU; the ranks will split it (CPU ranks share the cores)
+                for probe in (lm, cl):
+                    if probe:
+                        probe["train_s_per_token"] /= self.dist.world()
             ev = self.settings("evaluate")
             split = ev.split or ("test" if store.has_split("test") else "valid")
             test_tokens = store.split(split).n_tokens

@@ -16,19 +16,26 @@ Only rank 0 writes files, logs and progress bars.
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
 
+# Ranks wait at barriers while rank 0 alone prepares, tokenizes or evaluates (`ulmfit run`): far longer than
+# torch's default timeouts (10 min for NCCL) on a large corpus.
+TIMEOUT = datetime.timedelta(hours=12)
+
 
 def init_from_env() -> None:
-    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); no-op otherwise."""
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); no-op otherwise.
+    gloo carries CPU tensors (flags, validation sums), NCCL CUDA ones where there are GPUs."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        if torch.cuda.is_available():
             torch.cuda.set_device(local_rank())
-        dist.init_process_group(backend)
+            dist.init_process_group("cpu:gloo,cuda:nccl", timeout=TIMEOUT)
+        else:
+            dist.init_process_group("gloo", timeout=TIMEOUT)
 
 
 def world() -> int:
@@ -54,6 +61,16 @@ def is_main() -> bool:
 def barrier() -> None:
     if world() > 1:
         dist.barrier()
+
+
+def main_first(call):
+    """call() on rank 0, then on the other ranks, which find what it made (a prepared corpus, say) and reuse it."""
+    if is_main():
+        result = call()
+    barrier()
+    if not is_main():
+        result = call()
+    return result
 
 
 def rows(batch) -> int:
@@ -97,6 +114,13 @@ def broadcast_model(model) -> None:
     """Every rank starts from rank 0's weights."""
     for t in model.state_dict().values():
         dist.broadcast(t, 0)
+
+
+def broadcast_buffers(model) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics, which each rank updates from its own rows) on every
+    rank, so that validation and the saved model agree with rank 0."""
+    for b in model.buffers():
+        dist.broadcast(b, 0)
 
 
 def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:

@@ -125,8 +125,12 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     s = settings or PretrainSettings()
     _check(s)
     check_output_dir(out)
+    from . import distributed
+
     corpus = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
-    corpus = resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet)
+    distributed.init_from_env()  # under torchrun rank 0 prepares the corpus; the others then reuse it
+    corpus = distributed.main_first(
+        lambda: resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet))
     store = open_lm_store(corpus)
     torch.manual_seed(s.seed)
     mcfg = preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult, arch=s.arch)

@@ -309,7 +309,8 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
             pending.clear()
         if world > 1:
             timed_out = cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
-            stop = D.max_over_ranks(torch.tensor([float(interrupt.flag), float(timed_out and main)])).tolist()
+            flags_t = torch.tensor([float(interrupt.flag), float(timed_out and main)], device=device)
+            stop = D.max_over_ranks(flags_t).tolist()
             flags["interrupt"], flags["time"] = stop[0] > 0, stop[1] > 0
 
     def over_budget():
@@ -348,6 +349,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                            desc=f"phase {p + 1}/{len(phases)} epoch {j + 1}/{len(plan)}", file=sys.stderr)
                 model.train()
                 it = iter_from(batches, pos["batch"])
+                ran = trained = 0  # batches of this epoch seen / trained on (under torchrun a tiny one is skipped)
                 while pos["batch"] < n_e:
                     batch = next(it)
                     factor, beta1 = sched(pos["phase_step"], total)
@@ -374,9 +376,11 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                                                            cfg.clip)
                         opt.step()
                         pending.append((reported, n))
+                        trained += 1
                     pos["batch"] += 1
                     pos["step"] += 1
                     pos["phase_step"] += 1
+                    ran += 1
                     bar.update(1)
                     if pos["step"] % SYNC_EVERY == 0 or pos["batch"] == n_e:
                         sync()
@@ -395,10 +399,15 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                         stopped = True
                         break
                 bar.close()
+                if world > 1 and ran and not trained:
+                    raise UlmfitError(f"no step of this epoch could be split over {world} ranks: every batch needs "
+                                      f"at least 2 rows per rank (raise --bs to {2 * world} or more)")
                 if stopped:
                     checkpoint()  # before validation: resuming continues this epoch where it stopped
                 else:
                     sync()
+                if world > 1:
+                    D.broadcast_buffers(model)
                 metrics = validate(task, model, device, cfg, interrupt)
                 if metrics is None:
                     checkpoint()

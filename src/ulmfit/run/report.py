@@ -120,6 +120,7 @@ def write_report(runner) -> dict:
     clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"))
             if (d / f).exists()}
     ev = _read(d / "evaluation" / "evaluation.json") or {}
+    baseline = _read(d / "baseline" / "baseline.json")
     lf = _read(d / "lr_find" / "lr_find.json")
     lr_find = None
     if lf:
@@ -132,8 +133,7 @@ def write_report(runner) -> dict:
         "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
         "lr_find": lr_find, "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
-        "baseline": _read(d / "baseline" / "baseline.json"), "verdict": verdict(clas, _read(d / "baseline" / "baseline.json"),
-                                                                   best=bool(runner.settings("classifier").valid_frac)),
+        "baseline": baseline, "verdict": verdict(clas, baseline, best=bool(runner.settings("classifier").valid_frac)),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "sizing": _sizing(state),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,

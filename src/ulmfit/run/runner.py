@@ -113,13 +113,8 @@ class Runner:
         self._record("tokenize", key, time.time() - t0, cached, s)
 
     def _main_first(self, call, settings):
-        """call(settings) on rank 0, then on the other ranks, which find its output made and reuse it."""
-        if self.main:
-            result = call(settings)
-        self.dist.barrier()
-        if not self.main:
-            result = call(dataclasses.replace(settings, force=False))
-        return result
+        """call(settings) on rank 0, then on the other ranks (never forced: they reuse what rank 0 made)."""
+        return self.dist.main_first(lambda: call(settings if self.main else dataclasses.replace(settings, force=False)))
 
     def _record(self, name, key, seconds, reused, settings):
         self.keys[name] = key

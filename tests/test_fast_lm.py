@@ -55,6 +55,27 @@ def test_sampled_loss_and_gradient_converge_to_the_full_softmax():
     assert torch.isfinite(few) and F.cosine_similarity(g_few.flatten(), g_full.flatten(), dim=0) > 0.5
 
 
+def test_sampled_loss_is_the_cross_entropy_over_the_true_word_and_the_corrected_samples():
+    # The definition, written out with a concatenated logit matrix, on the same draws.
+    hidden, weight, bias, targets, log_q = _decoder_problem()
+    hidden = hidden.detach().requires_grad_()
+    targets[:5] = torch.multinomial(log_q.exp(), 5, generator=torch.Generator().manual_seed(3))  # common words: hits
+    torch.manual_seed(7)
+    loss = sampled_cross_entropy(hidden, targets, weight, bias, log_q, 50)
+    (g,) = torch.autograd.grad(loss, hidden)
+    torch.manual_seed(7)
+    cand, counts = torch.unique(torch.multinomial(log_q.exp(), 50, replacement=True), return_counts=True)
+    h = hidden.detach().requires_grad_()
+    samp = h @ weight[cand].t() + bias[cand] + counts.float().log() - np.log(50) - log_q[cand]
+    hits = cand[None, :] == targets[:, None]
+    assert hits.any()  # the check covers accidental hits
+    logits = torch.cat([(h @ weight.t() + bias).gather(1, targets[:, None]), samp.masked_fill(hits, float("-inf"))], 1)
+    ref = F.cross_entropy(logits, torch.zeros_like(targets))
+    (g_ref,) = torch.autograd.grad(ref, h)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert torch.allclose(g, g_ref, atol=1e-6)
+
+
 def test_a_sample_equal_to_the_target_is_not_counted_as_a_negative():
     # a vocab of one word besides the target: every draw is either the target (masked) or that word
     hidden = torch.zeros(3, 2)

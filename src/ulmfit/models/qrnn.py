@@ -48,8 +48,10 @@ class ForgetMult(torch.autograd.Function):
         g[-1] = acc
         for t in range(grad_c.shape[0] - 2, -1, -1):
             acc = torch.addcmul(grad_c[t], f[t + 1], acc, out=g[t])
-        c_prev = torch.cat([c0[None], c[:-1]])
-        return g * (c_prev - z), g * (1 - f), f[0] * g[0]
+        grad_f = torch.empty_like(g)  # g_t * (c_{t-1} - z_t), without concatenating c0 to c
+        torch.mul(g[0], c0 - z[0], out=grad_f[0])
+        torch.mul(g[1:], c[:-1] - z[1:], out=grad_f[1:])
+        return grad_f, torch.addcmul(g, g, f, value=-1), f[0] * g[0]  # dz = g * (1 - f)
 
 
 class QRNNLayer(nn.Module):
@@ -67,23 +69,26 @@ class QRNNLayer(nn.Module):
 
     def forward(self, x, state=None):
         bs = x.shape[0]
+        # Time-major inside ([seq, bs, dim]): the gates come out of the matmul in the recurrence's layout, and
+        # the output goes back as a transposed view, which the next QRNN layer reads without a copy.
+        xt = x.transpose(0, 1)
         if self.window == 2:  # [x_{t-1}, x_t]; x_{-1} is the previous chunk's last input (or zeros)
-            prev = x.new_zeros(bs, 1, self.n_in) if state is None else state[1][0].unsqueeze(1).to(x.dtype)
-            x_in = torch.cat([torch.cat([prev, x[:, :-1]], 1), x], -1)
+            prev = x.new_zeros(1, bs, self.n_in) if state is None else state[1].to(x.dtype)
+            x_in = torch.cat([torch.cat([prev, xt[:-1]], 0), xt], -1)
         else:
-            x_in = x
+            x_in = xt
         if self.training and self.weight_p > 0:
             gates = F.linear(x_in, F.dropout(self.linear.weight, self.weight_p, training=True), self.linear.bias)
         else:
             gates = self.linear(x_in)
         # The recurrence runs in float32 (under bf16 autocast too): it sums over many steps.
-        z, f, o = gates.float().transpose(0, 1).chunk(3, dim=-1)
+        z, f, o = gates.float().chunk(3, dim=-1)
         c0 = gates.new_zeros(bs, self.n_out, dtype=torch.float32) if state is None else state[0][0].float()
-        c = ForgetMult.apply(torch.sigmoid(f).contiguous(), torch.tanh(z).contiguous(), c0)
+        c = ForgetMult.apply(torch.sigmoid(f), torch.tanh(z), c0)  # activations of chunks come out contiguous
         h = (torch.sigmoid(o) * c).transpose(0, 1)
         new_state = (c[-1].unsqueeze(0),)
         if self.window == 2:
-            new_state += (x[:, -1].float().unsqueeze(0),)
+            new_state += (xt[-1:].float(),)
         return h, new_state
 
     def extra_repr(self):

@@ -30,17 +30,26 @@ def proposal_log_probs(stream, vocab_size: int, power: float = PROPOSAL_POWER) -
 
 def sampled_cross_entropy(hidden, targets, weight, bias, log_q, n_samples: int):
     """Mean sampled-softmax cross entropy of `hidden` [N, d] against `targets` [N] for a decoder
-    (weight [vocab, d], bias [vocab] or None). log_q: [vocab] log proposal (on hidden's device)."""
+    (weight [vocab, d], bias [vocab] or None). log_q: [vocab] log proposal (on hidden's device).
+
+    The [N, candidates] logit matrix is the only large tensor (N = bs x bptt), so it is touched as few
+    times as possible: the matmul's bf16 output becomes float32 in the same op that adds bias and
+    correction, accidental hits are set by index (they are rare), and the loss is
+    logaddexp(true, logsumexp(sampled)) - true, with no concatenated [N, 1 + candidates] copy."""
     samples = torch.multinomial(log_q.exp(), n_samples, replacement=True)
-    cand, counts = torch.unique(samples, return_counts=True)
+    cand, counts = torch.unique(samples, return_counts=True)  # sorted
     # sum_j exp(s_j) over the vocab ~ sum over draws of exp(s_j) / (n_samples * q_j); a word drawn m times
     # stands for m draws: its logit gets + log(m) - log(n_samples * q_j)
-    correction = counts.float().log() - math.log(n_samples) - log_q[cand]
-    true_logit = (hidden * weight[targets].to(hidden.dtype)).sum(-1).float()
-    samp_logit = (hidden @ weight[cand].to(hidden.dtype).t()).float()
+    shift = counts.float().log() - math.log(n_samples) - log_q[cand]
+    n = targets.shape[0]
+    rows = weight[torch.cat([targets, cand])].to(hidden.dtype)  # one gather (and one scatter backward)
+    true_logit = (hidden * rows[:n]).sum(-1).float()
     if bias is not None:
-        true_logit = true_logit + bias[targets].float()
-        samp_logit = samp_logit + bias[cand].float()
-    samp_logit = (samp_logit + correction).masked_fill(cand[None, :] == targets[:, None], float("-inf"))
-    logits = torch.cat([true_logit[:, None], samp_logit], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+        b = bias[torch.cat([targets, cand])].float()
+        true_logit, shift = true_logit + b[:n], shift + b[n:]
+    samp_logit = torch.add(hidden @ rows[n:].t(), shift)  # [N, C] float32: shift is float32
+    pos = torch.searchsorted(cand, targets).clamp_(max=len(cand) - 1)
+    hit = (cand[pos] == targets).nonzero().squeeze(1)  # a sample equal to the position's own word
+    if len(hit):
+        samp_logit.index_put_((hit, pos[hit]), samp_logit.new_tensor(float("-inf")))  # add's backward keeps no output
+    return (torch.logaddexp(true_logit, torch.logsumexp(samp_logit, 1)) - true_logit).mean()

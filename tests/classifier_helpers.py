@@ -22,7 +22,7 @@ def one_thread():
 
 
 class StandInEncoder(nn.Module):
-    """Follows the encoders' contract `raw, out, state = enc(ids, state, layers)` with plain nn.LSTMs."""
+    """Follows the AWD-LSTM contract `raw, out, state = enc(ids, state)` with plain nn.LSTMs."""
 
     def __init__(self, vocab_size=40, emb=8, hidden=12, n_layers=3):
         super().__init__()
@@ -30,16 +30,13 @@ class StandInEncoder(nn.Module):
         sizes = [emb] + [hidden] * (n_layers - 1) + [emb]
         self.rnns = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes[:-1], sizes[1:]))
 
-        self.out_sizes = sizes[1:]
-
-    def forward(self, ids, state=None, layers=1):
+    def forward(self, ids, state=None):
         x = self.embedding(ids)
-        new, outs = [], []
+        new = []
         for k, rnn in enumerate(self.rnns):
             x, (h, c) = rnn(x, None if state is None else state[k])
             new.append((h, c))
-            outs.append(x)
-        return torch.cat(outs[-layers:], -1), x, new
+        return x, x, new
 
     def param_groups(self):
         return [[self.embedding.weight]] + [list(r.parameters()) for r in self.rnns]

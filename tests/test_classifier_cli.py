@@ -17,15 +17,13 @@ FAST = ["--preset", "tiny", "--threads", "1", "--bs", "16", "--stages", "all:5:3
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(dataset folder, forward classifier folder, backward classifier folder), trained once. The backward
-    one pools two layers, so loading, int8, export and ensembles are checked with a wider head too."""
+    """(dataset folder, forward classifier folder, backward classifier folder), trained once."""
     from ulmfit.cli import main
 
     root = tmp_path_factory.mktemp("clf")
     synthetic_store(root / "data")
     assert main(["train-classifier", str(root / "data"), "--out", str(root / "fwd"), *FAST]) == 0
-    assert main(["train-classifier", str(root / "data"), "--out", str(root / "bwd"), "--backwards", "--pool-layers", "2",
-                 *FAST]) == 0
+    assert main(["train-classifier", str(root / "data"), "--out", str(root / "bwd"), "--backwards", *FAST]) == 0
     return root / "data", root / "fwd", root / "bwd"
 
 
@@ -41,7 +39,6 @@ def test_training_writes_a_complete_folder(trained):
     assert metrics["accuracy"] >= 0.95
     cfg = json.loads((bwd / "config.json").read_text())
     assert cfg["kind"] == "classifier" and cfg["classifier"]["backwards"] is True
-    assert cfg["classifier"]["pool_layers"] == 2
     assert json.loads((bwd / "metrics.json").read_text())["accuracy"] >= 0.9
     conf = json.loads((fwd / "confusion.json").read_text())
     assert np.array(conf["confusion_matrix"]).sum() == 100 and conf["classes"] == ["neg", "pos"]

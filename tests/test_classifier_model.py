@@ -2,15 +2,14 @@ import pytest
 import torch
 
 from ulmfit.batching.documents import pad_collate
-from ulmfit.errors import UlmfitError
 from ulmfit.models.classifier import BPT3C
 
 from classifier_helpers import StandInEncoder, tiny_classifier, one_thread  # noqa: F401 (autouse)
 
 
-@pytest.mark.parametrize("arch,pool_layers", [("awd_lstm", 1), ("qrnn", 1), ("qrnn", 2)])
-def test_padding_does_not_change_a_document(arch, pool_layers):
-    m = tiny_classifier(n_classes=3, arch=arch, pool_layers=pool_layers).eval()
+@pytest.mark.parametrize("arch", ["awd_lstm", "qrnn"])
+def test_padding_does_not_change_a_document(arch):
+    m = tiny_classifier(n_classes=3, arch=arch).eval()
     g = torch.Generator().manual_seed(1)
     docs = [torch.randint(9, 40, (n,), generator=g).numpy() for n in (53, 3, 7, 21, 14, 1, 30)]
     x, n = pad_collate(docs)
@@ -37,36 +36,6 @@ def test_pooling_matches_a_direct_computation():
     kept = out[15 - 6 :]
     direct = torch.cat([out[-1], kept.max(0).values, kept.mean(0)])
     assert torch.allclose(feats[0], direct, atol=1e-5)
-
-
-def test_pooling_several_layers_pools_their_concatenated_outputs():
-    torch.manual_seed(0)
-    enc = StandInEncoder().eval()
-    pool = BPT3C(enc, bptt=4, max_len=6, layers=2)
-    ids = torch.randint(9, 40, (1, 15))
-    with torch.no_grad():
-        feats = pool(ids, torch.tensor([15]))
-        both = enc(ids, None, 2)[0][0]  # [15, hidden + emb]
-        last_only = enc(ids)[0][0]
-    assert both.shape[1] == sum(enc.out_sizes[-2:])
-    assert torch.equal(both[:, -last_only.shape[1]:], last_only)  # the top layer's output is the tail
-    kept = both[15 - 6 :]
-    assert torch.allclose(feats[0], torch.cat([both[-1], kept.max(0).values, kept.mean(0)]), atol=1e-5)
-
-
-@pytest.mark.parametrize("arch", ["awd_lstm", "qrnn"])
-def test_the_encoders_return_their_top_layers_for_the_head(arch):
-    m = tiny_classifier(arch=arch, pool_layers=3).eval()
-    enc = m.encoder.encoder
-    ids = torch.randint(9, 40, (2, 9))
-    with torch.no_grad():
-        top, _, _ = enc(ids)
-        all3, _, _ = enc(ids, None, 3)
-    assert all3.shape == (2, 9, sum(enc.out_sizes))
-    assert torch.allclose(all3[..., -top.shape[-1]:], top)
-    assert m.head[0][0].num_features == 3 * sum(enc.out_sizes)  # the head is as wide as what it pools
-    with pytest.raises(UlmfitError, match="pool_layers"):
-        tiny_classifier(arch=arch, pool_layers=4)
 
 
 def _saved_bytes(m, n_tokens):

@@ -323,8 +323,6 @@ class TrainClassifierSettings(RunControlSettings):
     # model
     drop_mult: float = opt(0.5, "multiplier of the classifier dropouts (fastai's awd_lstm_clas_config)")
     head: list[int] = opt([50], "hidden sizes of the head", metavar="N[,N]")
-    pool_layers: int = opt(1, "concat-pool the outputs of the top N encoder layers (1: the paper's; 2 adds the "
-                           "wider middle layer, which helps a small encoder)", metavar="N")
     multi_label: bool = opt(False, "independent labels (sigmoid + threshold); the default when the dataset is "
                             "multi-label")
     threshold: float = opt(0.5, "multi-label decision threshold")

@@ -111,7 +111,7 @@ def _build(data, lm, args):
     settings = ClassifierSettings(
         classes=classes, head_hidden=list(args.head), head_dropouts=[mcfg.p("output_p")] + [0.1] * len(args.head),
         max_len=args.max_len, bptt=args.bptt, backwards=backwards, add_eos=args.eos,
-        multi_label=multi_label, threshold=args.threshold, pool_layers=args.pool_layers)
+        multi_label=multi_label, threshold=args.threshold)
     model = build_classifier(mcfg, settings)
     if enc_state is not None:
         model.encoder.encoder.load_state_dict(enc_state)

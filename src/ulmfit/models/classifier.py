@@ -30,17 +30,16 @@ def _merge_state(state, idx, sub):
 class BPT3C(nn.Module):
     """Backpropagation through time for text classification.
 
-    Wraps an encoder with the signature `raw, out, state = encoder(ids, state, layers)` (the AWD-LSTM or
-    the QRNN) and returns concat-pooled features [last, max, mean] of the outputs of its top `layers`
-    layers, [bs, 3 * width] (width: emb for layers=1).
+    Wraps an encoder with the signature `raw, out, state = encoder(ids, state)` (the AWD-LSTM) and
+    returns concat-pooled features [last, max, mean] of its outputs, [bs, 3 * emb].
     The hidden state is carried from chunk to chunk and detached between chunks (truncated BPTT).
     """
 
-    def __init__(self, encoder: nn.Module, bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1, layers: int = 1):
+    def __init__(self, encoder: nn.Module, bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1):
         super().__init__()
         if bptt < 1 or max_len < 1:
             raise ValueError("bptt and max_len must be positive")
-        self.encoder, self.bptt, self.max_len, self.pad_id, self.layers = encoder, bptt, max_len, pad_id, layers
+        self.encoder, self.bptt, self.max_len, self.pad_id = encoder, bptt, max_len, pad_id
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         bs, T = ids.shape
@@ -67,7 +66,7 @@ class BPT3C(nn.Module):
             fk = first_kept if full else first_kept.index_select(0, idx)
             pooled_here = bool(((host_fk[idx_h] < j) & (host[idx_h] > i)).any())
             with torch.set_grad_enabled(grad and pooled_here):
-                out, _, st = self.encoder(x, st, self.layers)  # raw: the head applies its own dropout
+                out, _, st = self.encoder(x, st)  # raw: the head applies its own dropout (output_p)
             st = [tuple(t.detach() for t in layer) for layer in st]
             state = st if (full or state is None) else _merge_state(state, idx, st)
             if last is None:  # allocate the running pools once the width is known
@@ -124,14 +123,11 @@ class PoolingHead(nn.Sequential):
 class SequenceClassifier(nn.Module):
     """encoder (BPT3C over an AWD-LSTM) + head. forward(ids, lengths) -> logits [bs, n_classes]."""
 
-    def __init__(self, encoder: nn.Module, n_classes: int, hidden=(50,), dropouts=(0.2, 0.1),
-                 bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1, pool_layers: int = 1):
+    def __init__(self, encoder: nn.Module, n_classes: int, emb_size: int, hidden=(50,), dropouts=(0.2, 0.1),
+                 bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1):
         super().__init__()
-        if not 1 <= pool_layers <= len(encoder.out_sizes):
-            raise UlmfitError(f"pool_layers must be in 1..{len(encoder.out_sizes)} (the encoder's layers), "
-                              f"got {pool_layers}")
-        self.encoder = BPT3C(encoder, bptt, max_len, pad_id, pool_layers)
-        self.head = PoolingHead([3 * sum(encoder.out_sizes[-pool_layers:]), *hidden, n_classes], list(dropouts))
+        self.encoder = BPT3C(encoder, bptt, max_len, pad_id)
+        self.head = PoolingHead([3 * emb_size, *hidden, n_classes], list(dropouts))
 
     def forward(self, ids, lengths=None):
         return self.head(self.encoder(ids, lengths))
@@ -150,8 +146,6 @@ class ClassifierSettings:
     head_dropouts: one per head block (the paper: 0.4 x drop_mult on the pooled features, then 0.1).
     backwards: the model reads each document reversed (`... c b a xxbos`).
     quantized: load with int8 dynamic quantization of the LSTMs (weights are stored in float32).
-    pool_layers: concat-pool the outputs of the top N encoder layers (1: the paper's, the last layer only;
-      more gives the head the wider middle layers too, which pays for a small encoder).
     """
 
     classes: list
@@ -164,7 +158,6 @@ class ClassifierSettings:
     multi_label: bool = False
     threshold: float = 0.5
     quantized: bool = False
-    pool_layers: int = 1
 
     @classmethod
     def from_dict(cls, d: dict, where="config.json") -> "ClassifierSettings":
@@ -181,6 +174,5 @@ def build_classifier(mcfg, settings: ClassifierSettings) -> SequenceClassifier:
     """A fresh classifier: an encoder of mcfg.arch under BPT3C, and the pooling head."""
     from .registry import build_encoder
 
-    return SequenceClassifier(build_encoder(mcfg), len(settings.classes), settings.head_hidden,
-                              settings.head_dropouts, settings.bptt, settings.max_len, mcfg.pad_id,
-                              settings.pool_layers)
+    return SequenceClassifier(build_encoder(mcfg), len(settings.classes), mcfg.emb_size, settings.head_hidden,
+                              settings.head_dropouts, settings.bptt, settings.max_len, mcfg.pad_id)

@@ -14,9 +14,8 @@ class RNNEncoder(nn.Module):
 
     Subclasses give `make_layer(i, n_in, n_out, weight_p)`: a module `layer(x, state) -> (out, state)`.
 
-    forward(ids [bs, seq], state=None, layers=1) -> (raw, out, state):
-      raw   [bs, seq, emb]: the last layer's output before its dropout; with layers=k, the last k layers'
-            outputs before their dropouts, concatenated on the last axis ([bs, seq, sum(out_sizes[-k:])])
+    forward(ids [bs, seq], state=None) -> (raw, out, state):
+      raw   [bs, seq, emb]: the last layer's output before its dropout
       out   [bs, seq, emb]: raw after the last layer's locked dropout (output_p); == raw in eval mode
       state list over layers of tuples of tensors [1, bs, dim] (batch on dim 1); None means zeros.
     The last layer outputs `emb_size` so that a language model's decoder can share the embedding.
@@ -27,7 +26,6 @@ class RNNEncoder(nn.Module):
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.emb_size, padding_idx=cfg.pad_id)
         sizes = [cfg.emb_size] + [cfg.n_hid] * (cfg.n_layers - 1) + [cfg.emb_size]
-        self.out_sizes = sizes[1:]  # each layer's output width
         self.rnns = nn.ModuleList(
             self.make_layer(i, sizes[i], sizes[i + 1], cfg.p("weight_p")) for i in range(cfg.n_layers))
         self.input_dp = LockedDropout(cfg.p("input_p"))
@@ -44,19 +42,14 @@ class RNNEncoder(nn.Module):
     def make_layer(self, i: int, n_in: int, n_out: int, weight_p: float) -> nn.Module:
         raise NotImplementedError
 
-    def forward(self, ids, state=None, layers: int = 1):
+    def forward(self, ids, state=None):
         x = embedding_dropout(self.embedding.weight, ids, self.cfg.p("embed_p"), self.training, self.cfg.pad_id)
         x = self.input_dp(x)
-        new_state, kept = [], []
-        n = len(self.rnns)
+        new_state = []
         for i, rnn in enumerate(self.rnns):
             raw, s = rnn(x, None if state is None else state[i])
             new_state.append(s)
-            if i >= n - layers:
-                kept.append(raw)
             x = self.layer_dps[i](raw)
-        if layers > 1:
-            raw = torch.cat([k.to(raw.dtype) for k in kept], -1)
         return raw, x, new_state
 
     def param_groups(self):

@@ -66,3 +66,79 @@ def test_baseline_limit_takes_the_classifiers_documents(tmp_path):
     tr, _ = holdout(split.labels, 0.1)
     batches = ClassifierBatches(split, 8, docs=tr, limit=25)
     assert r["n_train"] == 25 == len(batches.keep)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_saved_baseline_predicts_as_the_fitted_one(tmp_path, n_classes):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from ulmfit.tfidf import TfidfModel, save_tfidf
+
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "plot", "not", "great", "Film", "dull", "a", "the"]
+    texts = [" ".join(rng.choice(words, 8)) for _ in range(120)]
+    y = np.array([hash(t) % n_classes for t in texts])
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    lr = LogisticRegression(C=4, max_iter=1000).fit(vec.fit_transform(texts), y)
+    save_tfidf(tmp_path, vec, lr, [f"c{k}" for k in range(n_classes)], multi_label=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"tfidf.json", "tfidf.safetensors"}  # no pickle
+    m = TfidfModel.load(tmp_path)
+    new = ["good plot not dull", "the Film a bad a", "unseen words only"]
+    np.testing.assert_allclose(m.predict_proba(new), lr.predict_proba(vec.transform(new)), atol=1e-5)
+    with pytest.raises(UlmfitError, match="no saved baseline"):
+        TfidfModel.load(tmp_path / "nothing")
+
+
+def test_blend_weight_is_chosen_on_the_given_documents():
+    from ulmfit.tfidf import blend, choose_weight
+
+    y = np.array([0, 1, 1, 0])
+    a = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55]])  # right on 0 and 1
+    b = np.array([[0.6, 0.4], [0.8, 0.2], [0.1, 0.9], [0.9, 0.1]])  # right on 0, 2 and 3
+    w, acc = choose_weight(a, b, y)
+    assert acc == 1.0 and (blend(a, b, w).argmax(1) == y).all() and w == 0.55  # of 0.55-0.75: nearest 0.5
+    w, acc = choose_weight(a, b, np.array([0, 1, 0, 1]))  # only ULMFiT is right on every document
+    assert acc == 1.0 and w > 0.5
+
+
+def test_evaluate_and_predict_blend_with_the_saved_baseline(tmp_path):
+    from ulmfit.classifier.evaluate import _held_out
+    from ulmfit.inference import TextClassifier
+    from ulmfit.settings import EvaluateSettings, PredictSettings, TokenizeSettings, TrainClassifierSettings
+    from ulmfit.text.store import TokenStore
+    from ulmfit.tfidf import WEIGHTS, TfidfModel
+
+    train, test = _table(tmp_path / "train.csv", 200, 0, noise=0.3), _table(tmp_path / "test.csv", 60, 1, noise=0.3)
+    data = tmp_path / "data"
+    ulmfit.prepare("table", str(train), data, TableSettings(test=str(test), label_col=["label"], quiet=True))
+    ulmfit.tokenize(data, TokenizeSettings(min_freq=1, workers=1, quiet=True))
+    ulmfit.baseline(data, BaselineSettings(valid_frac=0.2, out=str(tmp_path / "b"), quiet=True))
+    ulmfit.train_classifier(data, tmp_path / "c", settings=TrainClassifierSettings(
+        preset="tiny", arch="qrnn", valid_frac=0.2, stages="1:2:2e-2,all:2:1e-2", bs=16, quiet=True))
+    clf = TextClassifier.load(tmp_path / "c")
+    # the documents that choose the weight are exactly the ones the classifier validated on
+    index, y = _held_out(clf, data)
+    valid_acc = json.loads((tmp_path / "c" / "metrics.json").read_text())["accuracy"]
+    store = TokenStore(data)
+    docs = [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64) for i in index]
+    assert len(index) == 40 and (clf.predict_ids(docs).argmax(1) == y).mean() == pytest.approx(valid_acc)
+
+    r = ulmfit.evaluate(tmp_path / "c", data, EvaluateSettings(blend=str(tmp_path / "b"), quiet=True))
+    b = r["blend"]
+    assert b["weight"] in WEIGHTS and b["valid_accuracy"] >= 0 and "held out" in b["weight_chosen"]
+    assert b["tfidf_accuracy"] == pytest.approx(json.loads((tmp_path / "b" / "baseline.json").read_text())["accuracy"])
+    for w, alone in ((1.0, r["accuracy"]), (0.0, b["tfidf_accuracy"])):  # the ends of the blend are the models
+        got = ulmfit.evaluate(tmp_path / "c", data, EvaluateSettings(blend=str(tmp_path / "b"), blend_weight=w,
+                                                                     quiet=True))["blend"]
+        assert got["accuracy"] == pytest.approx(alone) and got["weight_chosen"] == "given"
+
+    texts = ["w1 w2 apple w3", "stone w4 w5", "river"]
+    rows = ulmfit.predict(tmp_path / "c", texts, PredictSettings(blend=str(tmp_path / "b"), blend_weight=0.0,
+                                                                 quiet=True))
+    model = TfidfModel.load(tmp_path / "b")
+    assert [r["label"] for r in rows] == [model.classes[k] for k in model.predict_proba(texts).argmax(1)]
+    with pytest.raises(UlmfitError, match="needs --blend-weight"):
+        ulmfit.predict(tmp_path / "c", texts, PredictSettings(blend=str(tmp_path / "b"), quiet=True))
+    with pytest.raises(UlmfitError, match="no saved baseline"):
+        ulmfit.evaluate(tmp_path / "c", data, EvaluateSettings(blend=str(tmp_path), quiet=True))

@@ -68,6 +68,9 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
     base = report["baseline"]
     assert 0 <= base["accuracy"] <= 1 and base["valid"]["n"] == 12 and "TF-IDF baseline" in stdout  # 20 % of 60
     assert "Without the language model" in md and report["verdict"].startswith("ULMFiT")
+    blend = report["evaluation"]["blend"]  # [evaluate] blend = "baseline": the run's own baseline folder
+    assert blend["baseline"] == str(out / "baseline") and 0 <= blend["weight"] <= 1 and "held out" in blend["weight_chosen"]
+    assert "blended with the TF-IDF baseline" in md and "blended with the baseline" in stdout
     assert all(stages[n]["status"] == "done" and not stages[n]["reused"] for n in names)
     weights = (out / "classifier" / "model.safetensors").stat().st_mtime_ns
 

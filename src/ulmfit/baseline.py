@@ -86,6 +86,9 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
               "valid": score(valid_idx) if valid_idx is not None and len(valid_idx) else None,
               "split": split, **score(report_idx), "seconds": round(time.time() - t0, 2)}
     if s.out:
+        from .tfidf import save_tfidf
+
+        save_tfidf(s.out, vec, model, classes, multi)  # a model folder: `evaluate --blend` and `predict` read it
         write_json(Path(s.out) / "baseline.json", result)
     if not s.quiet:
         print(f"baseline ({NAME}): {split} accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "

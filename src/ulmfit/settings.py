@@ -356,6 +356,10 @@ class InferenceSettings:
     quiet: bool = opt(False, "no progress bar")
     ensemble: list[str] = opt([], "average probabilities with this classifier too (e.g. the backward model); "
                               "repeatable", metavar="DIR2")
+    blend: str | None = opt(None, "blend with a saved TF-IDF baseline (the folder `ulmfit baseline --out` or a run's "
+                            "baseline/ writes): the weighted mean of the two models' probabilities", metavar="DIR")
+    blend_weight: float | None = opt(None, "ULMFiT's weight in the blend, 0-1 (evaluate: default the weight that does "
+                                     "best on the classifier's held-out validation documents)", metavar="W")
 
 
 @dataclass

@@ -68,6 +68,11 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
     texts = read_texts(texts, s.input, s.text_col)
     clfs = _load_all(s, [model, *s.ensemble])
     probs = ensemble_proba(clfs, texts, s.bs, progress=not s.quiet)
+    if s.blend:
+        if s.blend_weight is None:
+            raise UlmfitError("--blend needs --blend-weight here (`ulmfit evaluate --blend` chooses one on validation "
+                              "and writes it in evaluation.json)")
+        probs = _blend_with(s, clfs[0], probs, texts)
     rows = clfs[0].labels_of(probs)
     if s.output:
         write_text(s.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -107,7 +112,7 @@ def _labelled_data(data, s, clfs):
         idx = np.arange(len(y))
         if s.limit and s.limit < len(idx):
             idx = np.sort(np.random.default_rng(1234).permutation(idx)[: s.limit])
-        return [("texts", [texts[i] for i in idx])] * len(clfs), np.asarray(y)[idx], None
+        return [("texts", [texts[i] for i in idx])] * len(clfs), np.asarray(y)[idx], None, None
 
     from ..io import read_json
     from ..text.store import labelled
@@ -140,7 +145,15 @@ def _labelled_data(data, s, clfs):
             y[:, cidx[c]] = labels[:, k]
     else:
         y = np.array([cidx[data_classes[k]] for k in labels], dtype=np.int64)
-    inputs, texts = [], None
+    return _inputs(path, index, clfs), y, split, index
+
+
+def _inputs(path, index, clfs):
+    """Per classifier ("ids", id arrays) of dataset documents `index` when the folder's token store has its
+    vocab and tokenizer, else ("texts", raw texts)."""
+    import numpy as np
+
+    inputs = []
     store = _same_vocab_store(path)
     for clf in clfs:
         if store is not None and store.vocab.hash == clf.encoder.vocab.hash and \
@@ -148,13 +161,15 @@ def _labelled_data(data, s, clfs):
             inputs.append(("ids", [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64)
                                    for i in index.tolist()]))
         else:
-            if texts is None:
-                from ..data.dataset import read_texts as read_documents
+            inputs.append(("texts", _raw_texts(path, index)))
+    return inputs
 
-                texts = read_documents(path, set(index.tolist()))
-                texts = [texts[i] for i in index.tolist()]
-            inputs.append(("texts", texts))
-    return inputs, y, split
+
+def _raw_texts(path, index) -> list:
+    from ..data.dataset import read_texts as read_documents
+
+    texts = read_documents(path, set(index.tolist()))
+    return [t if isinstance(t, str) else " ".join(t) for t in (texts[i] for i in index.tolist())]
 
 
 def _same_vocab_store(path):
@@ -182,7 +197,7 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     clfs = _load_all(s, [model, *s.ensemble])
     if any(c.classes != clfs[0].classes or c.settings.multi_label != clfs[0].settings.multi_label for c in clfs):
         raise UlmfitError(f"the classifiers' classes differ: {[c.classes for c in clfs]}")
-    inputs, y, split = _labelled_data(data, s, clfs)
+    inputs, y, split, index = _labelled_data(data, s, clfs)
     t0 = time.time()
     probs = []
     for clf, (kind, docs) in zip(clfs, inputs):
@@ -192,11 +207,18 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     extra = {"models": [str(model), *s.ensemble], "int8": [c.int8 for c in clfs],
              "data": str(data), "split": split, "seconds": round(time.time() - t0, 2)}
     if clfs[0].settings.multi_label:
+        if s.blend:
+            raise UlmfitError("--blend is for single-label classifiers")
         return _evaluate_multi_label(s, clfs, p, y, extra)
     n_classes = len(clfs[0].classes)
     cm = confusion(y, p.argmax(1), n_classes)
     if len(clfs) > 1:
         extra["single_accuracy"] = [float((q.argmax(1) == y).mean()) for q in probs]
+    if s.blend:  # the file's texts, or the dataset documents (the evaluated ones when idx is None)
+        def texts_of(idx):
+            return inputs[0][1] if idx is None and index is None else _raw_texts(Path(data), index if idx is None else idx)
+
+        extra["blend"] = _evaluate_blend(s, clfs, data, p, y, texts_of)
     if s.out:
         report = write_report(s.out, "evaluation", cm, clfs[0].classes, extra)
     else:
@@ -217,6 +239,88 @@ def _evaluate_multi_label(s, clfs, p, y, extra):
     if s.out:
         write_json(Path(s.out) / "evaluation.json", report)
     return report
+
+
+def _tfidf_for(s, clf):
+    """The saved baseline of s.blend, checked against the classifier: single-label, the same classes."""
+    from ..tfidf import TfidfModel
+
+    if clf.settings.multi_label:
+        raise UlmfitError("--blend is for single-label classifiers")
+    if s.blend_weight is not None and not 0 <= s.blend_weight <= 1:
+        raise UlmfitError(f"--blend-weight must be between 0 and 1, got {s.blend_weight}")
+    base = TfidfModel.load(s.blend)
+    if sorted(base.classes) != sorted(clf.classes):
+        raise UlmfitError(f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {base.classes} differs from the "
+                          f"classifier's {clf.classes}")
+    return base
+
+
+def _tfidf_proba(base, clf, texts):
+    """The baseline's probabilities in the classifier's class order."""
+    import numpy as np
+
+    p = base.predict_proba(texts)
+    return p[:, np.array([base.classes.index(c) for c in clf.classes])]
+
+
+def _blend_with(s, clf, probs, texts):
+    from ..tfidf import blend
+
+    return blend(probs, _tfidf_proba(_tfidf_for(s, clf), clf, texts), s.blend_weight)
+
+
+def _evaluate_blend(s, clfs, data, p, y, texts_of) -> dict:
+    """ULMFiT's probabilities p (on the evaluated documents, labels y) blended with a saved baseline's. The
+    weight is s.blend_weight, or the one that does best on the documents the classifier held out of its
+    training (`--valid-frac`): the test documents never choose it."""
+    import numpy as np
+
+    from ..tfidf import blend, choose_weight
+    from .metrics import confusion, scores
+
+    clf = clfs[0]
+    base = _tfidf_for(s, clf)
+    q = _tfidf_proba(base, clf, texts_of(None))
+    out = {"baseline": str(s.blend), "tfidf_accuracy": float((q.argmax(1) == y).mean())}
+    if s.blend_weight is not None:
+        w, how = s.blend_weight, "given"
+    else:
+        valid = _held_out(clf, data)
+        if valid is None:
+            raise UlmfitError("choosing the blend weight needs the documents the classifier held out of training: "
+                              "evaluate on the prepared dataset folder it was trained on (with --valid-frac), or give "
+                              "--blend-weight")
+        index, yv = valid
+        pv = np.mean([c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
+                      for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], axis=0)
+        w, acc = choose_weight(pv, _tfidf_proba(base, clf, texts_of(index)), yv)
+        how = f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training"
+        out["valid_accuracy"] = acc
+    cm = confusion(y, blend(p, q, w).argmax(1), len(clf.classes))
+    sc = scores(cm)
+    return {**out, "weight": w, "weight_chosen": how, "accuracy": float(sc["accuracy"]),
+            "macro_f1": float(sc["macro_f1"]), "confusion_matrix": cm.tolist()}
+
+
+def _held_out(clf, data):
+    """(dataset indices, class ids in the classifier's order) of the documents the classifier validated on when
+    trained with valid_frac on this dataset folder; None otherwise."""
+    import numpy as np
+
+    from ..io import read_json
+    from .task import holdout
+
+    t = clf.config.training
+    root = Path(data)
+    if not t.get("valid_frac") or not (root / "dataset.json").exists() or \
+            Path(t.get("data") or "").resolve() != root.resolve():
+        return None
+    train = np.load(root / "splits" / f"{t.get('train_split') or 'train'}.npy")
+    labels = np.load(root / "labels.npy")
+    _, va = holdout(labels[train], t["valid_frac"])
+    classes = read_json(root / "dataset.json")["classes"]
+    return train[va], np.array([clf.classes.index(classes[k]) for k in labels[train[va]]])
 
 
 def export_classifier(model, out, settings: ExportSettings | None = None) -> Path:

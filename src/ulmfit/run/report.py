@@ -168,8 +168,16 @@ def render(r) -> str:
         ens = " (forward + backward ensemble)" if len(r["evaluation"].get("models") or []) > 1 else ""
         split = r["evaluation"].get("split") or "test"
         kind = "accuracy" if "confusion_matrix" in r["evaluation"] else "exact-match accuracy"  # multi-label
-        L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
-              f"on {r['evaluation'].get('n', '?')} documents.", ""]
+        bl = r["evaluation"].get("blend")
+        if bl:
+            L += [f"**{split.capitalize()} {kind} {100 * bl['accuracy']:.2f} %**, macro-F1 {_fmt(bl.get('macro_f1'))} "
+                  f"on {r['evaluation'].get('n', '?')} documents: ULMFiT{ens} blended with the TF-IDF baseline "
+                  f"(weight {bl['weight']:.2f} on ULMFiT, {bl['weight_chosen']}). On their own: ULMFiT "
+                  f"{100 * r['accuracy']:.2f} % (macro-F1 {_fmt(r.get('macro_f1'))}), the baseline "
+                  f"{100 * bl['tfidf_accuracy']:.2f} %.", ""]
+        else:
+            L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
+                  f"on {r['evaluation'].get('n', '?')} documents.", ""]
     b = r.get("baseline")
     if b:
         valid = f" (validation {100 * b['valid']['accuracy']:.2f} %)" if b.get("valid") else ""
@@ -228,6 +236,13 @@ def render(r) -> str:
         if "confusion_matrix" in ev:
             L.append(f"- classes {ev.get('classes')}; confusion matrix (rows true, columns predicted): "
                      f"{ev.get('confusion_matrix')}")
+        if ev.get("blend"):
+            bl = ev["blend"]
+            valid = f"; on those: {100 * bl['valid_accuracy']:.2f} %" if bl.get("valid_accuracy") is not None else ""
+            L.append(f"- blended with the TF-IDF baseline (`{bl['baseline']}`): accuracy {_fmt(bl['accuracy'])}, "
+                     f"macro-F1 {_fmt(bl['macro_f1'])}; weight {bl['weight']:.2f} on ULMFiT ({bl['weight_chosen']}"
+                     f"{valid}); confusion matrix {bl['confusion_matrix']}; the baseline alone "
+                     f"{_fmt(bl['tfidf_accuracy'])}")
         else:  # multi-label
             L.append("- per-label F1: " + ", ".join(f"{c} {_fmt(f)}" for c, f in zip(ev.get("classes", []), ev["f1"])))
         L.append("")

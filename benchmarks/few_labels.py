@@ -4,7 +4,8 @@ against TF-IDF + logistic regression trained on the same N, both scored on the w
 The language model is fine-tuned on all the texts beforehand (e.g. the `lm` folder of `ulmfit run imdb-cpu`,
 fine-tuned on all 100k IMDb texts from the shipped en-qrnn). The N documents are `--limit-train N`'s fixed
 random choice, the same for both models; the classifier trains a fixed schedule and its last epoch is scored
-(no selection on labels beyond the N). Prints one JSON line.
+(no selection on labels beyond the N). The blend of the two (`--blend-weight`, fixed beforehand: choosing it
+would need labels beyond the N) is scored too. Prints one JSON line.
 
 Example:
   PYTHONPATH=src python benchmarks/few_labels.py runs/imdb-cpu/data runs/imdb-cpu/lm --sizes 100,1000 --out /tmp/few
@@ -28,6 +29,7 @@ def main(argv=None):
     p.add_argument("--sizes", default="100,1000", help="comma-separated numbers of labelled documents")
     p.add_argument("--stages", default="1:4:4e-2,2:4:2e-2,3:4:1e-2,all:8:5e-3", help="classifier stages")
     p.add_argument("--drop-mult", type=float, default=0.15, help="classifier dropout multiplier")
+    p.add_argument("--blend-weight", type=float, default=0.5, help="ULMFiT's weight in the blend with the baseline")
     p.add_argument("--out", required=True, help="folder for the classifiers")
     a = p.parse_args(argv)
     rows = []
@@ -38,10 +40,13 @@ def main(argv=None):
         s = TrainClassifierSettings(limit_train=n, valid_frac=0.02, stages=a.stages, bs=min(32, max(8, n // 8)),
                                     max_len=700, drop_mult=a.drop_mult, quiet=True)
         ulmfit.train_classifier(a.data, clas, lm=a.lm, settings=s)
-        ev = ulmfit.evaluate(clas, a.data, EvaluateSettings(quiet=True))
-        base = ulmfit.baseline(a.data, BaselineSettings(valid_frac=0.02, limit_train=n, quiet=True))
+        base_dir = Path(a.out) / f"baseline-{n}"
+        base_dir.mkdir(parents=True, exist_ok=True)
+        base = ulmfit.baseline(a.data, BaselineSettings(valid_frac=0.02, limit_train=n, out=str(base_dir), quiet=True))
+        ev = ulmfit.evaluate(clas, a.data, EvaluateSettings(blend=str(base_dir), blend_weight=a.blend_weight, quiet=True))
         rows.append({"labels": n, "ulmfit_accuracy": round(ev["accuracy"], 4), "ulmfit_macro_f1": round(ev["macro_f1"], 4),
                      "baseline_accuracy": round(base["accuracy"], 4), "baseline_macro_f1": round(base["macro_f1"], 4),
+                     "blend_accuracy": round(ev["blend"]["accuracy"], 4), "blend_weight": a.blend_weight,
                      "test_docs": ev["n"], "seconds": round(time.time() - t0, 1)})
     print(json.dumps({"benchmark": "few_labels", "data": a.data, "lm": a.lm, "stages": a.stages, "results": rows}))
 

@@ -142,3 +142,7 @@ def test_evaluate_and_predict_blend_with_the_saved_baseline(tmp_path):
         ulmfit.predict(tmp_path / "c", texts, PredictSettings(blend=str(tmp_path / "b"), quiet=True))
     with pytest.raises(UlmfitError, match="no saved baseline"):
         ulmfit.evaluate(tmp_path / "c", data, EvaluateSettings(blend=str(tmp_path), quiet=True))
+    # a baseline that trained on the classifier's hold-out cannot choose the weight on it
+    ulmfit.baseline(data, BaselineSettings(out=str(tmp_path / "b2"), quiet=True))
+    with pytest.raises(UlmfitError, match="valid_frac"):
+        ulmfit.evaluate(tmp_path / "c", data, EvaluateSettings(blend=str(tmp_path / "b2"), quiet=True))

@@ -276,6 +276,7 @@ def _evaluate_blend(s, clfs, data, p, y, texts_of) -> dict:
     training (`--valid-frac`): the test documents never choose it."""
     import numpy as np
 
+    from ..io import read_json
     from ..tfidf import blend, choose_weight
     from .metrics import confusion, scores
 
@@ -292,6 +293,12 @@ def _evaluate_blend(s, clfs, data, p, y, texts_of) -> dict:
                               "evaluate on the prepared dataset folder it was trained on (with --valid-frac), or give "
                               "--blend-weight")
         index, yv = valid
+        trained = read_json(Path(s.blend) / "baseline.json").get("valid_frac") \
+            if (Path(s.blend) / "baseline.json").exists() else None
+        if trained != clf.config.training["valid_frac"]:
+            raise UlmfitError(f"{Path(s.blend) / 'baseline.json'}: field 'valid_frac' is {trained}, the classifier's "
+                              f"{clf.config.training['valid_frac']}: the baseline must hold out the same documents "
+                              "(`ulmfit baseline --valid-frac`), or they cannot choose the blend weight fairly")
         pv = np.mean([c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
                       for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], axis=0)
         w, acc = choose_weight(pv, _tfidf_proba(base, clf, texts_of(index)), yv)
@@ -313,9 +320,9 @@ def _held_out(clf, data):
 
     t = clf.config.training
     root = Path(data)
-    if not t.get("valid_frac") or not (root / "dataset.json").exists() or \
-            Path(t.get("data") or "").resolve() != root.resolve():
-        return None
+    store = _same_vocab_store(root) if (root / "dataset.json").exists() else None
+    if not t.get("valid_frac") or store is None or store.vocab.hash != t.get("vocab_hash"):
+        return None  # not the dataset (or a copy of it) the classifier was trained on
     train = np.load(root / "splits" / f"{t.get('train_split') or 'train'}.npy")
     labels = np.load(root / "labels.npy")
     _, va = holdout(labels[train], t["valid_frac"])

@@ -122,6 +122,7 @@ def test_run_a_multi_label_table_config(tmp_path, run_cli):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["data"]["classes"] == ["a", "b"] and report["evaluation"]["n"] == 30  # the prepared valid split
     assert 0 <= report["accuracy"] <= 1 and len(report["evaluation"]["f1"]) == 2
+    assert "blend" not in report["evaluation"]  # the preset's blend = "baseline" is for single-label data only
     assert "**Valid exact-match accuracy" in (tmp_path / "run" / "report.md").read_text()
     assert "valid accuracy" in stdout
     assert "- per-label F1: a " in (tmp_path / "run" / "report.md").read_text()
@@ -181,6 +182,10 @@ def test_the_verdict_says_plainly_when_the_baseline_wins():
     clas["forward"]["best"] = {"accuracy": 0.92}
     assert verdict(clas, {"valid": {"accuracy": 0.90}}, best=True).startswith("ULMFiT beats")
     assert "NOT" in verdict(clas, {"valid": {"accuracy": 0.90}}, best=False)
+    # a blend that beats the baseline on the same held-out documents is named as the better choice
+    v = verdict(clas, {"valid": {"accuracy": 0.90}}, blend={"valid_accuracy": 0.91})
+    assert v.startswith("ULMFiT alone does NOT beat") and "the blend is the better choice" in v
+    assert "linear model is the better" in verdict(clas, {"valid": {"accuracy": 0.90}}, blend={"valid_accuracy": 0.9})
 
 
 def test_a_config_with_only_data_gets_the_generic_preset_and_base_merges_key_by_key(tmp_path):

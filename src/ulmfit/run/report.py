@@ -81,10 +81,10 @@ def _fmt(x, nd=4):
     return str(x)
 
 
-def verdict(classifiers: dict, baseline: dict | None, best: bool = False) -> str | None:
+def verdict(classifiers: dict, baseline: dict | None, best: bool = False, blend: dict | None = None) -> str | None:
     """Whether ULMFiT beat the baseline on the documents both validated on (the forward classifier's epoch
     that is evaluated -- its best on a hold-out when `best`, else its last -- against the baseline on the
-    same held-out documents); None when they did not share any."""
+    same held-out documents), and the blend of the two when there is one; None when they shared none."""
     fwd = (classifiers.get("forward") or {}).get("best" if best else "final") or {}
     base = (baseline or {}).get("valid") or {}
     if fwd.get("accuracy") is None or base.get("accuracy") is None:
@@ -92,6 +92,10 @@ def verdict(classifiers: dict, baseline: dict | None, best: bool = False) -> str
     a, b = fwd["accuracy"], base["accuracy"]
     if a > b:
         return f"ULMFiT beats the TF-IDF baseline on validation: {100 * a:.2f} % vs {100 * b:.2f} %."
+    v = (blend or {}).get("valid_accuracy")
+    if v is not None and v > b:
+        return (f"ULMFiT alone does NOT beat the TF-IDF baseline on validation ({100 * a:.2f} % vs {100 * b:.2f} %); "
+                f"blended with it, it does ({100 * v:.2f} %): the blend is the better choice for this data.")
     return (f"ULMFiT does NOT beat the TF-IDF baseline on validation ({100 * a:.2f} % vs {100 * b:.2f} %): "
             "the linear model is the better choice for this data as configured (more LM fine-tuning or "
             "classifier epochs may change that).")
@@ -133,7 +137,8 @@ def write_report(runner) -> dict:
         "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
         "lr_find": lr_find, "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
-        "baseline": baseline, "verdict": verdict(clas, baseline, best=bool(runner.settings("classifier").valid_frac)),
+        "baseline": baseline, "verdict": verdict(clas, baseline, best=bool(runner.settings("classifier").valid_frac),
+                                               blend=ev.get("blend")),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "sizing": _sizing(state),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,

@@ -418,5 +418,6 @@ class BaselineSettings:
     ngram_max: int = opt(2, "word n-grams from 1 to N", metavar="N")
     min_df: int = opt(1, "least number of training documents an n-gram must appear in", metavar="N")
     c: float = opt(4.0, "inverse regularization strength of the logistic regression", metavar="C")
-    out: str | None = opt(None, "write baseline.json here", metavar="DIR")
+    out: str | None = opt(None, "write baseline.json and the model (tfidf.json + tfidf.safetensors: what "
+                          "`evaluate --blend` and `predict --blend` read) here", metavar="DIR")
     quiet: bool = opt(False, "no progress lines")

@@ -97,6 +97,19 @@ def test_run_tiny_end_to_end_then_reuse(tmp_path, run_cli):
     assert not stages["evaluate"]["reused"]  # it reads the classifier, which ran again
 
 
+def test_a_run_without_a_hold_out_reports_no_blend(tmp_path, run_cli):
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=30)
+    cfg = load_config("tiny")
+    cfg["data"]["source"] = str(tar)
+    cfg["classifier"].pop("valid_frac")  # validated on the test split: no documents to choose a weight on
+    cfg.pop("lr_find")
+    (tmp_path / "t.toml").write_text(dump_toml(cfg))
+    code, stdout, err = run_cli("run", tmp_path / "t.toml", "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert "blend" not in report["evaluation"] and 0 <= report["accuracy"] <= 1 and "blended" not in stdout
+
+
 def test_print_config(run_cli):
     code, out, _ = run_cli("run", "--print-config", "imdb-cpu")
     assert code == 0 and "[classifier]" in out and 'name = "imdb-cpu"' in out

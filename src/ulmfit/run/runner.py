@@ -323,9 +323,11 @@ class Runner:
         pick = "best" if self.settings("classifier").valid_frac else ""
         ens = [str(d / "classifier-bwd" / pick)] if len(directions) == 2 else []
         s = dataclasses.replace(self.settings("evaluate"), ensemble=ens, out=str(ev))
-        if s.blend == "baseline":  # this run's own baseline stage; blending is for single-label data only
+        if s.blend == "baseline":  # this run's own baseline stage. Only single-label data blend, and only with a
+            # hold-out to choose the weight on: otherwise the report has no blend rather than the run an error.
             multi = (json.loads((d / "classifier" / "config.json").read_text()).get("classifier") or {}).get("multi_label")
-            s = dataclasses.replace(s, blend=None if multi else str(d / "baseline"))
+            own = not multi and self.settings("classifier").valid_frac
+            s = dataclasses.replace(s, blend=str(d / "baseline") if own else None)
         self._stage("evaluate", _evaluate, [str(d / "classifier" / pick), data], s, ev,
                     ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []) + (["baseline"] if s.blend else []))
         from .report import write_report

@@ -51,10 +51,10 @@ def save_tfidf(folder, vectorizer, model, classes, multi_label: bool):
 class TfidfModel:
     """A saved baseline: predict_proba(texts) -> [n, n_classes] float64."""
 
-    def __init__(self, meta: dict, tensors: dict, folder=None):
+    def __init__(self, meta: dict, tensors: dict):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self.folder, self.classes, self.multi_label = folder, meta["classes"], meta["multi_label"]
+        self.classes, self.multi_label = meta["classes"], meta["multi_label"]
         self.vectorizer = TfidfVectorizer(
             ngram_range=tuple(meta["ngram_range"]), sublinear_tf=meta["sublinear_tf"], lowercase=meta["lowercase"],
             token_pattern=meta["token_pattern"], vocabulary={g: i for i, g in enumerate(meta["vocabulary"])},
@@ -74,11 +74,11 @@ class TfidfModel:
         meta = json.loads(path.read_text())
         if meta.get("format") != FORMAT:
             raise UlmfitError(f"{path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
-        return cls(meta, load_file(str(folder / "tfidf.safetensors")), folder)
+        return cls(meta, load_file(str(folder / "tfidf.safetensors")))
 
     def predict_proba(self, texts) -> np.ndarray:
         z = np.asarray(self.vectorizer.transform(list(texts)) @ self.coef.T, dtype=np.float64) + self.intercept
-        if self.multi_label or len(self.classes) == 2 and z.shape[1] == 1:
+        if self.multi_label or z.shape[1] == 1:  # one logit per label, or the binary case's one column
             p = 1.0 / (1.0 + np.exp(-z))
             return p if self.multi_label else np.concatenate([1.0 - p, p], axis=1)
         z -= z.max(1, keepdims=True)

@@ -214,11 +214,9 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     cm = confusion(y, p.argmax(1), n_classes)
     if len(clfs) > 1:
         extra["single_accuracy"] = [float((q.argmax(1) == y).mean()) for q in probs]
-    if s.blend:  # the file's texts, or the dataset documents (the evaluated ones when idx is None)
-        def texts_of(idx):
-            return inputs[0][1] if idx is None and index is None else _raw_texts(Path(data), index if idx is None else idx)
-
-        extra["blend"] = _evaluate_blend(s, clfs, data, p, y, texts_of)
+    if s.blend:  # the baseline reads raw texts: a table file's, or the dataset documents'
+        texts = inputs[0][1] if inputs[0][0] == "texts" else _raw_texts(Path(data), index)
+        extra["blend"] = _evaluate_blend(s, clfs, data, p, y, texts)
     if s.out:
         report = write_report(s.out, "evaluation", cm, clfs[0].classes, extra)
     else:
@@ -270,8 +268,8 @@ def _blend_with(s, clf, probs, texts):
     return blend(probs, _tfidf_proba(_tfidf_for(s, clf), clf, texts), s.blend_weight)
 
 
-def _evaluate_blend(s, clfs, data, p, y, texts_of) -> dict:
-    """ULMFiT's probabilities p (on the evaluated documents, labels y) blended with a saved baseline's. The
+def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
+    """ULMFiT's probabilities p (on the evaluated documents: raw texts, labels y) blended with a saved baseline's. The
     weight is s.blend_weight, or the one that does best on the documents the classifier held out of its
     training (`--valid-frac`): the test documents never choose it."""
     import numpy as np
@@ -282,7 +280,7 @@ def _evaluate_blend(s, clfs, data, p, y, texts_of) -> dict:
 
     clf = clfs[0]
     base = _tfidf_for(s, clf)
-    q = _tfidf_proba(base, clf, texts_of(None))
+    q = _tfidf_proba(base, clf, texts)
     out = {"baseline": str(s.blend), "tfidf_accuracy": float((q.argmax(1) == y).mean())}
     if s.blend_weight is not None:
         w, how = s.blend_weight, "given"
@@ -301,7 +299,7 @@ def _evaluate_blend(s, clfs, data, p, y, texts_of) -> dict:
                               "(`ulmfit baseline --valid-frac`), or they cannot choose the blend weight fairly")
         pv = np.mean([c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
                       for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], axis=0)
-        w, acc = choose_weight(pv, _tfidf_proba(base, clf, texts_of(index)), yv)
+        w, acc = choose_weight(pv, _tfidf_proba(base, clf, _raw_texts(Path(data), index)), yv)
         how = f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training"
         out["valid_accuracy"] = acc
     cm = confusion(y, blend(p, q, w).argmax(1), len(clf.classes))

@@ -76,9 +76,10 @@ def _run(a):
     split = (report.get("evaluation") or {}).get("split") or "test"
     base = report.get("baseline") or {}
     bl = (report.get("evaluation") or {}).get("blend")
-    print(f"report: {out}/report.md"
-          + (f"  {split} accuracy {100 * bl['accuracy']:.2f} % blended with the baseline (ULMFiT alone "
-             f"{100 * acc:.2f} %)" if bl else f"  {split} accuracy {100 * acc:.2f} %" if acc is not None else "")
+    score = "" if acc is None else f"  {split} accuracy {100 * acc:.2f} %"
+    if bl:
+        score = f"  {split} accuracy {100 * bl['accuracy']:.2f} % blended with the baseline (ULMFiT alone {100 * acc:.2f} %)"
+    print(f"report: {out}/report.md{score}"
           + (f"  (TF-IDF baseline {100 * base['accuracy']:.2f} %)" if base.get("accuracy") is not None else ""))
     if report.get("verdict") and "NOT" in report["verdict"]:
         print(report["verdict"])

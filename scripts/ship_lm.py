@@ -39,6 +39,16 @@ def cpu_model() -> str:
     return f"{name}, {torch.get_num_threads()} threads, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 
+def epochs_of(history, train) -> float | None:
+    """Passes over the training tokens. A run stopped by --max-steps ends inside its last epoch: its length
+    is known from a first epoch that ended (None: it never did)."""
+    steps = history[-1]["step"]
+    if len(history) > 1:
+        return round(steps / history[0]["step"], 2)
+    cut = train.get("max_steps") or any(ph.get("steps") for ph in train.get("phases", []))
+    return None if cut or history[0].get("partial") else 1.0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, help="the pretrain --out folder")
@@ -46,6 +56,7 @@ def main(argv=None):
     p.add_argument("--corpus-desc", required=True, help="what it was trained on, one sentence")
     p.add_argument("--command", required=True, help="the exact command that rebuilds it")
     p.add_argument("--wall-time", required=True, help="training wall time, e.g. '52 min'")
+    p.add_argument("--machine", help="where it was trained (default: this machine's CPU)")
     p.add_argument("--eval", action="append", default=[], metavar="LABEL=DATA",
                    help="a tokenized dataset to report lm_valid perplexity on (repeatable)")
     p.add_argument("--eval-tokens", type=int, default=500_000, help="tokens of each lm_valid to measure")
@@ -59,11 +70,11 @@ def main(argv=None):
     steps = history[-1]["step"]
     card = {
         "tokens_seen": int(steps * train["bs"] * train["bptt"]),
-        "epochs": round(sum(1.0 if not r.get("partial") else 0.0 for r in history), 2),
+        "epochs": epochs_of(history, train),
         "steps": steps,
         "valid_perplexity": round(history[-1]["perplexity"], 2),
         "wall_time": a.wall_time,
-        "machine": cpu_model(),
+        "machine": a.machine or cpu_model(),
         "date": date.today().isoformat(),
         "trained_on": a.corpus_desc,
         "command": a.command,
@@ -94,7 +105,7 @@ mode = "from"`, folder = "{a.name.removesuffix('-bwd')}" in a run config). Weigh
 | architecture | {m.get('arch')} {m['emb_size']}/{m['n_hid']}/{m['n_layers']} (embedding/hidden/layers), tied decoder, vocab {m['vocab_size']:,} (spaCy tokens) |
 | direction | {'backward (reads text right to left)' if backwards else 'forward'} |
 | trained on | {card['trained_on']} |
-| tokens seen | {card['tokens_seen']:,} ({steps:,} steps of bs {train['bs']} x bptt {train['bptt']}), {card['epochs']} epoch(s) |
+| tokens seen | {card['tokens_seen']:,} ({steps:,} steps of bs {train['bs']} x bptt {train['bptt']}), {card['epochs'] or 'under one'} epoch(s) |
 | training loss | sampled softmax of {card['sampled_softmax']} words per step (0: full softmax); perplexities below are exact |
 | wall time | {card['wall_time']} |
 | machine | {card['machine']} |

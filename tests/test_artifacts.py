@@ -94,6 +94,24 @@ def test_tied_weight_stored_once(tmp_path):
     assert torch.equal(sd["decoder.weight"], lm_untied.decoder.weight)
 
 
+def test_tie_survives_saving_from_another_device(tmp_path, monkeypatch):
+    """A model trained on a GPU: every copy to the host is a new tensor, so ties must be found on the device
+    (a CUDA-trained LM was once saved with its embedding twice, at double the size)."""
+    from safetensors import safe_open
+
+    from ulmfit.artifacts import LanguageModelConfig, save_language_model
+
+    cfg, lm = make_lm()
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: self.clone())  # what .cpu() does to CUDA tensors
+    save_language_model(tmp_path / "m", lm, LanguageModelConfig(cfg), StandInEncoder(ITOS))
+    with safe_open(str(tmp_path / "m" / "model.safetensors"), "pt") as f:
+        assert "decoder.weight" not in f.keys()
+    monkeypatch.undo()
+    lm2, _, _ = load_language_model(tmp_path / "m")
+    assert lm2.decoder.weight is lm2.encoder.embedding.weight
+    assert torch.equal(lm2.encoder.embedding.weight, lm.encoder.embedding.weight)
+
+
 def test_overwrite_keeps_other_files(tmp_path):
     cfg, lm = make_lm()
     folder = tmp_path / "run"

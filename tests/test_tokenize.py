@@ -161,3 +161,19 @@ def test_a_pretrained_vocab_keeps_its_rare_words(tmp_path):
     assert "zebra" in kept.vocab and "quokka" not in kept.vocab and "never" not in kept.vocab
     with pytest.raises(UlmfitError, match="keep_vocab"):
         ulmfit.tokenize(tmp_path / "ds", TokenizeSettings(keep_vocab=str(tmp_path / "no-such-model")))
+
+
+def test_text_encoder_makes_its_tokenizer_only_when_it_encodes(tmp_path, monkeypatch):
+    """Saving and loading a model folder needs no tokenizer (a GPU machine without spaCy trains from ids)."""
+    import ulmfit.text.encoder as enc
+
+    encoder = TextEncoder.from_texts(["the movie was great .", "the movie was bad ."], min_freq=1)
+    ids = encoder.encode(["the movie was great ."])[0]
+    encoder.save(tmp_path)
+    made = []
+    real = enc.make_tokenizer
+    monkeypatch.setattr(enc, "make_tokenizer", lambda *a: made.append(a) or real(*a))
+    loaded = TextEncoder.load(tmp_path)
+    loaded.save(tmp_path / "copy")
+    assert made == [] and loaded.decode(ids) == encoder.decode(ids)
+    assert np.array_equal(loaded.encode(["the movie was great ."])[0], ids) and len(made) == 1

@@ -217,13 +217,9 @@ def _check_kind(d, kind, where):
                           "upgrade ulmfit")
 
 
-def _cpu_state(model):
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
 def save_language_model(folder, model, config: LanguageModelConfig, text_encoder=None):
     """A language-model folder: config.json, model.safetensors, the text encoder's tokenizer.json/vocab.json."""
-    return save_model(folder, _cpu_state(model), config.to_dict(), text_encoder)
+    return save_model(folder, model, config.to_dict(), text_encoder)  # ties found on the device, then copied
 
 
 def read_language_model_state(folder):
@@ -248,7 +244,7 @@ def load_language_model(folder, with_encoder: bool = True):
 
 def save_classifier(folder, model, config: ClassifierConfig, text_encoder):
     """A classifier folder: config.json, model.safetensors, tokenizer.json/vocab.json."""
-    return save_model(folder, _cpu_state(model), config.to_dict(), text_encoder)
+    return save_model(folder, model, config.to_dict(), text_encoder)  # ties found on the device, then copied
 
 
 def load_classifier(folder, with_encoder: bool = True):

@@ -22,9 +22,20 @@ class TextEncoder:
         self.settings = dict(settings)
         self.vocab = vocab
         self.folder = Path(folder) if folder is not None else None
-        self.tokenizer = make_tokenizer(self.settings, self.folder)
-        stoi = vocab.stoi
-        self.processor = TextProcessor(self.tokenizer, lambda t: stoi.get(t, UNK_ID))
+        self._processor = None
+
+    @property
+    def processor(self) -> TextProcessor:
+        # made on first use: saving or loading a model (training from ids, on a machine without spaCy say)
+        # never needs the tokenizer
+        if self._processor is None:
+            stoi = self.vocab.stoi
+            self._processor = TextProcessor(make_tokenizer(self.settings, self.folder), lambda t: stoi.get(t, UNK_ID))
+        return self._processor
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
 
     @classmethod
     def from_store(cls, store):

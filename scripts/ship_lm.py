@@ -95,6 +95,7 @@ def main(argv=None):
     write_json(out / "card.json", card)
     m = config.to_dict()["model"]
     ppl = "\n".join(f"| {k} (lm_valid, first {a.eval_tokens:,} tokens) | {v} |" for k, v in card["perplexity"].items())
+    loss = f"sampled softmax of {card['sampled_softmax']} words per step" if card["sampled_softmax"] else "full softmax"
     write_text(out / "README.md", f"""# {a.name}: a general-English {m.get('arch', 'awd_lstm')} language model ({'backward' if backwards else 'forward'})
 
 Shipped with ulmfit as a starting point for `ulmfit finetune-lm DATA --from {a.name}` (and `[pretrain]
@@ -106,7 +107,7 @@ mode = "from"`, folder = "{a.name.removesuffix('-bwd')}" in a run config). Weigh
 | direction | {'backward (reads text right to left)' if backwards else 'forward'} |
 | trained on | {card['trained_on']} |
 | tokens seen | {card['tokens_seen']:,} ({steps:,} steps of bs {train['bs']} x bptt {train['bptt']}), {card['epochs'] or 'under one'} epoch(s) |
-| training loss | sampled softmax of {card['sampled_softmax']} words per step (0: full softmax); perplexities below are exact |
+| training loss | {loss}; perplexities below are exact (full softmax) |
 | wall time | {card['wall_time']} |
 | machine | {card['machine']} |
 | date | {card['date']} |

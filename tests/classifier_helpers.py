@@ -22,7 +22,8 @@ def one_thread():
 
 
 class StandInEncoder(nn.Module):
-    """Follows the AWD-LSTM contract `raw, out, state = enc(ids, state)` with plain nn.LSTMs."""
+    """Follows the encoder contract `raw, out, state = enc(ids, state, embedded=None)`, `enc.embed(ids)` with
+    plain nn.LSTMs."""
 
     def __init__(self, vocab_size=40, emb=8, hidden=12, n_layers=3):
         super().__init__()
@@ -30,8 +31,11 @@ class StandInEncoder(nn.Module):
         sizes = [emb] + [hidden] * (n_layers - 1) + [emb]
         self.rnns = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, ids, state=None):
-        x = self.embedding(ids)
+    def embed(self, ids):
+        return self.embedding(ids)
+
+    def forward(self, ids, state=None, embedded=None):
+        x = self.embed(ids) if embedded is None else embedded
         new = []
         for k, rnn in enumerate(self.rnns):
             x, (h, c) = rnn(x, None if state is None else state[k])

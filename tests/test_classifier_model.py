@@ -73,3 +73,28 @@ def test_param_groups_embedding_rnns_head():
     assert groups[0][0] is m.encoder.encoder.embedding.weight
     assert all(any(p is q for q in m.head.parameters()) for p in groups[-1])
     assert [len(g) for g in groups[1:4]] == [4, 4, 4]  # each LSTM: two weights, two biases
+
+
+@pytest.mark.parametrize("arch", ["awd_lstm", "qrnn"])
+def test_embedding_the_batch_once_gives_the_per_chunk_result_and_gradients(arch):
+    m = tiny_classifier(n_classes=3, arch=arch).eval()  # no dropout: both ways compute the same function
+    g = torch.Generator().manual_seed(2)
+    docs = [torch.randint(9, 40, (n,), generator=g).numpy() for n in (53, 3, 21, 30, 8)]
+    x, n = pad_collate(docs)
+    enc = m.encoder.encoder
+    emb = enc.embedding.weight
+
+    def run():
+        m.zero_grad(set_to_none=True)
+        out = m(x, n)
+        (out * torch.arange(1, 4)).sum().backward()
+        return out.detach(), emb.grad.clone(), enc.rnns[0].linear.weight.grad.clone() if arch == "qrnn" else None
+
+    once = run()
+    plain = enc.forward
+    enc.forward = lambda ids, state=None, embedded=None: plain(ids, state)  # each chunk embeds itself
+    per_chunk = run()
+    assert torch.allclose(once[0], per_chunk[0], atol=1e-6)
+    assert torch.allclose(once[1], per_chunk[1], atol=1e-6) and once[1].abs().sum() > 0
+    if arch == "qrnn":
+        assert torch.allclose(once[2], per_chunk[2], atol=1e-6)

@@ -30,8 +30,8 @@ def _merge_state(state, idx, sub):
 class BPT3C(nn.Module):
     """Backpropagation through time for text classification.
 
-    Wraps an encoder with the signature `raw, out, state = encoder(ids, state)` (the AWD-LSTM) and
-    returns concat-pooled features [last, max, mean] of its outputs, [bs, 3 * emb].
+    Wraps an encoder with the signature `raw, out, state = encoder(ids, state, embedded=None)` and an
+    `embed(ids)` method (`RNNEncoder`: the AWD-LSTM, the QRNN) and returns concat-pooled features [last, max, mean] of its outputs, [bs, 3 * emb].
     The hidden state is carried from chunk to chunk and detached between chunks (truncated BPTT).
     """
 
@@ -52,6 +52,10 @@ class BPT3C(nn.Module):
         lengths = host.to(ids.device, non_blocking=True)
         first_kept = (lengths - self.max_len).clamp(min=0)  # each doc pools positions [first_kept, length)
         grad = torch.is_grad_enabled()
+        # From the first chunk that is pooled on, the batch is embedded once: the backward then makes one dense
+        # vocab x emb embedding gradient per batch rather than one per chunk (zeroing and adding those took
+        # about a tenth of a CPU epoch). Earlier chunks (no graph) embed themselves.
+        embedded, e0 = None, 0
         state = None
         last = mx = total = None
         for i in range(0, int(host.max()), self.bptt):
@@ -60,13 +64,18 @@ class BPT3C(nn.Module):
             full = bool(active.all())
             idx_h = active.nonzero().squeeze(1)
             idx = None if full else idx_h.to(ids.device, non_blocking=True)
-            x = ids[:, i:j] if full else ids.index_select(0, idx)[:, i:j]
+            pooled_here = bool(((host_fk[idx_h] < j) & (host[idx_h] > i)).any())
+            x = ids[:, i:j] if full else ids[:, i:j].index_select(0, idx)
+            if embedded is None and pooled_here:
+                with torch.set_grad_enabled(grad):
+                    embedded, e0 = self.encoder.embed(ids[:, i:]), i
+            e = None if embedded is None else embedded[:, i - e0:j - e0]
+            e = e if (e is None or full) else e.index_select(0, idx)
             st = state if (full or state is None) else _select_state(state, idx)
             ln = lengths if full else lengths.index_select(0, idx)
             fk = first_kept if full else first_kept.index_select(0, idx)
-            pooled_here = bool(((host_fk[idx_h] < j) & (host[idx_h] > i)).any())
             with torch.set_grad_enabled(grad and pooled_here):
-                out, _, st = self.encoder(x, st)  # raw: the head applies its own dropout (output_p)
+                out, _, st = self.encoder(x, st, embedded=e)  # raw: the head applies its own dropout (output_p)
             st = [tuple(t.detach() for t in layer) for layer in st]
             state = st if (full or state is None) else _merge_state(state, idx, st)
             if last is None:  # allocate the running pools once the width is known

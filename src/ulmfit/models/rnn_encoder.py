@@ -42,9 +42,14 @@ class RNNEncoder(nn.Module):
     def make_layer(self, i: int, n_in: int, n_out: int, weight_p: float) -> nn.Module:
         raise NotImplementedError
 
-    def forward(self, ids, state=None):
+    def embed(self, ids):
+        """What the first layer reads: the embeddings of ids [bs, seq] after embedding and input dropout."""
         x = embedding_dropout(self.embedding.weight, ids, self.cfg.p("embed_p"), self.training, self.cfg.pad_id)
-        x = self.input_dp(x)
+        return self.input_dp(x)
+
+    def forward(self, ids, state=None, embedded=None):
+        """`embedded`: `embed(...)` of these ids already (BPT3C embeds a whole batch once, then runs it in chunks)."""
+        x = self.embed(ids) if embedded is None else embedded
         new_state = []
         for i, rnn in enumerate(self.rnns):
             raw, s = rnn(x, None if state is None else state[i])

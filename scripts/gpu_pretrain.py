@@ -1,7 +1,8 @@
 """Pretrain the shipped forward and backward language models together on one GPU, within a wall-time budget.
 
-Both directions train at once, as two `ulmfit pretrain` processes sharing the card: a small model leaves a
-GPU mostly waiting on kernel launches, so two processes get nearly twice the tokens of one. The lr schedule
+Both directions train at once, as two `ulmfit pretrain` processes sharing the card, so that one budget (one
+device call) yields both. On an H100 the card time-slices between the two: together they ran as fast as one
+alone (the 128/384 QRNN: 498k tokens/s for the pair, 529k for one; docs/gpu.md). The lr schedule
 must end inside the budget, so a short calibration run of both first measures seconds per step, and the
 real runs get `--max-steps` fitted to the time left (a `--max-minutes` hard stop a little later is the net).
 The run folders then get fp16 weights (half the size; `ship_lm.py` reads them) and no checkpoints.

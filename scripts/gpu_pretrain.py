@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from ulmfit.artifacts import half_precision, load_model, save_model
 
 DIRECTIONS = {"fwd": [], "bwd": ["--backwards"]}
 
@@ -99,9 +99,8 @@ def main(argv=None):
         run = a.out / f"run-{d}"
         for f in ("checkpoint.safetensors", "checkpoint.json"):
             (run / f).unlink(missing_ok=True)
-        with safe_open(run / "model.safetensors", "pt") as f:  # keep the metadata: it records the tied weights
-            meta, sd = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-        save_file({k: v.half().contiguous() for k, v in sd.items()}, run / "model.safetensors", metadata=meta)
+        config, sd, _ = load_model(run, with_encoder=False)
+        save_model(run, half_precision(sd), config)  # the folder's other files (vocab, logs) stay
         info[d] = json.loads((run / "history.json").read_text())[-1]
     info["seconds"] = time.time() - t_start
     (a.out / "gpu_pretrain.json").write_text(json.dumps(info, indent=1))

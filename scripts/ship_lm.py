@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ulmfit import evaluate_lm
-from ulmfit.artifacts import load_language_model, save_model
+from ulmfit.artifacts import half_precision, load_language_model, save_model
 from ulmfit.io import read_json, write_json, write_text
 from ulmfit.settings import EvaluateLMSettings
 
@@ -88,8 +88,7 @@ def main(argv=None):
     out = a.dest / a.name
     if out.exists():
         shutil.rmtree(out)  # an earlier version of this shipped model: replaced whole
-    half = {k: v.detach().to(torch.float16) for k, v in lm.state_dict().items()}
-    half["decoder.weight"] = half["encoder.embedding.weight"]  # tied: stored once
+    half = half_precision(lm.state_dict())  # tied: stored once
     shipped = dataclasses.replace(config, training={k: v for k, v in train.items() if k != "corpus"})  # no local paths
     save_model(out, half, shipped.to_dict(), text_encoder)
     write_json(out / "card.json", card)

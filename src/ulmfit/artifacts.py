@@ -30,12 +30,34 @@ def _jsonable(obj):
     return obj
 
 
+def _memory_key(t):
+    """Equal for two tensors that are views of the same memory with the same layout (tied weights)."""
+    return (t.device.type, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
+def half_precision(state_dict) -> dict:
+    """fp16 copies of a state dict's floating-point tensors; tied weights stay one tensor (stored once)."""
+    import torch
+
+    out, made = {}, {}
+    for name, t in state_dict.items():
+        t = t.detach()
+        if not t.is_floating_point():
+            out[name] = t
+            continue
+        key = _memory_key(t)
+        if key not in made:
+            made[key] = t.to(torch.float16)
+        out[name] = made[key]
+    return out
+
+
 def _dedupe(state_dict):
     """Split a state dict into tensors to store (each memory block once) and {alias: stored name}."""
     tensors, aliases, seen = {}, {}, {}
     for name, t in state_dict.items():
         t = t.detach()
-        key = (t.device.type, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        key = _memory_key(t)
         if t.numel() and key in seen:
             aliases[name] = seen[key]
             continue

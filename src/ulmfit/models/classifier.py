@@ -31,7 +31,8 @@ class BPT3C(nn.Module):
     """Backpropagation through time for text classification.
 
     Wraps an encoder with the signature `raw, out, state = encoder(ids, state, embedded=None)` and an
-    `embed(ids)` method (`RNNEncoder`: the AWD-LSTM, the QRNN) and returns concat-pooled features [last, max, mean] of its outputs, [bs, 3 * emb].
+    `embed(ids)` method (`RNNEncoder`: the AWD-LSTM, the QRNN) and returns concat-pooled features
+    [last, max, mean] of its outputs, [bs, 3 * emb].
     The hidden state is carried from chunk to chunk and detached between chunks (truncated BPTT).
     """
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .errors import UlmfitError
 
 ARCHS = ("awd_lstm", "qrnn")  # ulmfit.models.registry.ARCHS (a test keeps them equal; no torch import here)
-MODEL_PRESETS = ("paper", "small", "cpu", "tiny")  # ulmfit.models.config.PRESETS (likewise)
+MODEL_PRESETS = ("paper", "medium", "small", "cpu", "tiny")  # ulmfit.models.config.PRESETS (likewise)
 SCHEDULES = ("one_cycle", "stlr", "constant")
 TOKENIZERS = ("spacy", "sentencepiece")
 PAPER_STAGES = "1:1:2e-2,2:1:1e-2,3:1:5e-3,all:2:1e-3"  # fast.ai's IMDb recipe (see classifier.task)
@@ -246,8 +246,8 @@ class PretrainSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
 
     arch: str = opt("awd_lstm", "encoder architecture: awd_lstm, or qrnn (several times faster on a CPU with bf16)",
                     choices=ARCHS)
-    preset: str = opt("small", "model size: paper (400/1150/3 layers), small (200/600/3, CPU-friendly), cpu "
-                      "(128/384/3, for 2-core CPUs), tiny (tests)", choices=MODEL_PRESETS)
+    preset: str = opt("small", "model size: paper (400/1150/3 layers), medium (256/1024/3), small (200/600/3, "
+                      "CPU-friendly), cpu (128/384/3, for 2-core CPUs), tiny (tests)", choices=MODEL_PRESETS)
     drop_mult: float = opt(1.0, "multiplier of all the preset's dropouts")
     epochs: int = opt(10, "epochs", metavar="N")
     max_steps: int | None = opt(None, "train at most N steps (the last epoch is cut short); the lr schedule is "

@@ -91,3 +91,21 @@ def test_ulmfit_run_with_nproc_2_trains_under_torchrun_and_rank_0_reports(tmp_pa
     assert all(stages[n]["status"] == "done" for n in ("prepare", "tokenize", "lm", "classifier", "evaluate"))
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["config"]["nproc"] == 2 and 0 <= report["accuracy"] <= 1
+
+
+def test_a_command_leaves_the_process_group_before_exit(tmp_path, monkeypatch):
+    # gloo's threads abort a process that exits still in its group (SIGABRT after a successful torchrun run)
+    import torch.distributed as dist
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29731")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        assert main(["models"]) == 0
+        assert not dist.is_initialized()
+        dist.init_process_group("gloo", rank=0, world_size=1)
+        assert main(["evaluate-lm", str(tmp_path / "missing"), str(tmp_path / "missing")]) == 1  # an error too
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

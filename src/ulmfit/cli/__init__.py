@@ -50,9 +50,11 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    code = 1
     try:
         _check_outputs(args)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        return code
     except UlmfitError as e:
         print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
         return 1
@@ -67,6 +69,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"ulmfit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch" in sys.modules:  # only a command that loaded torch can have joined a torchrun process group
+            from ..training.distributed import finish
+
+            finish(ok=code == 0)
 
 
 def _check_outputs(args):

@@ -38,6 +38,17 @@ def init_from_env() -> None:
             dist.init_process_group("gloo", timeout=TIMEOUT)
 
 
+def finish(ok: bool) -> None:
+    """Leave the process group before the interpreter shuts down: otherwise gloo's worker threads can still hold
+    tensors then, and the process aborts at exit ("terminate called without an active exception") after a
+    successful run. After a barrier when the command succeeded (no rank drops its connections while another
+    still uses them); at once after an error, where the other ranks may never reach one."""
+    if dist.is_available() and dist.is_initialized():
+        if ok:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 

@@ -93,17 +93,18 @@ def test_ulmfit_run_with_nproc_2_trains_under_torchrun_and_rank_0_reports(tmp_pa
     assert report["config"]["nproc"] == 2 and 0 <= report["accuracy"] <= 1
 
 
-def test_a_command_leaves_the_process_group_before_exit(tmp_path, monkeypatch):
+def test_a_command_leaves_the_process_group_before_exit(tmp_path):
     # gloo's threads abort a process that exits still in its group (SIGABRT after a successful torchrun run)
     import torch.distributed as dist
 
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29731")
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    def join(k):  # a file store: no port to collide with
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store{k}", rank=0, world_size=1)
+
+    join(0)
     try:
         assert main(["models"]) == 0
         assert not dist.is_initialized()
-        dist.init_process_group("gloo", rank=0, world_size=1)
+        join(1)
         assert main(["evaluate-lm", str(tmp_path / "missing"), str(tmp_path / "missing")]) == 1  # an error too
         assert not dist.is_initialized()
     finally:

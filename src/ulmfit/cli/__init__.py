@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         print(f"ulmfit {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if "torch" in sys.modules:  # only a command that loaded torch can have joined a torchrun process group
+        if "torch.distributed" in sys.modules:  # only a command that loaded it can have joined a process group
             from ..training.distributed import finish
 
             finish(ok=code == 0)

@@ -71,7 +71,8 @@ class BPT3C(nn.Module):
                 with torch.set_grad_enabled(grad):
                     embedded, e0 = self.encoder.embed(ids[:, i:]), i
             e = None if embedded is None else embedded[:, i - e0:j - e0]
-            e = e if (e is None or full) else e.index_select(0, idx)
+            if e is not None and not full:
+                e = e.index_select(0, idx)
             st = state if (full or state is None) else _select_state(state, idx)
             ln = lengths if full else lengths.index_select(0, idx)
             fk = first_kept if full else first_kept.index_select(0, idx)

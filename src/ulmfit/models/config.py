@@ -76,7 +76,7 @@ _PAPER = dict(emb_size=400, n_hid=1150, n_layers=3,
               embed_p=0.02, input_p=0.25, hidden_p=0.15, weight_p=0.2, output_p=0.1)
 PRESETS = {
     "paper": _PAPER,
-    # The largest that pretrains on general-en within one CPU session (~14k tokens/s on 2 cores, QRNN + bf16 +
+    # The largest that pretrains on general-en within one CPU session (9.5k tokens/s on 2 cores, QRNN + bf16 +
     # sampled softmax) and ships under 50 MB in fp16 with a 60k vocab: for few-label work, where features matter.
     "medium": {**_PAPER, "emb_size": 256, "n_hid": 1024},
     # Trainable on a CPU: about 3-4x fewer flops per token than `paper`, same dropout recipe.
@@ -90,7 +90,7 @@ PRESETS = {
 
 
 def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
-    """A named configuration ("paper", "medium", "small", "cpu", "tiny") for a vocab of `vocab_size`, with overrides."""
+    """The configuration PRESETS[name] for a vocab of `vocab_size`, with overrides."""
     if name not in PRESETS:
         raise UlmfitError(f"unknown model preset {name!r} (choose from: {', '.join(PRESETS)})")
     return ModelConfig.from_dict({**PRESETS[name], "vocab_size": vocab_size, **overrides})

@@ -1,8 +1,8 @@
 """ulmfit: text classifiers by transfer learning from a language model (ULMFiT).
 
 Stage functions (each takes paths and a settings object from `ulmfit.settings`; see `ulmfit.api`):
-    prepare, tokenize, pretrain, finetune_lm, evaluate_lm, lr_find_lm, train_classifier, evaluate,
-    predict, export_classifier, baseline (TF-IDF + logistic regression: what you get without the LM)
+    prepare, tokenize, pretrain, finetune_lm, evaluate_lm, lr_find_lm, train_classifier, self_train,
+    evaluate, predict, export_classifier, baseline (TF-IDF + logistic regression: what you get without the LM)
 Serving: TextClassifier.load(folder).predict(texts).
 Shipped language models: `ulmfit.pretrained` (names usable wherever an LM folder is taken).
 """
@@ -11,10 +11,10 @@ __version__ = "0.1.0"
 
 # The stage modules import torch only inside their functions, so `import ulmfit` stays light.
 from .api import (baseline, evaluate, evaluate_lm, export_classifier, finetune_lm, lr_find_lm, predict,  # noqa: E402
-                  prepare, pretrain, tokenize, train_classifier)
+                  prepare, pretrain, self_train, tokenize, train_classifier)
 
 __all__ = ["prepare", "tokenize", "pretrain", "finetune_lm", "evaluate_lm", "lr_find_lm", "train_classifier",
-           "evaluate", "predict", "export_classifier", "baseline", "TextClassifier"]
+           "self_train", "evaluate", "predict", "export_classifier", "baseline", "TextClassifier"]
 
 
 def __getattr__(name):

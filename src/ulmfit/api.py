@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from .baseline import baseline
 from .classifier.evaluate import evaluate, export_classifier, predict
+from .classifier.self_train import self_train
 from .classifier.train import train_classifier
 from .settings import (CorpusSettings, FolderSettings, ImdbSettings, PrepareSettings, TableSettings,
                        TokenizeSettings)
 from .training.lm_stages import evaluate_lm, finetune_lm, lr_find_lm, pretrain
 
 __all__ = ["prepare", "tokenize", "pretrain", "finetune_lm", "evaluate_lm", "lr_find_lm", "train_classifier",
-           "evaluate", "predict", "export_classifier", "baseline"]
+           "self_train", "evaluate", "predict", "export_classifier", "baseline"]
 
 PREPARE_KINDS = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings, "corpus": CorpusSettings}
 

@@ -348,6 +348,17 @@ class TrainClassifierSettings(RunControlSettings):
 
 
 @dataclass
+class SelfTrainSettings(TrainClassifierSettings):
+    """`self-train`: few labels, many unlabelled texts: train-classifier, then rounds of labelling the unlabelled
+    documents with the classifier (blended with TF-IDF) and training again on labels + the surest of them."""
+
+    rounds: list[int] = opt([5000, 10000], "one round per entry: add the N documents per class the teacher is "
+                            "surest of, then train a new classifier from --lm", metavar="N[,N]")
+    teacher_weight: float = opt(0.5, "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "
+                                "same labels) having the rest; 1: the classifier alone", metavar="W")
+
+
+@dataclass
 class InferenceSettings:
     int8: bool | None = opt(None, "int8 dynamic quantized recurrent layers (fast CPU serving); default: as the "
                             "folder says", negative="--float32")

@@ -71,7 +71,7 @@ def _check(args):
             raise UlmfitError("give --valid-split or --valid-frac, not both")
 
 
-def _build(data, lm, args):
+def _build(data, lm, args, pseudo=None):
     """Everything train_classifier trains: the store, the model inside its task, the phases, the loop's
     config and the folder config (shared with the speed probe)."""
     import numpy as np
@@ -92,6 +92,10 @@ def _build(data, lm, args):
     train_docs = valid_docs = None
     if args.valid_frac:
         train_docs, valid_docs = holdout(labels, args.valid_frac)
+    limit_train = args.limit_train
+    if pseudo is not None:
+        train_split = _with_pseudo(store, train_split, train_docs, limit_train, *pseudo)
+        labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
     if args.multi_label and labels.ndim != 2:
         raise UlmfitError(f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
                           "(`ulmfit prepare table` with --label-sep or several --label-col)")
@@ -118,7 +122,7 @@ def _build(data, lm, args):
 
     task = ClassifierTask(model, train_split, valid_split, len(classes),
                           BatchSettings(bs=args.bs, add_eos=args.eos, backwards=settings.backwards,
-                                        limit_train=args.limit_train, limit_valid=args.limit_valid,
+                                        limit_train=limit_train, limit_valid=args.limit_valid,
                                         train_docs=train_docs, valid_docs=valid_docs),
                           multi_label=multi_label, pad_id=mcfg.pad_id)
     phases = make_phases(stages, args.lr_mult)
@@ -130,11 +134,31 @@ def _build(data, lm, args):
     config = ClassifierConfig(mcfg, settings, {
         "data": str(data), "lm": None if lm is None else str(lm), "vocab_hash": store.vocab.hash,
         "train_split": train_split.name, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
-        "bs": args.bs, "limit_train": args.limit_train, "phases": [dataclasses.asdict(p) for p in phases],
+        "bs": args.bs, "limit_train": args.limit_train, "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+        "phases": [dataclasses.asdict(p) for p in phases],
         "train": dataclasses.asdict(cfg)})
     return SimpleNamespace(store=store, task=task, phases=phases, cfg=cfg, config=config, classes=classes,
                            labels=labels, multi_label=multi_label, encoder_text=encoder_text, settings=settings,
                            valid_split=valid_split)
+
+
+def _with_pseudo(store, train_split, train_docs, limit_train, docs, labels):
+    """The labelled training documents (after --valid-frac and --limit-train, as without pseudo-labels) plus
+    documents `docs` of the store labelled `labels` by a teacher (self-training): one split, "train+pseudo"."""
+    import numpy as np
+
+    from ..batching.documents import limit_docs
+    from ..text.store import Split, labelled
+
+    keep = np.arange(len(train_split)) if train_docs is None else np.asarray(train_docs)
+    keep = limit_docs(keep[labelled(train_split.labels[keep])], limit_train)
+    gold = train_split.index[keep]
+    docs, labels = np.asarray(docs, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    if len(docs) != len(labels) or np.isin(docs, gold).any() or len(np.unique(docs)) != len(docs):
+        raise UlmfitError("pseudo-labels: one label per document, each document once, none of them a labelled "
+                          "training document")
+    return Split(store, "train+pseudo", np.concatenate([gold, docs]),
+                 labels=np.concatenate([train_split.labels[keep], labels]))
 
 
 def probe_classifier(data, lm, settings: TrainClassifierSettings) -> dict:
@@ -148,17 +172,18 @@ def probe_classifier(data, lm, settings: TrainClassifierSettings) -> dict:
             "valid_tokens": int(b.task.valid.lengths.sum()), "n_train_docs": int(train.n_docs)}
 
 
-def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | None = None):
+def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | None = None, pseudo=None):
     """Train a classifier on a tokenized labelled dataset, starting from the encoder of the language model
     `lm` (a folder or shipped name; None: a fresh encoder, for experiments) -> the history, or the
-    suggested lr when settings.lr_find."""
+    suggested lr when settings.lr_find. pseudo: (document indices, class indices) of unlabelled documents
+    labelled by a teacher, trained on beside the labelled ones (see `ulmfit.classifier.self_train`)."""
     from ..artifacts import save_classifier
     from ..io import write_json
     from ..training import fit
 
     args = settings or TrainClassifierSettings()
     check_output_dir(out)
-    b = _build(data, lm, args)
+    b = _build(data, lm, args, pseudo)
     store, task, phases, cfg, config, classes = b.store, b.task, b.phases, b.cfg, b.config, b.classes
     labels, multi_label, encoder_text, settings, valid_split = (b.labels, b.multi_label, b.encoder_text, b.settings,
                                                                b.valid_split)

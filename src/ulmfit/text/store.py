@@ -39,12 +39,16 @@ def labelled(labels) -> np.ndarray:
 class Split:
     """A named subset of a store's documents, in split order."""
 
-    def __init__(self, store: "TokenStore", name: str, index: np.ndarray):
+    def __init__(self, store: "TokenStore", name: str, index: np.ndarray, labels: np.ndarray | None = None):
+        """labels: the documents' labels if not the store's (pseudo-labels of self-training)."""
         self.store, self.name = store, name
         self.index = np.asarray(index, dtype=np.int64)
         self.starts = store.offsets[:-1][self.index]
         self.lengths = store.offsets[1:][self.index] - self.starts
-        self.labels = store.labels[self.index] if store.labels is not None else np.full(len(self.index), -1)
+        if labels is not None:
+            self.labels = np.asarray(labels, dtype=np.int64)
+        else:
+            self.labels = store.labels[self.index] if store.labels is not None else np.full(len(self.index), -1)
 
     def __len__(self):
         return len(self.index)

@@ -1,0 +1,175 @@
+"""Self-training: when labels are few and unlabelled texts many (IMDb: 100 reviews labelled, 74,000 not),
+the classifier labels the unlabelled documents, and a new classifier trains from the same language model
+on the labels plus the documents it is surest of; each round's classifier is the next round's teacher.
+
+The teacher is the classifier blended with a TF-IDF + logistic regression baseline trained on the same
+labels (`teacher_weight`): two models that read text differently err differently, so the documents both
+are sure of are labelled more often right than either's own (co-training, Blum & Mitchell 1998).
+The test split (and the validation documents) are never labelled nor trained on.
+
+Layout of OUT: the final classifier (a classifier folder, as train-classifier writes), and
+  self-train/round-0 ... round-(R-1)   the earlier rounds' classifiers (round 0: the labels alone)
+  self-train/baseline                  the TF-IDF teacher (when teacher_weight < 1)
+  self-train/round-R.json              the documents labelled for round R and how sure the teacher was
+  self_train.json                      per round: documents added, their agreement with held labels, valid accuracy
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UlmfitError
+from ..io import check_output_dir, read_json, write_json
+from ..settings import BaselineSettings, SelfTrainSettings, TrainClassifierSettings
+
+
+def unlabelled_pool(store, gold, exclude_splits) -> np.ndarray:
+    """Documents a teacher may label: every document of the store but the labelled training documents
+    `gold` and those of `exclude_splits` (the evaluation and validation splits), in index order."""
+    out = np.ones(store.n_docs, dtype=bool)
+    out[np.asarray(gold, dtype=np.int64)] = False
+    for name in exclude_splits:
+        if store.has_split(name):
+            out[store.split(name).index] = False
+    return np.flatnonzero(out)
+
+
+def most_confident(probs: np.ndarray, per_class: int):
+    """(positions, classes): for each class, the `per_class` rows whose argmax it is, most probable first
+    (fewer when fewer rows predict it: a class is never filled up with another's documents)."""
+    pred = probs.argmax(1)
+    pos, cls = [], []
+    for c in range(probs.shape[1]):
+        rows = np.flatnonzero(pred == c)
+        rows = rows[np.argsort(-probs[rows, c], kind="stable")[:per_class]]
+        pos.append(rows)
+        cls.append(np.full(len(rows), c, dtype=np.int64))
+    return np.concatenate(pos), np.concatenate(cls)
+
+
+def _train_settings(s: SelfTrainSettings) -> TrainClassifierSettings:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(TrainClassifierSettings)}
+    return TrainClassifierSettings(**{k: v for k, v in dataclasses.asdict(s).items() if k in names})
+
+
+def _done(folder: Path) -> bool:
+    """A classifier folder whose training finished (its last history row is not a partial epoch)."""
+    try:
+        rows = read_json(folder / "history.json")
+    except (OSError, ValueError):
+        return False
+    return bool(rows) and not rows[-1].get("partial") and (folder / "model.safetensors").exists()
+
+
+def _gold_and_valid(store, s: TrainClassifierSettings):
+    """The labelled training documents and the validation documents (store indices), as train-classifier takes them."""
+    from ..batching.documents import limit_docs
+    from ..text.store import labelled
+    from .task import holdout
+
+    train = store.split(s.train_split)
+    keep, valid = np.arange(len(train)), None
+    if s.valid_frac:
+        keep, va = holdout(train.labels, s.valid_frac)
+        valid = train.index[va]
+    keep = limit_docs(keep[labelled(train.labels[keep])], s.limit_train)
+    return train.index[keep], valid
+
+
+def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict:
+    """Train a classifier on the labels (round 0), then once per entry of settings.rounds: label the unlabelled
+    documents with the current classifier (blended with a TF-IDF baseline), add the `rounds[r]` surest per
+    class and train a new classifier from `lm` on labels + those. -> the summary (also OUT/self_train.json)."""
+    from ..inference import TextClassifier
+    from ..tfidf import TfidfModel
+    from ..text.store import TokenStore
+    from .evaluate import _raw_texts
+    from .train import open_classifier_store, train_classifier
+
+    s = settings or SelfTrainSettings()
+    if not s.rounds or any(k < 1 for k in s.rounds):
+        raise UlmfitError(f"--rounds needs one or more documents-per-class counts of at least 1, got {s.rounds}")
+    if not 0 <= s.teacher_weight <= 1:
+        raise UlmfitError(f"--teacher-weight must be between 0 and 1, got {s.teacher_weight}")
+    if lm is None:
+        raise UlmfitError("self-training starts every round from a fine-tuned language model: give --lm")
+    check_output_dir(out)
+    out, work = Path(out), Path(out) / "self-train"
+    ts = _train_settings(s)
+    valid_name = s.train_split if s.valid_frac else (s.valid_split or None)
+    store, _, valid_split = open_classifier_store(data, s.train_split, valid_name)
+    if store.labels is not None and store.labels.ndim == 2:
+        raise UlmfitError(f"{Path(data) / 'labels.npy'}: self-training is for single-label datasets")
+    gold, held = _gold_and_valid(store, ts)
+    exclude = {"test", valid_split.name} - {s.train_split}
+    pool = unlabelled_pool(store, np.concatenate([gold] + ([] if held is None else [held])), sorted(exclude))
+    if len(pool) == 0:
+        raise UlmfitError(f"{data}: no unlabelled documents to self-train on (all are labelled training, "
+                          f"validation or {'/'.join(sorted(exclude))} documents)")
+    say = (lambda *a: None) if s.quiet else (lambda msg: print(msg, file=sys.stderr))
+    say(f"self-training: {len(gold):,} labelled documents, {len(pool):,} unlabelled ones to draw from, "
+        f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in s.rounds)} per class")
+    t0, summary = time.time(), []
+
+    base = work / "baseline"
+    if s.teacher_weight < 1 and not (base / "tfidf.json").exists():
+        from ..baseline import baseline
+
+        baseline(data, BaselineSettings(train_split=s.train_split, valid_frac=s.valid_frac,
+                                        limit_train=s.limit_train, out=str(base), quiet=True))
+    texts = _raw_texts(Path(data), pool) if s.teacher_weight < 1 else None
+    p_tfidf = None
+    pseudo = None
+    for r in range(len(s.rounds) + 1):
+        folder = out if r == len(s.rounds) else work / f"round-{r}"
+        was_done = _done(folder)
+        if not was_done:
+            say(f"round {r}: training on {len(gold):,} labelled"
+                + ("" if pseudo is None else f" + {len(pseudo[0]):,} pseudo-labelled") + f" documents -> {folder}")
+            train_classifier(data, folder, lm, ts, pseudo=pseudo)
+            if not _done(folder):  # stopped early (--max-minutes): --resume continues this round
+                return {"rounds": summary, "stopped": r}
+        row = {"round": r, "folder": str(folder), "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+               "valid_accuracy": read_json(folder / "metrics.json").get("accuracy")}
+        if pseudo is not None:
+            row.update(read_json(work / f"round-{r}.json")["teacher"])
+        summary.append(row)
+        if r == len(s.rounds):
+            break
+        labelled_next = work / f"round-{r + 1}.json"
+        if was_done and labelled_next.exists():  # a run stopped after this teacher step: its labels stand
+            saved = read_json(labelled_next)
+            pseudo = (np.asarray(saved["docs"], dtype=np.int64), np.asarray(saved["labels"], dtype=np.int64))
+            continue
+        # the teacher labels the pool
+        clf = TextClassifier.load(folder, threads=s.threads)
+        docs = [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()]
+        say(f"round {r + 1}: the round-{r} classifier labels {len(pool):,} documents")
+        probs = clf.predict_ids(docs, progress=not s.quiet)
+        if texts is not None:
+            if p_tfidf is None:
+                tf = TfidfModel.load(base)
+                order = [tf.classes.index(c) for c in clf.classes]
+                p_tfidf = tf.predict_proba(texts)[:, order]
+            probs = s.teacher_weight * probs + (1 - s.teacher_weight) * p_tfidf
+        pos, cls = most_confident(probs, s.rounds[r])
+        chosen = pool[pos]
+        held_labels = store.labels[chosen] if store.labels is not None else np.full(len(chosen), -1)
+        known = held_labels >= 0  # e.g. train documents beyond --limit-train: their labels check the teacher
+        teacher = {"added_per_class": np.bincount(cls, minlength=len(clf.classes)).tolist(),
+                   "least_confidence": float(probs[pos, cls].min()),
+                   "agreement_with_held_labels": float((held_labels[known] == cls[known]).mean()) if known.any() else None,
+                   "held_labels_seen": int(known.sum())}
+        write_json(labelled_next, {"teacher": teacher, "docs": chosen.tolist(), "labels": cls.tolist()})
+        pseudo = (chosen, cls)
+    result = {"data": str(data), "lm": str(lm), "labelled": int(len(gold)), "pool": int(len(pool)),
+              "rounds": summary, "teacher_weight": s.teacher_weight, "seconds": round(time.time() - t0, 1)}
+    write_json(out / "self_train.json", result)
+    say(f"wrote {out}: the round-{len(s.rounds)} classifier; per round in {out / 'self_train.json'}")
+    return result

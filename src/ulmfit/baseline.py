@@ -31,9 +31,10 @@ def _scores(y_true, y_pred, multi_label: bool, n_classes: int) -> dict:
     return {"accuracy": float(s["accuracy"]), "macro_f1": float(s["macro_f1"]), "n": int(len(y_true))}
 
 
-def baseline(data, settings: BaselineSettings | None = None) -> dict:
+def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dict:
     """Train TF-IDF + logistic regression on a prepared dataset's train split (minus the held-out fraction,
-    if any) and score it on the held-out documents and on the report split -> a dict (also baseline.json)."""
+    if any) and score it on the held-out documents and on the report split -> a dict (also baseline.json).
+    pseudo: (document indices, class indices) of unlabelled documents labelled by a teacher, trained on too."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -68,6 +69,17 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
         keep, va = holdout(labels[train_idx], s.valid_frac)
         valid_idx = train_idx[va]
     train_idx = train_idx[limit_docs(keep[labelled(labels[train_idx[keep]])], s.limit_train)]
+    if pseudo is not None:  # a copy of the labels with the teacher's added: labels.npy stays as it is
+        if multi:
+            raise UlmfitError("pseudo-labels are for single-label datasets")
+        docs, cls = np.asarray(pseudo[0], dtype=np.int64), np.asarray(pseudo[1], dtype=np.int64)
+        taken = np.concatenate([train_idx, report_idx] + ([] if valid_idx is None else [valid_idx]))
+        if len(docs) != len(cls) or len(np.unique(docs)) != len(docs) or np.isin(docs, taken).any():
+            raise UlmfitError("pseudo-labels: one label per document, each document once, none of them a labelled "
+                              "training, validation or report document")
+        labels = labels.copy()
+        labels[docs] = cls
+        train_idx = np.concatenate([train_idx, docs])
     report_idx = report_idx[labelled(labels[report_idx])]
     wanted = set(train_idx.tolist()) | set(report_idx.tolist()) | set([] if valid_idx is None else valid_idx.tolist())
     texts = {i: t if isinstance(t, str) else " ".join(t) for i, t in read_texts(root, wanted).items()}
@@ -82,7 +94,8 @@ def baseline(data, settings: BaselineSettings | None = None) -> dict:
         return _scores(labels[idx], pred, multi, len(classes))
 
     result = {"model": NAME, "ngrams": [1, s.ngram_max], "C": s.c, "features": len(vec.vocabulary_),
-              "train_split": s.train_split, "n_train": int(len(train_idx)), "valid_frac": s.valid_frac,
+              "train_split": s.train_split, "n_train": int(len(train_idx)),
+              "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]), "valid_frac": s.valid_frac,
               "valid": score(valid_idx) if valid_idx is not None and len(valid_idx) else None,
               "split": split, **score(report_idx), "seconds": round(time.time() - t0, 2)}
     if s.out:

@@ -356,6 +356,8 @@ class SelfTrainSettings(TrainClassifierSettings):
                             "surest of, then train a new classifier from --lm", metavar="N[,N]")
     teacher_weight: float = opt(0.5, "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "
                                 "same labels) having the rest; 1: the classifier alone", metavar="W")
+    student_stages: str | None = opt(None, "--stages of the rounds after the first, which train on many more "
+                                     "documents (default: --stages)", metavar="N:E:LR,...")
 
 
 @dataclass

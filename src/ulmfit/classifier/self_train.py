@@ -16,6 +16,7 @@ Layout of OUT: the final classifier (a classifier folder, as train-classifier wr
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -52,8 +53,6 @@ def most_confident(probs: np.ndarray, per_class: int):
 
 
 def _train_settings(s: SelfTrainSettings) -> TrainClassifierSettings:
-    import dataclasses
-
     names = {f.name for f in dataclasses.fields(TrainClassifierSettings)}
     return TrainClassifierSettings(**{k: v for k, v in dataclasses.asdict(s).items() if k in names})
 
@@ -82,15 +81,32 @@ def _gold_and_valid(store, s: TrainClassifierSettings):
     return train.index[keep], valid
 
 
+def documents_of(data, s: TrainClassifierSettings):
+    """(store, the labelled training documents, the pool a teacher labels) of a dataset under these settings."""
+    from .train import open_classifier_store
+
+    valid_name = s.train_split if s.valid_frac else s.valid_split
+    store, _, valid_split = open_classifier_store(data, s.train_split, valid_name)
+    if store.labels is not None and store.labels.ndim == 2:
+        raise UlmfitError(f"{Path(data) / 'labels.npy'}: self-training is for single-label datasets")
+    gold, held = _gold_and_valid(store, s)
+    exclude = sorted({"test", valid_split.name} - {s.train_split})
+    pool = unlabelled_pool(store, np.concatenate([gold] + ([] if held is None else [held])), exclude)
+    if len(pool) == 0:
+        raise UlmfitError(f"{data}: no unlabelled documents to self-train on (all are labelled training, "
+                          f"validation or {'/'.join(exclude)} documents)")
+    return store, gold, pool
+
+
 def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict:
     """Train a classifier on the labels (round 0), then once per entry of settings.rounds: label the unlabelled
     documents with the current classifier (blended with a TF-IDF baseline), add the `rounds[r]` surest per
     class and train a new classifier from `lm` on labels + those. -> the summary (also OUT/self_train.json)."""
     from ..inference import TextClassifier
     from ..tfidf import TfidfModel
-    from ..text.store import TokenStore
     from .evaluate import _raw_texts
-    from .train import open_classifier_store, train_classifier
+    from .task import parse_stages
+    from .train import train_classifier
 
     s = settings or SelfTrainSettings()
     if not s.rounds or any(k < 1 for k in s.rounds):
@@ -102,16 +118,9 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
     check_output_dir(out)
     out, work = Path(out), Path(out) / "self-train"
     ts = _train_settings(s)
-    valid_name = s.train_split if s.valid_frac else (s.valid_split or None)
-    store, _, valid_split = open_classifier_store(data, s.train_split, valid_name)
-    if store.labels is not None and store.labels.ndim == 2:
-        raise UlmfitError(f"{Path(data) / 'labels.npy'}: self-training is for single-label datasets")
-    gold, held = _gold_and_valid(store, ts)
-    exclude = {"test", valid_split.name} - {s.train_split}
-    pool = unlabelled_pool(store, np.concatenate([gold] + ([] if held is None else [held])), sorted(exclude))
-    if len(pool) == 0:
-        raise UlmfitError(f"{data}: no unlabelled documents to self-train on (all are labelled training, "
-                          f"validation or {'/'.join(sorted(exclude))} documents)")
+    student = dataclasses.replace(ts, stages=s.student_stages or ts.stages)
+    parse_stages(student.stages)  # a typo fails now, not after round 0
+    store, gold, pool = documents_of(data, ts)
     say = (lambda *a: None) if s.quiet else (lambda msg: print(msg, file=sys.stderr))
     say(f"self-training: {len(gold):,} labelled documents, {len(pool):,} unlabelled ones to draw from, "
         f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in s.rounds)} per class")
@@ -132,7 +141,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
         if not was_done:
             say(f"round {r}: training on {len(gold):,} labelled"
                 + ("" if pseudo is None else f" + {len(pseudo[0]):,} pseudo-labelled") + f" documents -> {folder}")
-            train_classifier(data, folder, lm, ts, pseudo=pseudo)
+            train_classifier(data, folder, lm, ts if pseudo is None else student, pseudo=pseudo)
             if not _done(folder):  # stopped early (--max-minutes): --resume continues this round
                 return {"rounds": summary, "stopped": r}
         row = {"round": r, "folder": str(folder), "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
@@ -164,7 +173,8 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
         known = held_labels >= 0  # e.g. train documents beyond --limit-train: their labels check the teacher
         teacher = {"added_per_class": np.bincount(cls, minlength=len(clf.classes)).tolist(),
                    "least_confidence": float(probs[pos, cls].min()),
-                   "agreement_with_held_labels": float((held_labels[known] == cls[known]).mean()) if known.any() else None,
+                   "agreement_with_held_labels":
+                       float((held_labels[known] == cls[known]).mean()) if known.any() else None,
                    "held_labels_seen": int(known.sum())}
         write_json(labelled_next, {"teacher": teacher, "docs": chosen.tolist(), "labels": cls.tolist()})
         pseudo = (chosen, cls)

@@ -9,7 +9,7 @@ import torch
 
 import ulmfit
 from ulmfit import settings as S
-from ulmfit.classifier.self_train import most_confident, unlabelled_pool
+from ulmfit.classifier.self_train import most_confident, teacher_blend, unlabelled_pool
 from ulmfit.classifier.task import holdout
 from ulmfit.errors import UlmfitError
 
@@ -154,3 +154,16 @@ def test_self_train_with_the_tfidf_teacher_on_a_prepared_imdb_folder(tmp_path):
     unsup = np.flatnonzero(store.labels < 0)
     assert res["pool"] == len(unsup) + 40 - 10 - 4  # unsup + the train reviews not labelled nor held out
     assert res["rounds"][1]["pseudo_labelled"] == len(docs) and res["teacher_weight"] == 0.5
+
+
+def test_teacher_blend_is_not_the_overconfident_models_vote_alone():
+    rng = np.random.default_rng(0)
+    sure = rng.random(200) < 0.5  # an over-confident model: probabilities near 0 or 1
+    p_clf = np.where(sure, 0.999, 0.001)[:, None] * np.array([[1.0, -1.0]]) + np.array([[0.0, 1.0]])
+    p_tf = np.clip(rng.normal(0.5, 0.1, 200), 0.01, 0.99)[:, None] * np.array([[1.0, -1.0]]) + np.array([[0.0, 1.0]])
+    t = teacher_blend(p_clf, p_tf, 0.5)
+    assert np.allclose(t.sum(1), 1.0)
+    assert (t.argmax(1) == p_tf.argmax(1)).mean() > 0.05  # a plain mean of probabilities: always p_clf's class
+    assert ((p_clf + p_tf).argmax(1) == p_clf.argmax(1)).all()
+    assert (teacher_blend(p_clf, p_tf, 1.0).argmax(1) == p_clf.argmax(1)).all()
+    assert (teacher_blend(p_clf, p_tf, 0.0).argmax(1) == p_tf.argmax(1)).all()

@@ -3,8 +3,8 @@ the classifier labels the unlabelled documents, and a new classifier trains from
 on the labels plus the documents it is surest of; each round's classifier is the next round's teacher.
 
 The teacher is the classifier blended with a TF-IDF + logistic regression baseline trained on the same
-labels (`teacher_weight`): two models that read text differently err differently, so the documents both
-are sure of are labelled more often right than either's own (co-training, Blum & Mitchell 1998).
+labels (`teacher_weight`, see `teacher_blend`): two models that read text differently err differently, so the
+documents both are sure of are labelled more often right than either's own (co-training, Blum & Mitchell 1998).
 The test split (and the validation documents) are never labelled nor trained on.
 
 Layout of OUT: the final classifier (a classifier folder, as train-classifier writes), and
@@ -50,6 +50,20 @@ def most_confident(probs: np.ndarray, per_class: int):
         pos.append(rows)
         cls.append(np.full(len(rows), c, dtype=np.int64))
     return np.concatenate(pos), np.concatenate(cls)
+
+
+def teacher_blend(p_clf: np.ndarray, p_tfidf: np.ndarray, weight: float) -> np.ndarray:
+    """The two models' class probabilities combined as log-odds, each model's centred per document and scaled to
+    unit spread over all documents first: a fine-tuned classifier's log-odds spread ~10x a TF-IDF model's (IMDb,
+    1,000 labels: std 6.8 vs 0.66), so a plain mean of probabilities is the classifier's vote alone."""
+    z = []
+    for p in (p_clf, p_tfidf):
+        lp = np.log(np.clip(p, 1e-7, 1.0))
+        lp = lp - lp.mean(1, keepdims=True)
+        z.append(lp / max(float(lp.std()), 1e-6))
+    logits = weight * z[0] + (1.0 - weight) * z[1]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def _train_settings(s: SelfTrainSettings) -> TrainClassifierSettings:
@@ -166,7 +180,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
                 tf = TfidfModel.load(base)
                 order = [tf.classes.index(c) for c in clf.classes]
                 p_tfidf = tf.predict_proba(texts)[:, order]
-            probs = s.teacher_weight * probs + (1 - s.teacher_weight) * p_tfidf
+            probs = teacher_blend(probs, p_tfidf, s.teacher_weight)
         pos, cls = most_confident(probs, s.rounds[r])
         chosen = pool[pos]
         held_labels = store.labels[chosen] if store.labels is not None else np.full(len(chosen), -1)

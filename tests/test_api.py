@@ -25,8 +25,8 @@ TINY_CLAS = dict(stages="1:1:2e-2,all:1:5e-3", bs=8, bptt=10, max_len=40, limit_
 
 def test_help_lists_the_stage_functions():
     text = pydoc.render_doc(ulmfit, renderer=pydoc.plaintext)
-    for name in ("prepare", "tokenize", "pretrain", "finetune_lm", "train_classifier", "evaluate", "predict",
-                 "export_classifier"):
+    for name in ("prepare", "tokenize", "pretrain", "finetune_lm", "train_classifier", "self_train", "evaluate",
+                 "predict", "export_classifier"):
         assert callable(getattr(ulmfit, name)) and f"{name}(" in text, name
 
 
@@ -92,6 +92,7 @@ def _parsers():
 
 SETTINGS_OF = {"pretrain": S.PretrainSettings, "finetune-lm": S.FinetuneSettings, "evaluate-lm": S.EvaluateLMSettings,
                "lr-find": S.LRFindLMSettings, "train-classifier": S.TrainClassifierSettings,
+               "self-train": S.SelfTrainSettings,
                "predict": S.PredictSettings, "evaluate": S.EvaluateSettings, "export-classifier": S.ExportSettings,
                "tokenize": S.TokenizeSettings, "prepare imdb": S.ImdbSettings, "prepare table": S.TableSettings,
                "prepare folder": S.FolderSettings, "prepare corpus": S.CorpusSettings}

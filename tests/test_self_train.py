@@ -1,6 +1,7 @@
 """Self-training (`ulmfit self-train`): which documents a teacher may label, which it adds, that the students train
 on them, that the test split and validation documents stay out, and that a stopped run resumes at its round."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -167,3 +168,16 @@ def test_teacher_blend_is_not_the_overconfident_models_vote_alone():
     assert ((p_clf + p_tf).argmax(1) == p_clf.argmax(1)).all()
     assert (teacher_blend(p_clf, p_tf, 1.0).argmax(1) == p_clf.argmax(1)).all()
     assert (teacher_blend(p_clf, p_tf, 0.0).argmax(1) == p_tf.argmax(1)).all()
+
+
+def test_a_stopped_self_train_continues_its_round_with_resume(tmp_path):
+    store = _store(tmp_path / "d")
+    lm = _lm(tmp_path / "lm", store)
+    s = S.SelfTrainSettings(rounds=[10], teacher_weight=1.0, limit_train=40, valid_frac=0.1, stages="all:3:3e-2",
+                            bs=8, threads=1, quiet=True, max_steps=4)
+    res = ulmfit.self_train(tmp_path / "d", tmp_path / "st", lm, s)
+    assert res["stopped"] == 0 and not (tmp_path / "st" / "self_train.json").exists()
+    res = ulmfit.self_train(tmp_path / "d", tmp_path / "st", lm, dataclasses.replace(s, max_steps=None, resume=True))
+    assert [r["round"] for r in res["rounds"]] == [0, 1]
+    hist = json.loads((tmp_path / "st" / "self-train" / "round-0" / "history.json").read_text())
+    assert hist[-1]["epoch"] == 3 and not hist[-1].get("partial")  # round 0 went on from its 4 steps to the end

@@ -127,6 +127,8 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
         raise UlmfitError(f"--rounds needs one or more documents-per-class counts of at least 1, got {s.rounds}")
     if not 0 <= s.teacher_weight <= 1:
         raise UlmfitError(f"--teacher-weight must be between 0 and 1, got {s.teacher_weight}")
+    if s.lr_find:
+        raise UlmfitError("--lr-find belongs to train-classifier (the sweep of round 0 is the same there)")
     if lm is None:
         raise UlmfitError("self-training starts every round from a fine-tuned language model: give --lm")
     check_output_dir(out)

@@ -47,8 +47,8 @@ COMMANDS = [
         "example: ulmfit train-classifier data/imdb --lm models/imdb-lm --out models/imdb-clas --max-minutes 60"),
     Command(
         "self-train", "train a classifier from few labels and many unlabelled texts (self-training)",
-        "For a dataset with few labelled documents and many unlabelled ones (IMDb's 50,000 unsup reviews; a "
-        "table's rows with an empty label): train-classifier on the labels (round 0), then per --rounds entry N: "
+        "For a dataset with few labelled documents and many unlabelled ones (IMDb's 50,000 unsup reviews; the "
+        "tables given to `prepare table --unlabelled`, and train rows beyond --limit-train): train-classifier on the labels (round 0), then per --rounds entry N: "
         "label the unlabelled documents with the latest classifier blended with a TF-IDF baseline trained on the "
         "same labels (--teacher-weight), take the N per class it is surest of, and train a new classifier from "
         "--lm on labels + those. The test split and the validation documents are never labelled nor trained on. "

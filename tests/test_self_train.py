@@ -181,3 +181,11 @@ def test_a_stopped_self_train_continues_its_round_with_resume(tmp_path):
     assert [r["round"] for r in res["rounds"]] == [0, 1]
     hist = json.loads((tmp_path / "st" / "self-train" / "round-0" / "history.json").read_text())
     assert hist[-1]["epoch"] == 3 and not hist[-1].get("partial")  # round 0 went on from its 4 steps to the end
+
+
+def test_rounds_are_documents_per_class_or_shares_of_the_pool():
+    from ulmfit.classifier.self_train import per_class_counts
+
+    assert per_class_counts([5000, 15000], 74000, 2) == [5000, 15000]
+    assert per_class_counts([0.15, 0.4], 74000, 2) == [5550, 14800]
+    assert per_class_counts([0.001], 100, 4) == [1]

@@ -52,6 +52,11 @@ def most_confident(probs: np.ndarray, per_class: int):
     return np.concatenate(pos), np.concatenate(cls)
 
 
+def per_class_counts(rounds, pool_size: int, n_classes: int) -> list:
+    """--rounds entries as documents per class: N as given; a share F < 1 of the pool split between the classes."""
+    return [int(k) if k >= 1 else max(1, round(k * pool_size / n_classes)) for k in rounds]
+
+
 def teacher_blend(p_clf: np.ndarray, p_tfidf: np.ndarray, weight: float) -> np.ndarray:
     """The two models' class probabilities combined as log-odds, each model's centred per document and scaled to
     unit spread over all documents first: a fine-tuned classifier's log-odds spread ~10x a TF-IDF model's (IMDb,
@@ -123,8 +128,9 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
     from .train import train_classifier
 
     s = settings or SelfTrainSettings()
-    if not s.rounds or any(k < 1 for k in s.rounds):
-        raise UlmfitError(f"--rounds needs one or more documents-per-class counts of at least 1, got {s.rounds}")
+    if not s.rounds or any(k <= 0 or (k > 1 and k != int(k)) for k in s.rounds):
+        raise UlmfitError(f"--rounds takes documents per class (whole numbers) or shares of the pool (0-1), "
+                          f"got {s.rounds}")
     if not 0 <= s.teacher_weight <= 1:
         raise UlmfitError(f"--teacher-weight must be between 0 and 1, got {s.teacher_weight}")
     if s.lr_find:
@@ -137,9 +143,10 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
     student = dataclasses.replace(ts, stages=s.student_stages or ts.stages)
     parse_stages(student.stages)  # a typo fails now, not after round 0
     store, gold, pool = documents_of(data, ts)
+    per_class = per_class_counts(s.rounds, len(pool), len(store.classes))
     say = (lambda *a: None) if s.quiet else (lambda msg: print(msg, file=sys.stderr))
     say(f"self-training: {len(gold):,} labelled documents, {len(pool):,} unlabelled ones to draw from, "
-        f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in s.rounds)} per class")
+        f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in per_class)} per class")
     t0, summary = time.time(), []
 
     base = work / "baseline"
@@ -183,7 +190,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
                 order = [tf.classes.index(c) for c in clf.classes]
                 p_tfidf = tf.predict_proba(texts)[:, order]
             probs = teacher_blend(probs, p_tfidf, s.teacher_weight)
-        pos, cls = most_confident(probs, s.rounds[r])
+        pos, cls = most_confident(probs, per_class[r])
         chosen = pool[pos]
         held_labels = store.labels[chosen] if store.labels is not None else np.full(len(chosen), -1)
         known = held_labels >= 0  # e.g. train documents beyond --limit-train: their labels check the teacher
@@ -195,7 +202,8 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
         write_json(labelled_next, {"teacher": teacher, "docs": chosen.tolist(), "labels": cls.tolist()})
         pseudo = (chosen, cls)
     result = {"data": str(data), "lm": str(lm), "labelled": int(len(gold)), "pool": int(len(pool)),
-              "rounds": summary, "teacher_weight": s.teacher_weight, "seconds": round(time.time() - t0, 1)}
+              "per_class": per_class, "rounds": summary, "teacher_weight": s.teacher_weight,
+              "seconds": round(time.time() - t0, 1)}
     write_json(out / "self_train.json", result)
     say(f"wrote {out}: the round-{len(s.rounds)} classifier; per round in {out / 'self_train.json'}")
     return result

@@ -48,20 +48,21 @@ COMMANDS = [
     Command(
         "self-train", "train a classifier from few labels and many unlabelled texts (self-training)",
         "For a dataset with few labelled documents and many unlabelled ones (IMDb's 50,000 unsup reviews; the "
-        "tables given to `prepare table --unlabelled`, and train rows beyond --limit-train): train-classifier on the labels (round 0), then per --rounds entry N: "
-        "label the unlabelled documents with the latest classifier blended with a TF-IDF baseline trained on the "
-        "same labels (--teacher-weight), take the N per class it is surest of, and train a new classifier from "
-        "--lm on labels + those. The test split and the validation documents are never labelled nor trained on. "
-        "--out receives the last round's classifier and self_train.json (each round's documents added, their "
-        "agreement with labels held back by --limit-train, valid accuracy); earlier rounds in OUT/self-train/. "
-        "Takes every train-classifier option; --resume continues a stopped run at its round.",
+        "tables given to `prepare table --unlabelled`, and train rows beyond --limit-train): train-classifier on "
+        "the labels (round 0), then per --rounds entry: label the unlabelled documents with the latest classifier "
+        "blended with a TF-IDF baseline trained on the same labels (--teacher-weight), take the N per class it is "
+        "surest of (or a share of the pool), and train a new classifier from --lm on labels + those. The test "
+        "split and the validation documents are never labelled nor trained on. --out receives the last round's "
+        "classifier and self_train.json (each round's documents added, their agreement with labels held back by "
+        "--limit-train, valid accuracy); earlier rounds in OUT/self-train/. Takes every train-classifier option; "
+        "--resume continues a stopped run at its round.",
         lambda a, s: api.self_train(a.data, a.out, a.lm, s), SelfTrainSettings,
         [arg("data", metavar="DATA", help="a tokenized dataset folder with labelled and unlabelled documents"),
          arg("--lm", "--encoder", dest="lm", required=True, metavar="LM_DIR",
              help="the fine-tuned language-model folder every round starts from"),
          arg("--out", required=True, metavar="DIR", help="the classifier folder to write")],
         "example: ulmfit self-train runs/imdb/data --lm runs/imdb/lm --limit-train 100 --valid-frac 0.02 "
-        "--rounds 5000,10000 --out models/imdb-100"),
+        "--rounds 5000,15000 --student-stages 1:1:4e-2,2:1:2e-2,all:2:5e-3 --out models/imdb-100"),
     Command(
         "predict", "classify raw texts with a classifier folder",
         "Classify texts given as arguments, read from --input (.txt: one text per line; .csv/.tsv/.jsonl/.parquet: "

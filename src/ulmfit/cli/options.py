@@ -2,7 +2,7 @@
 
 Field `max_len` becomes `--max-len` with the field's type, default and help (its metadata: see
 `ulmfit.settings.opt`), so the CLI never restates a default. Booleans are switches; lists are a
-repeatable flag (or several values after one flag), tuples and `list[int]` comma-separated values.
+repeatable flag (or several values after one flag), tuples and `list[int|float]` comma-separated values.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def add_settings(parser, cls, skip=(), group: str | None = None):
             kw["help"] += shown
         elif typing.get_origin(tp) is list:
             elem = typing.get_args(tp)[0]
-            if elem is int:  # e.g. --head 50,20
-                kw.update(type=_comma(int), metavar=m.get("metavar"))
+            if elem in (int, float):  # e.g. --head 50,20
+                kw.update(type=_comma(elem), metavar=m.get("metavar"))
             elif m.get("nargs"):
                 kw.update(nargs=m["nargs"], metavar=m.get("metavar"))
             else:  # repeatable: --text-col a --text-col b

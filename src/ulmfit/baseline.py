@@ -39,9 +39,8 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
-    from .batching.documents import limit_docs
     from .data.dataset import read_texts
-    from .classifier.task import holdout
+    from .classifier.task import training_docs
     from .io import check_output_dir, read_json, write_json
     from .text.store import labelled
 
@@ -64,11 +63,9 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
     multi = labels.ndim == 2
     train_idx = np.load(root / "splits" / f"{s.train_split}.npy")
     report_idx = np.load(root / "splits" / f"{split}.npy")
-    valid_idx, keep = None, np.arange(len(train_idx))
-    if s.valid_frac:  # positions in the split, exactly as train-classifier takes them
-        keep, va = holdout(labels[train_idx], s.valid_frac)
-        valid_idx = train_idx[va]
-    train_idx = train_idx[limit_docs(keep[labelled(labels[train_idx[keep]])], s.limit_train)]
+    keep, va = training_docs(labels[train_idx], s.valid_frac, s.limit_train)  # as train-classifier takes them
+    valid_idx = None if va is None else train_idx[va]
+    train_idx = train_idx[keep]
     if pseudo is not None:  # a copy of the labels with the teacher's added: labels.npy stays as it is
         if multi:
             raise UlmfitError("pseudo-labels are for single-label datasets")

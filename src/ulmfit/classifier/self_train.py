@@ -87,17 +87,11 @@ def _done(folder: Path) -> bool:
 
 def _gold_and_valid(store, s: TrainClassifierSettings):
     """The labelled training documents and the validation documents (store indices), as train-classifier takes them."""
-    from ..batching.documents import limit_docs
-    from ..text.store import labelled
-    from .task import holdout
+    from .task import training_docs
 
     train = store.split(s.train_split)
-    keep, valid = np.arange(len(train)), None
-    if s.valid_frac:
-        keep, va = holdout(train.labels, s.valid_frac)
-        valid = train.index[va]
-    keep = limit_docs(keep[labelled(train.labels[keep])], s.limit_train)
-    return train.index[keep], valid
+    keep, valid = training_docs(train.labels, s.valid_frac, s.limit_train)
+    return train.index[keep], None if valid is None else train.index[valid]
 
 
 def documents_of(data, s: TrainClassifierSettings):

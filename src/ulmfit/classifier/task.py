@@ -77,6 +77,19 @@ def holdout(labels, frac: float, seed: int = 1234):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(valid))
 
 
+def training_docs(labels, valid_frac: float | None, limit_train: int | None):
+    """(positions the classifier trains on, positions held out for validation or None) in a split with these
+    labels: --valid-frac's hold-out and the unlabelled documents left out, then --limit-train's fixed random N.
+    The baseline and self-training take the same documents."""
+    from ..batching.documents import limit_docs
+
+    labels = np.asarray(labels)
+    keep, valid = np.arange(len(labels)), None
+    if valid_frac:
+        keep, valid = holdout(labels, valid_frac)
+    return limit_docs(keep[labelled(labels[keep])], limit_train), valid
+
+
 class ClassifierTask:
     """Documents of a token store's split -> logits of `model(ids, lengths)`; cross entropy (or binary
     cross entropy per label for multi-label). Valid metrics: loss, accuracy, macro_f1."""

@@ -94,7 +94,7 @@ def _build(data, lm, args, pseudo=None):
         train_docs, valid_docs = holdout(labels, args.valid_frac)
     limit_train = args.limit_train
     if pseudo is not None:
-        train_split = _with_pseudo(store, train_split, train_docs, limit_train, *pseudo)
+        train_split = _with_pseudo(store, train_split, args, *pseudo)
         labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
     if args.multi_label and labels.ndim != 2:
         raise UlmfitError(f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
@@ -142,16 +142,15 @@ def _build(data, lm, args, pseudo=None):
                            valid_split=valid_split)
 
 
-def _with_pseudo(store, train_split, train_docs, limit_train, docs, labels):
+def _with_pseudo(store, train_split, args, docs, labels):
     """The labelled training documents (after --valid-frac and --limit-train, as without pseudo-labels) plus
     documents `docs` of the store labelled `labels` by a teacher (self-training): one split, "train+pseudo"."""
     import numpy as np
 
-    from ..batching.documents import limit_docs
-    from ..text.store import Split, labelled
+    from ..text.store import Split
+    from .task import training_docs
 
-    keep = np.arange(len(train_split)) if train_docs is None else np.asarray(train_docs)
-    keep = limit_docs(keep[labelled(train_split.labels[keep])], limit_train)
+    keep, _ = training_docs(train_split.labels, args.valid_frac, args.limit_train)
     gold = train_split.index[keep]
     docs, labels = np.asarray(docs, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     if len(docs) != len(labels) or np.isin(docs, gold).any() or len(np.unique(docs)) != len(docs):

@@ -352,7 +352,7 @@ class SelfTrainSettings(TrainClassifierSettings):
     """`self-train`: few labels, many unlabelled texts: train-classifier, then rounds of labelling the unlabelled
     documents with the classifier (blended with TF-IDF) and training again on labels + the surest of them."""
 
-    rounds: list[float] = opt([0.15, 0.4], "one round per entry: add the documents per class the teacher is surest "
+    rounds: list[float] = opt([0.15, 0.4, 0.67], "one round per entry: add the documents per class the teacher is surest "
                               "of (N, or a share F < 1 of the unlabelled pool split between the classes), then train "
                               "a new classifier from --lm", metavar="N|F[,...]")
     teacher_weight: float = opt(0.5, "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "

@@ -150,8 +150,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
         baseline(data, BaselineSettings(train_split=s.train_split, valid_frac=s.valid_frac,
                                         limit_train=s.limit_train, out=str(base), quiet=True))
     texts = _raw_texts(Path(data), pool) if s.teacher_weight < 1 else None
-    p_tfidf = None
-    pseudo = None
+    p_tfidf = docs = pseudo = None
     for r in range(len(s.rounds) + 1):
         folder = out if r == len(s.rounds) else work / f"round-{r}"
         was_done = _done(folder)
@@ -175,7 +174,8 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
             continue
         # the teacher labels the pool
         clf = TextClassifier.load(folder, threads=s.threads)
-        docs = [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()]
+        if docs is None:  # the pool's id arrays, once for all rounds
+            docs = [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()]
         say(f"round {r + 1}: the round-{r} classifier labels {len(pool):,} documents")
         probs = clf.predict_ids(docs, progress=not s.quiet)
         if texts is not None:

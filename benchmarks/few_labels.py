@@ -34,7 +34,10 @@ def main(argv=None):
     p.add_argument("--stages", default="1:4:4e-2,2:4:2e-2,3:4:1e-2,all:8:5e-3", help="classifier stages")
     p.add_argument("--drop-mult", type=float, default=0.15, help="classifier dropout multiplier")
     p.add_argument("--blend-weight", type=float, default=0.5, help="ULMFiT's weight in the blend with the baseline")
-    p.add_argument("--self-train", default="", metavar="K,K", help="also self-train: documents per class per round")
+    p.add_argument("--self-train", default="", metavar="K,K",
+                   help="also self-train: documents per class per round, or shares of the pool (< 1: 0.15,0.4,0.67 "
+                        "is self-train's default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the classifiers' training (not of the N labels)")
     p.add_argument("--student-stages", default="1:1:4e-2,2:1:2e-2,3:1:1e-2,all:2:5e-3", help="stages of the rounds")
     p.add_argument("--out", required=True, help="folder for the classifiers")
     a = p.parse_args(argv)
@@ -45,7 +48,7 @@ def main(argv=None):
         clas = self_dir / "self-train" / "round-0" if a.self_train else Path(a.out) / f"clas-{n}"
         # validation (monitoring only: the last epoch is scored) on 2 % of train held out; the test split unseen
         s = TrainClassifierSettings(limit_train=n, valid_frac=0.02, stages=a.stages, bs=min(32, max(8, n // 8)),
-                                    max_len=700, drop_mult=a.drop_mult, quiet=True)
+                                    max_len=700, drop_mult=a.drop_mult, seed=a.seed, quiet=True)
         if not (clas / "history.json").exists():
             ulmfit.train_classifier(a.data, clas, lm=a.lm, settings=s)
         base_dir = Path(a.out) / f"baseline-{n}"
@@ -66,10 +69,10 @@ def _self_train(a, n, out, base_dir, round0):
     """self-train from the round-0 classifier (trained above with the few-label settings; its students train on
     thousands of documents: batches of 32, --student-stages), and TF-IDF self-trained alike."""
     from ulmfit.classifier.evaluate import _raw_texts
-    from ulmfit.classifier.self_train import documents_of, most_confident
+    from ulmfit.classifier.self_train import documents_of, most_confident, per_class_counts
     from ulmfit.tfidf import TfidfModel
 
-    rounds = [int(k) for k in a.self_train.split(",")]
+    rounds = [float(k) for k in a.self_train.split(",")]
     s = SelfTrainSettings(**{**round0, "bs": 32, "stages": a.stages, "student_stages": a.student_stages,
                              "rounds": rounds})
     res = ulmfit.self_train(a.data, out, a.lm, s)
@@ -78,10 +81,10 @@ def _self_train(a, n, out, base_dir, round0):
            "self_train_macro_f1": round(ev["macro_f1"], 4), "self_train_blend_accuracy": round(ev["blend"]["accuracy"], 4),
            "self_train_teacher_agreement": [r.get("agreement_with_held_labels") for r in res["rounds"][1:]]}
     # TF-IDF self-trained the same way: its own teacher, the same pool and K per round
-    _, _, pool = documents_of(a.data, s)
+    store, _, pool = documents_of(a.data, s)
     texts = _raw_texts(Path(a.data), pool)
     teacher, acc = TfidfModel.load(base_dir), []
-    for r, k in enumerate(rounds, 1):
+    for r, k in enumerate(per_class_counts(rounds, len(pool), len(store.classes)), 1):
         pos, cls = most_confident(teacher.predict_proba(texts), k)
         d = out / "tfidf-self-train" / f"round-{r}"
         d.mkdir(parents=True, exist_ok=True)

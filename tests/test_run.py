@@ -110,6 +110,61 @@ def test_a_run_without_a_hold_out_reports_no_blend(tmp_path, run_cli):
     assert "blend" not in report["evaluation"] and 0 <= report["accuracy"] <= 1 and "blended" not in stdout
 
 
+def test_a_run_with_self_training_evaluates_the_self_trained_classifier_and_resumes(tmp_path, run_cli):
+    """[self_train]: the classifier stage is round 0; rounds of new classifiers on the labels + the unlabelled
+    reviews they label; the last is the model evaluated, and the report has a table of the rounds."""
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=30)
+    cfg = load_config("tiny")
+    cfg["data"]["source"] = str(tar)
+    cfg["classifier"]["limit_train"] = 20  # the other train reviews join the pool: their labels check the teacher
+    cfg["self_train"] = {"rounds": [5, 10], "student_stages": "1:1:2e-2"}
+    cfg.pop("lr_find")
+    (tmp_path / "st.toml").write_text(dump_toml(cfg))
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("run", tmp_path / "st.toml", "--out", out, "--quiet")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    st = report["self_training"]
+    # 60 train reviews, 12 held out, 20 labelled: the pool is the 28 other train reviews + the 30 unlabelled ones
+    assert st["labelled"] == 20 and st["pool"] == 58 and st["per_class"] == [5, 10]
+    added = [r["pseudo_labelled"] for r in st["rounds"]]  # K per class the teacher predicts (a tiny one: maybe one)
+    assert added[0] == 0 and 5 <= added[1] <= 10 and 10 <= added[2] <= 20
+    assert st["rounds"][0]["folder"] == str(out / "classifier")  # the classifier stage is round 0: not trained again
+    assert not (out / "self-train" / "self-train" / "round-0").exists()
+    assert all(r["held_labels_seen"] > 0 for r in st["rounds"][1:])
+    assert report["evaluation"]["models"] == [str(out / "self-train" / "best")]
+    assert "self-trained" in report["classifiers"] and "## Self-training" in (out / "report.md").read_text()
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["self_train"]["status"] == "done"
+    mtime = (out / "self-train" / "model.safetensors").stat().st_mtime_ns
+
+    # killed during the last round: the finished round is kept, the stage resumes
+    stages["self_train"]["status"] = "running"
+    (out / "stages.json").write_text(json.dumps(stages))
+    round1 = out / "self-train" / "self-train" / "round-1" / "model.safetensors"
+    r1 = round1.stat().st_mtime_ns
+    (out / "self-train" / "history.json").unlink()
+    code, _, err = run_cli("run", tmp_path / "st.toml", "--out", out, "--quiet")
+    assert code == 0, err
+    assert "stage self_train: resuming" in err and round1.stat().st_mtime_ns == r1
+    assert (out / "self-train" / "model.safetensors").stat().st_mtime_ns != mtime
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["classifier"]["reused"] and stages["self_train"]["status"] == "done"
+
+    for section, match in [({"rounds": [5], "stages": "1:1:1e-2"}, r"\[self_train\]: key 'stages' does not belong here "
+                                                                      r"\(\[classifier\]\)"),
+                           ({"roundz": [5]}, r"key 'roundz' does not belong here \(one of rounds, student_stages")]:
+        cfg["self_train"] = section
+        (tmp_path / "bad.toml").write_text(dump_toml(cfg))
+        with pytest.raises(UlmfitError, match=match):
+            load_config(tmp_path / "bad.toml")
+    cfg["self_train"] = {"rounds": [5]}
+    cfg["classifier"]["backwards"] = True
+    (tmp_path / "bad.toml").write_text(dump_toml(cfg))
+    with pytest.raises(UlmfitError, match=r"\[self_train\] trains new forward classifiers"):
+        load_config(tmp_path / "bad.toml")
+
+
 def test_print_config(run_cli):
     code, out, _ = run_cli("run", "--print-config", "imdb-cpu")
     assert code == 0 and "[classifier]" in out and 'name = "imdb-cpu"' in out

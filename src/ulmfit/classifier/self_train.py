@@ -111,10 +111,12 @@ def documents_of(data, s: TrainClassifierSettings):
     return store, gold, pool
 
 
-def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict:
+def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=None) -> dict:
     """Train a classifier on the labels (round 0), then once per entry of settings.rounds: label the unlabelled
     documents with the current classifier (blended with a TF-IDF baseline), add the `rounds[r]` surest per
-    class and train a new classifier from `lm` on labels + those. -> the summary (also OUT/self_train.json)."""
+    class and train a new classifier from `lm` on labels + those. -> the summary (also OUT/self_train.json).
+    `start`: a finished classifier folder trained on the same labels (e.g. `ulmfit run`'s classifier stage) to
+    take as round 0 instead of training one."""
     from ..inference import TextClassifier
     from ..tfidf import TfidfModel
     from .evaluate import _raw_texts
@@ -151,8 +153,10 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None) -> dict
                                         limit_train=s.limit_train, out=str(base), quiet=True))
     texts = _raw_texts(Path(data), pool) if s.teacher_weight < 1 else None
     p_tfidf = docs = pseudo = None
+    if start is not None and not _done(Path(start)):
+        raise UlmfitError(f"{start}: not a finished classifier folder (round 0 of self-training)")
     for r in range(len(s.rounds) + 1):
-        folder = out if r == len(s.rounds) else work / f"round-{r}"
+        folder = out if r == len(s.rounds) else Path(start) if r == 0 and start is not None else work / f"round-{r}"
         was_done = _done(folder)
         if not was_done:
             say(f"round {r}: training on {len(gold):,} labelled"

@@ -133,7 +133,7 @@ def _build(data, lm, args, pseudo=None):
                       progress=not args.quiet)
     config = ClassifierConfig(mcfg, settings, {
         "data": str(data), "lm": None if lm is None else str(lm), "vocab_hash": store.vocab.hash,
-        "train_split": train_split.name, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
+        "train_split": args.train_split, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
         "bs": args.bs, "limit_train": args.limit_train, "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
         "phases": [dataclasses.asdict(p) for p in phases],
         "train": dataclasses.asdict(cfg)})

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 STAGES = ("prepare", "tokenize", "baseline", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
-          "lm-bwd", "classifier-bwd", "evaluate")
+          "lm-bwd", "classifier-bwd", "self_train", "evaluate")
 
 
 def register(sub):
@@ -19,14 +19,17 @@ def register(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the ULMFiT pipeline described by CONFIG (a TOML/YAML file or a shipped preset): "
         "prepare -> tokenize -> pretrain (or load, or skip) -> [lr finder] -> fine-tune LM -> classifier (forward, optionally "
-        "backward) -> evaluate (+ ensemble) -> report.md/report.json. Each stage's output is a folder in the run "
+        "backward) -> [self-training] -> evaluate (+ ensemble) -> report.md/report.json. Each stage's output is a folder in the run "
         "folder, reused when nothing it depends on changed; an interrupted run resumes where it stopped.\n\n"
         f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise. A config with "
         "only a [data] section gets text-cpu (text-gpu on a GPU).\n\n"
         "Sizing: `budget = \"30m\"` at the top of a config (or in [finetune_lm] / [classifier] for one stage) "
         "measures this machine's speed with a few training steps and sizes the LM fine-tuning steps and the "
         "classifier epochs to fit; `sizing = \"data\"` sizes them to the data instead (LM passes over the texts, "
-        "classifier epochs by labelled documents). report.md says what was chosen and why.",
+        "classifier epochs by labelled documents). report.md says what was chosen and why.\n\n"
+        "Few labels, many unlabelled texts: a [self_train] section (rounds = [0.15, 0.4, 0.67], teacher_weight, "
+        "student_stages; see `ulmfit self-train --help`) adds rounds of classifiers trained on the labels plus the "
+        "unlabelled texts the previous round labels; the last round is the model evaluated.",
         epilog="examples:\n  ulmfit run imdb --source ../shared/data/aclImdb_v1.tar.gz\n"
         "  ulmfit run --print-config imdb-cpu > my.toml && ulmfit run my.toml --out runs/mine\n"
         "  printf 'budget = \"30m\"\\n[data]\\nsource = \"train.csv\"\\ntest = \"test.csv\"\\n' > mine.toml && ulmfit run mine.toml",

@@ -11,15 +11,17 @@ from ..errors import UlmfitError
 from .budget import parse_duration
 
 from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings, LRFindLMSettings,
-                        PretrainSettings, TableSettings, TokenizeSettings, TrainClassifierSettings, from_dict)
+                        PretrainSettings, SelfTrainSettings, TableSettings, TokenizeSettings, TrainClassifierSettings,
+                        from_dict)
 
 # Each section's settings class: its keys are the stage's settings (the same names as the command's options).
 SECTION_SETTINGS = {"tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
                     "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings,
-                    "baseline": BaselineSettings}
+                    "baseline": BaselineSettings, "self_train": SelfTrainSettings}
 DATA_SETTINGS = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings}
 SECTIONS = ("data", "tokenize", "pretrain", "finetune_lm", "classifier", "evaluate")
-OPTIONAL_SECTIONS = ("lr_find", "baseline")  # lr_find: runs when present; baseline: always runs, settings optional
+# lr_find, self_train: run when present; baseline: always runs, settings optional
+OPTIONAL_SECTIONS = ("lr_find", "baseline", "self_train")
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 # Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
 RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
@@ -28,6 +30,8 @@ RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "cor
 # how many processes train (torchrun, ulmfit.training.distributed).
 TOP_KEYS = ("name", "description", "base", "budget", "sizing", "nproc")
 SIZINGS = ("fixed", "data")
+CLASSIFIER_KEYS = set(TrainClassifierSettings.__dataclass_fields__)
+SELF_TRAIN_KEYS = set(SelfTrainSettings.__dataclass_fields__) - CLASSIFIER_KEYS
 # Settings the runner owns (where each stage reads and writes, resuming, progress): not for a config.
 RUNNER_OWNED = {"resume", "quiet", "out", "ensemble"}
 
@@ -143,6 +147,9 @@ def validate(cfg: dict, where: str) -> dict:
     if cfg["tokenize"].get("keep_vocab") == "pretrained" and mode != "from":
         raise UlmfitError(f"{where}: [tokenize] keep_vocab = 'pretrained' keeps the words of the model the run "
                           f"starts from: it needs [pretrain] mode = 'from', not {mode!r}")
+    if "self_train" in cfg and (mode == "none" or cfg["classifier"].get("backwards")):
+        raise UlmfitError(f"{where}: [self_train] trains new forward classifiers from the fine-tuned language model: it "
+                          "needs a [pretrain] mode other than 'none' and [classifier] backwards = false")
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
         raise UlmfitError(f"{where}: [pretrain] mode = 'corpus' needs corpus = [files]")
     if mode == "from" and not cfg["pretrain"].get("folder"):
@@ -168,6 +175,11 @@ def stage_settings(cfg: dict, section: str, where: str = "config"):
     else:
         cls = DATA_SETTINGS[table.get("kind", "imdb")] if section == "data" else SECTION_SETTINGS[section]
     rest = {k: v for k, v in table.items() if k not in run_keys}
+    if section == "self_train":  # its rounds only: the classifiers it trains take [classifier]'s settings
+        own = SELF_TRAIN_KEYS
+        if other := sorted(set(rest) - own):
+            where_to = "[classifier]" if other[0] in CLASSIFIER_KEYS else f"one of {', '.join(sorted(own))}"
+            raise UlmfitError(f"{here}: key {other[0]!r} does not belong here ({where_to})")
     if cls is None:
         if rest:
             raise UlmfitError(f"{here}: key {sorted(rest)[0]!r} does nothing with mode = 'from' "

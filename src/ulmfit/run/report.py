@@ -82,10 +82,10 @@ def _fmt(x, nd=4):
 
 
 def verdict(classifiers: dict, baseline: dict | None, best: bool = False, blend: dict | None = None) -> str | None:
-    """Whether ULMFiT beat the baseline on the documents both validated on (the forward classifier's epoch
-    that is evaluated -- its best on a hold-out when `best`, else its last -- against the baseline on the
+    """Whether ULMFiT beat the baseline on the documents both validated on (the forward (or self-trained)
+    classifier's epoch that is evaluated -- its best on a hold-out when `best`, else its last -- against the baseline on the
     same held-out documents), and the blend of the two when there is one; None when they shared none."""
-    fwd = (classifiers.get("forward") or {}).get("best" if best else "final") or {}
+    fwd = (classifiers.get("self-trained") or classifiers.get("forward") or {}).get("best" if best else "final") or {}
     base = (baseline or {}).get("valid") or {}
     if fwd.get("accuracy") is None or base.get("accuracy") is None:
         return None
@@ -121,8 +121,9 @@ def write_report(runner) -> dict:
                "settings": state[n].get("settings", {})} for n in runner.order if n in state]
     lms = {n: _lm_summary(d / f) for n, f in (("pretrain", "pretrain"), ("pretrain_bwd", "pretrain-bwd"),
                                                ("lm", "lm"), ("lm_bwd", "lm-bwd")) if (d / f).exists()}
-    clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"))
-            if (d / f).exists()}
+    clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"),
+                                                  ("self-trained", "self-train")) if (d / f / "history.json").exists()}
+    st = _read(d / "self-train" / "self_train.json")
     ev = _read(d / "evaluation" / "evaluation.json") or {}
     baseline = _read(d / "baseline" / "baseline.json")
     lf = _read(d / "lr_find" / "lr_find.json")
@@ -137,6 +138,8 @@ def write_report(runner) -> dict:
         "tokens": {k: man.get(k) for k in ("vocab_size", "n_tokens", "unk_rate", "tokenizer")},
         "lr_find": lr_find, "language_models": {k: v for k, v in lms.items() if v}, "classifiers": clas,
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
+        "self_training": st and {k: st.get(k) for k in ("labelled", "pool", "per_class", "teacher_weight", "rounds",
+                                                         "seconds")},
         "baseline": baseline, "verdict": verdict(clas, baseline, best=bool(runner.settings("classifier").valid_frac),
                                                blend=ev.get("blend")),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
@@ -230,6 +233,19 @@ def render(r) -> str:
         L.append("")
         for name, c in r["classifiers"].items():
             L += [f"![{name} {kind}]({c[kind]})" for kind in ("curve", "confusion") if c.get(kind)]
+        L.append("")
+    if r.get("self_training"):
+        st = r["self_training"]
+        L += ["## Self-training", "",
+              f"{st['labelled']} labelled documents; each round, the previous round's classifier (blended with the "
+              f"TF-IDF baseline, weight {st['teacher_weight']:g} on the classifier) labelled {st['pool']} unlabelled "
+              f"ones and a new classifier trained on the labels plus the surest of them ({st['seconds'] / 60:.1f} min). "
+              "The self-trained classifier is the one evaluated.", "",
+              "| round | documents added | agreement with held-back labels | valid accuracy |", "|---|---|---|---|"]
+        for row in st["rounds"]:
+            agree = row.get("agreement_with_held_labels")
+            L.append(f"| {row['round']} | {row['pseudo_labelled']} | {'–' if agree is None else f'{100 * agree:.1f} %'}"
+                     f" | {_fmt(row.get('valid_accuracy'))} |")
         L.append("")
     if r["evaluation"]:
         ev = r["evaluation"]

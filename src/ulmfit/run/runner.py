@@ -20,10 +20,10 @@ from pathlib import Path
 from .. import api
 from ..errors import UlmfitError
 from ..io import read_json, write_json
-from ..settings import EvaluateSettings
+from ..settings import EvaluateSettings, SelfTrainSettings
 from .config import stage_settings
 
-TRAINING = ("pretrain", "finetune_lm", "train_classifier")  # stage functions whose settings take resume
+TRAINING = ("pretrain", "finetune_lm", "train_classifier", "_self_train")  # stage functions whose settings take resume
 
 
 def _key(*parts) -> str:
@@ -139,8 +139,8 @@ class Runner:
             prev["reused"] = True
             self._save()
             return
-        resume = (not force and prev.get("key") == key and prev.get("status") == "running"
-                  and fn.__name__ in TRAINING and (out / "checkpoint.safetensors").exists())
+        resume = (not force and prev.get("key") == key and prev.get("status") == "running" and fn.__name__ in TRAINING
+                  and (out / ("self-train" if fn.__name__ == "_self_train" else "checkpoint.safetensors")).exists())
         if not resume and out.exists() and self.main:
             shutil.rmtree(out)
         self.dist.barrier()
@@ -317,6 +317,13 @@ class Runner:
             lm_dep = [] if mode == "none" else [f"finetune_lm{sfx}" if mode in ("corpus", "from") else f"lm{sfx}"]
             self._stage(f"classifier{sfx}", api.train_classifier, [data, clas, None if mode == "none" else lm],
                         self.settings("classifier", backwards=bwd), clas, ["tokenize", *lm_dep])
+        final = "classifier"
+        if "self_train" in cfg:  # rounds of new forward classifiers on the labels + the unlabelled texts they label
+            final = "self-train"
+            rounds = {k: getattr(self.settings("self_train"), k) for k in cfg["self_train"]}
+            s = SelfTrainSettings(**{**dataclasses.asdict(self.settings("classifier")), **rounds})
+            self._stage("self_train", _self_train, [data, d / final, d / "lm", d / "classifier"], s, d / final,
+                        ["tokenize", "classifier", *lm_dep])  # (forward only: config.validate checks)
         ev = d / "evaluation"
         # With a hold-out of the train split, the epoch that did best on it is the model evaluated (selection
         # never saw the test split); validating on the test split itself, only the last epoch is fair.
@@ -328,8 +335,9 @@ class Runner:
             multi = (json.loads((d / "classifier" / "config.json").read_text()).get("classifier") or {}).get("multi_label")
             own = not multi and self.settings("classifier").valid_frac
             s = dataclasses.replace(s, blend=str(d / "baseline") if own else None)
-        self._stage("evaluate", _evaluate, [str(d / "classifier" / pick), data], s, ev,
-                    ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []) + (["baseline"] if s.blend else []))
+        self._stage("evaluate", _evaluate, [str(d / final / pick), data], s, ev,
+                    ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []) + (["baseline"] if s.blend else [])
+                    + (["self_train"] if final != "classifier" else []))
         from .report import write_report
 
         self.state["_total_seconds"] = round(time.time() - t0, 2)
@@ -342,6 +350,10 @@ class Runner:
 def _baseline(data, settings):
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     return api.baseline(data, settings)
+
+
+def _self_train(data, out, lm, start, settings):
+    return api.self_train(data, out, lm, settings, start=start)
 
 
 def _evaluate(model, data, settings: EvaluateSettings):

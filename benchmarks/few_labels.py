@@ -38,7 +38,7 @@ def main(argv=None):
                    help="also self-train: documents per class per round, or shares of the pool (< 1: 0.15,0.4,0.67 "
                         "is self-train's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the classifiers' training (not of the N labels)")
-    p.add_argument("--student-stages", default="1:1:4e-2,2:1:2e-2,3:1:1e-2,all:2:5e-3", help="stages of the rounds")
+    p.add_argument("--student-stages", default=SelfTrainSettings.student_stages, help="stages of the rounds")
     p.add_argument("--out", required=True, help="folder for the classifiers")
     a = p.parse_args(argv)
     rows = []

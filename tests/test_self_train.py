@@ -87,7 +87,8 @@ def test_self_train_rounds_add_confident_documents_and_resume(tmp_path, run_cli)
     lm = _lm(tmp_path / "lm", store)
     out = tmp_path / "st"
     args = ["self-train", tmp_path / "d", "--lm", lm, "--out", out, "--limit-train", "80", "--valid-frac", "0.1",
-            "--rounds", "20,40", "--teacher-weight", "1", "--stages", "all:10:3e-2", "--lr-div", "1", "--bs", "16",
+            "--rounds", "20,40", "--teacher-weight", "1", "--stages", "all:10:3e-2", "--student-stages", "all:10:3e-2",
+            "--lr-div", "1", "--bs", "16",
             "--drop-mult", "0.1", "--threads", "1", "--quiet"]
     code, _, err = run_cli(*args)
     assert code == 0, err

@@ -357,8 +357,8 @@ class SelfTrainSettings(TrainClassifierSettings):
                               "a new classifier from --lm", metavar="N|F[,...]")
     teacher_weight: float = opt(0.5, "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "
                                 "same labels) having the rest; 1: the classifier alone", metavar="W")
-    student_stages: str | None = opt(None, "--stages of the rounds after the first, which train on many more "
-                                     "documents (default: --stages)", metavar="N:E:LR,...")
+    student_stages: str = opt("1:1:4e-2,2:1:2e-2,all:2:5e-3", "--stages of the rounds after the first, which train on "
+                              "thousands of documents: 4 epochs (measured on IMDb and agnews-small)", metavar="N:E:LR,...")
 
 
 @dataclass

@@ -136,7 +136,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     check_output_dir(out)
     out, work = Path(out), Path(out) / "self-train"
     ts = _train_settings(s)
-    student = dataclasses.replace(ts, stages=s.student_stages or ts.stages)
+    student = dataclasses.replace(ts, stages=s.student_stages)
     parse_stages(student.stages)  # a typo fails now, not after round 0
     store, gold, pool = documents_of(data, ts)
     per_class = per_class_counts(s.rounds, len(pool), len(store.classes))

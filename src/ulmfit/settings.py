@@ -157,7 +157,8 @@ class TableSettings(LabelledPrepareSettings):
     label_sep: str | None = opt(None, "multi-label: the label cell holds several labels separated by SEP (e.g. "
                                 "'|'); an empty cell means no label applies", metavar="SEP")
     test: str | None = opt(None, "a labelled test table (same columns)", metavar="FILE")
-    unlabelled: list[str] = opt([], "tables of texts without labels, for the language model only", metavar="FILE",
+    unlabelled: list[str] = opt([], "tables of texts without labels, for the language model (and the pool that "
+                                "`self-train` labels)", metavar="FILE",
                                 nargs="+")
 
 

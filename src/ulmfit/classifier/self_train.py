@@ -133,6 +133,8 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
         raise UlmfitError("--lr-find belongs to train-classifier (the sweep of round 0 is the same there)")
     if lm is None:
         raise UlmfitError("self-training starts every round from a fine-tuned language model: give --lm")
+    if start is not None and not _done(Path(start)):
+        raise UlmfitError(f"{start}: not a finished classifier folder (round 0 of self-training)")
     check_output_dir(out)
     out, work = Path(out), Path(out) / "self-train"
     ts = _train_settings(s)
@@ -153,8 +155,6 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
                                         limit_train=s.limit_train, out=str(base), quiet=True))
     texts = _raw_texts(Path(data), pool) if s.teacher_weight < 1 else None
     p_tfidf = docs = pseudo = None
-    if start is not None and not _done(Path(start)):
-        raise UlmfitError(f"{start}: not a finished classifier folder (round 0 of self-training)")
     for r in range(len(s.rounds) + 1):
         folder = out if r == len(s.rounds) else Path(start) if r == 0 and start is not None else work / f"round-{r}"
         was_done = _done(folder)

@@ -147,9 +147,9 @@ def validate(cfg: dict, where: str) -> dict:
     if cfg["tokenize"].get("keep_vocab") == "pretrained" and mode != "from":
         raise UlmfitError(f"{where}: [tokenize] keep_vocab = 'pretrained' keeps the words of the model the run "
                           f"starts from: it needs [pretrain] mode = 'from', not {mode!r}")
-    if "self_train" in cfg and (mode == "none" or cfg["classifier"].get("backwards")):
+    if "self_train" in cfg and (mode == "none" or cfg["classifier"].get("backwards") or nproc > 1):
         raise UlmfitError(f"{where}: [self_train] trains new forward classifiers from the fine-tuned language model: it "
-                          "needs a [pretrain] mode other than 'none' and [classifier] backwards = false")
+                          "needs a [pretrain] mode other than 'none', [classifier] backwards = false and nproc = 1")
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
         raise UlmfitError(f"{where}: [pretrain] mode = 'corpus' needs corpus = [files]")
     if mode == "from" and not cfg["pretrain"].get("folder"):
@@ -176,9 +176,8 @@ def stage_settings(cfg: dict, section: str, where: str = "config"):
         cls = DATA_SETTINGS[table.get("kind", "imdb")] if section == "data" else SECTION_SETTINGS[section]
     rest = {k: v for k, v in table.items() if k not in run_keys}
     if section == "self_train":  # its rounds only: the classifiers it trains take [classifier]'s settings
-        own = SELF_TRAIN_KEYS
-        if other := sorted(set(rest) - own):
-            where_to = "[classifier]" if other[0] in CLASSIFIER_KEYS else f"one of {', '.join(sorted(own))}"
+        if other := sorted(set(rest) - SELF_TRAIN_KEYS):
+            where_to = "[classifier]" if other[0] in CLASSIFIER_KEYS else f"one of {', '.join(sorted(SELF_TRAIN_KEYS))}"
             raise UlmfitError(f"{here}: key {other[0]!r} does not belong here ({where_to})")
     if cls is None:
         if rest:

@@ -82,9 +82,10 @@ def _fmt(x, nd=4):
 
 
 def verdict(classifiers: dict, baseline: dict | None, best: bool = False, blend: dict | None = None) -> str | None:
-    """Whether ULMFiT beat the baseline on the documents both validated on (the forward (or self-trained)
-    classifier's epoch that is evaluated -- its best on a hold-out when `best`, else its last -- against the baseline on the
-    same held-out documents), and the blend of the two when there is one; None when they shared none."""
+    """Whether ULMFiT beat the baseline on the documents both validated on (the evaluated classifier's epoch --
+    the self-trained one if any, else the forward one; its best on a hold-out when `best`, else its last -- against
+    the baseline on the same held-out documents), and the blend of the two when there is one; None when they shared
+    none."""
     fwd = (classifiers.get("self-trained") or classifiers.get("forward") or {}).get("best" if best else "final") or {}
     base = (baseline or {}).get("valid") or {}
     if fwd.get("accuracy") is None or base.get("accuracy") is None:

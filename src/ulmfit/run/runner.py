@@ -20,10 +20,13 @@ from pathlib import Path
 from .. import api
 from ..errors import UlmfitError
 from ..io import read_json, write_json
-from ..settings import EvaluateSettings, SelfTrainSettings
+from ..settings import EvaluateSettings
 from .config import stage_settings
 
-TRAINING = ("pretrain", "finetune_lm", "train_classifier", "_self_train")  # stage functions whose settings take resume
+# Training stage functions (every torchrun rank runs them; their settings take resume), each with what in its
+# output folder shows there is a stopped run to resume.
+TRAINING = {"pretrain": "checkpoint.safetensors", "finetune_lm": "checkpoint.safetensors",
+            "train_classifier": "checkpoint.safetensors", "_self_train": "self-train"}
 
 
 def _key(*parts) -> str:
@@ -139,8 +142,8 @@ class Runner:
             prev["reused"] = True
             self._save()
             return
-        resume = (not force and prev.get("key") == key and prev.get("status") == "running" and fn.__name__ in TRAINING
-                  and (out / ("self-train" if fn.__name__ == "_self_train" else "checkpoint.safetensors")).exists())
+        resume = (not force and prev.get("key") == key and prev.get("status") == "running"
+                  and fn.__name__ in TRAINING and (out / TRAINING[fn.__name__]).exists())
         if not resume and out.exists() and self.main:
             shutil.rmtree(out)
         self.dist.barrier()
@@ -320,8 +323,8 @@ class Runner:
         final = "classifier"
         if "self_train" in cfg:  # rounds of new forward classifiers on the labels + the unlabelled texts they label
             final = "self-train"
-            rounds = {k: getattr(self.settings("self_train"), k) for k in cfg["self_train"]}
-            s = SelfTrainSettings(**{**dataclasses.asdict(self.settings("classifier")), **rounds})
+            # [self_train] holds only its own keys (config.validate): every other setting is [classifier]'s
+            s = self.settings("self_train", **dataclasses.asdict(self.settings("classifier")))
             self._stage("self_train", _self_train, [data, d / final, d / "lm", d / "classifier"], s, d / final,
                         ["tokenize", "classifier", *lm_dep])  # (forward only: config.validate checks)
         ev = d / "evaluation"

@@ -23,10 +23,24 @@ from ulmfit.models.language_model import LanguageModel
 from ulmfit.training.lm_task import LMTask
 from ulmfit.training.loop import TrainConfig
 from ulmfit.training.optim import make_optimizer
-from ulmfit.training.precision import cpu_bf16_speedup
+from ulmfit.training.precision import cpu_bf16_speedup, uses_bf16
+
+
+def resolve_precision(precision: str, device) -> tuple[str, str | None]:
+    """-> (precision to run, why a requested bf16 cannot run here or None). "auto" is the loop's choice:
+    bf16 on CUDA and on CPUs whose probe finds it usable and faster (ulmfit.training.precision)."""
+    if precision == "auto":
+        return ("bf16" if uses_bf16(device) else "fp32"), None
+    if precision == "bf16" and device.type == "cpu" and cpu_bf16_speedup() == 0.0:
+        return precision, "bf16 is not usable on this CPU (no AVX512-BF16/AMX, or oneDNN refuses it)"
+    return precision, None
 
 
 def measure(a, arch, precision, softmax, device):
+    requested = precision
+    precision, why_not = resolve_precision(precision, device)
+    if why_not:
+        return {"arch": arch, "precision": requested, "softmax": softmax, "skipped": why_not}
     torch.manual_seed(0)
     sizes = {k: getattr(a, k) for k in ("emb_size", "n_hid", "n_layers") if getattr(a, k)}
     cfg = preset(a.preset, a.vocab_size, arch=arch, **sizes)
@@ -59,7 +73,7 @@ def measure(a, arch, precision, softmax, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"arch": arch, "precision": precision, "softmax": softmax,
+    return {"arch": arch, "precision": precision, "requested": requested, "softmax": softmax,
             "tokens_per_s": round(a.bs * a.bptt * a.steps / dt, 1), "s_per_step": round(dt / a.steps, 4),
             "params": sum(p.numel() for p in lm.parameters())}
 
@@ -68,7 +82,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default=None, help="model size preset (default: paper on CUDA, cpu on CPU)")
     p.add_argument("--archs", default="awd_lstm,qrnn", help="comma-separated encoder architectures")
-    p.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (autocast)")
+    p.add_argument("--precisions", default="fp32,bf16",
+                   help="comma-separated: fp32, bf16 (autocast; a row says 'skipped' where this CPU cannot), "
+                        "auto (what training uses here: bf16 where the probe finds it usable and faster)")
     p.add_argument("--softmaxes", default="full,sampled", help="comma-separated: full, sampled")
     p.add_argument("--samples", type=int, default=2048, help="words drawn per step by the sampled softmax")
     p.add_argument("--bs", type=int, default=64, help="batch size (sequences per step)")

@@ -44,7 +44,8 @@ def read_reviews(source, split, limit=None, seed=0):
     return [out[i][1] for i in idx], np.array([out[i][2] for i in idx])
 
 
-def untrained_classifier(source, vocab_docs):
+def untrained_classifier(source, vocab_docs, size="paper", arch="awd_lstm"):
+    from ulmfit.artifacts import ClassifierConfig
     from ulmfit.inference import TextClassifier
     from ulmfit.models.classifier import ClassifierSettings, build_classifier
     from ulmfit.models.config import classifier_dropouts, preset
@@ -54,11 +55,11 @@ def untrained_classifier(source, vocab_docs):
     train, _ = read_reviews(source, "train", vocab_docs, seed=1)
     encoder = TextEncoder.from_texts(train, max_vocab=60000, min_freq=3)
     torch.manual_seed(0)
-    mcfg = preset("paper", len(encoder.vocab), **classifier_dropouts(), drop_mult=0.5)
+    mcfg = preset(size, len(encoder.vocab), **classifier_dropouts(), drop_mult=0.5, arch=arch)
     settings = ClassifierSettings(classes=["neg", "pos"])
     model = build_classifier(mcfg, settings)
-    config = {"kind": "classifier", "model": mcfg.to_dict(), "classifier": settings.__dict__}
-    print(f"# built an untrained paper classifier, vocab {len(encoder.vocab)} from {len(train)} train reviews "
+    config = ClassifierConfig(mcfg, settings)
+    print(f"# built an untrained {size} {arch} classifier, vocab {len(encoder.vocab)} from {len(train)} train reviews "
           f"in {time.time() - t:.0f}s", file=sys.stderr)
     return TextClassifier(model, encoder, config)
 
@@ -89,6 +90,8 @@ def main(argv=None):
     p.add_argument("--bs", type=int, default=64, help="documents per batch (default 64)")
     p.add_argument("--modes", default="float32,int8", help="comma-separated: float32,int8 (default both)")
     p.add_argument("--vocab-docs", type=int, default=25000, help="train reviews to count the vocab from (no DIR)")
+    p.add_argument("--preset", default="paper", help="model size of the untrained classifier (no DIR; default paper)")
+    p.add_argument("--arch", default="awd_lstm", help="encoder of the untrained classifier (no DIR; default awd_lstm)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--workers", type=int, default=1,
                    help="batches predicted at once, one thread each (default 1: one batch on --threads threads)")
@@ -102,9 +105,9 @@ def main(argv=None):
 
         make = lambda int8: TextClassifier.load(a.model_dir, int8=int8)  # noqa: E731
     else:
-        base = untrained_classifier(a.source, a.vocab_docs)
+        base = untrained_classifier(a.source, a.vocab_docs, a.preset, a.arch)
         make = lambda int8: base.quantize() if int8 else base  # noqa: E731 (float32 runs first)
-    result = {"model": a.model_dir or "untrained paper preset", "threads": torch.get_num_threads(),
+    result = {"model": a.model_dir or f"untrained {a.preset} preset ({a.arch})", "threads": torch.get_num_threads(),
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "load_avg_1m": round(os.getloadavg()[0], 2), "bs": a.bs, "workers": a.workers}
     preds = {}

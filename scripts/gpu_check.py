@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             extra = (["--preset", "tiny", "--vocab-size", "500", "--steps", "2", "--warmup", "1", "--device", "cpu",
                       "--threads", "1"] if a.dry else ["--preset", "paper", "--vocab-size", "60000", "--steps", "20",
                                                          "--warmup", "5", "--device", "cuda"])
-            r = sh([py, ROOT / "benchmarks" / "lm_throughput.py", "--archs", "awd_lstm,qrnn", "--precisions", "bf16",
+            r = sh([py, ROOT / "benchmarks" / "lm_throughput.py", "--archs", "awd_lstm,qrnn", "--precisions", "auto",
                     "--softmaxes", "full", "--bs", str(bs), *extra], out, name, 300, env)
             js = last_json(out / f"{name}.log") if r["ok"] else None
             if js:
@@ -184,12 +184,14 @@ def render(r) -> str:
          f"{r['date']} · {r['gpus']} GPU(s) {r['gpu'] or ''} · torch {r['torch']}", ""]
     t = r["parts"].get("throughput")
     if t:
-        L += ["## LM training throughput (bf16, full softmax)", "", "| bs | arch | tokens/s | s/step |", "|---|---|---|---|"]
+        L += ["## LM training throughput (full softmax; bf16 where it runs)", "",
+              "| bs | arch | precision | tokens/s | s/step |", "|---|---|---|---|---|"]
         for row in t["rows"]:
             if "error" in row:
-                L.append(f"| {row['bs']} | failed: see {row['error']['log']} | | |")
+                L.append(f"| {row['bs']} | failed: see {row['error']['log']} | | | |")
             else:
-                L.append(f"| {row['bs']} | {row['arch']} | {row['tokens_per_s']:,.0f} | {row['s_per_step']} |")
+                L.append(f"| {row['bs']} | {row['arch']} | {row['precision']} | {row['tokens_per_s']:,.0f} | "
+                         f"{row['s_per_step']} |")
         L += ["", f"Goal on one H100: {t['goal_tokens_per_s']:,} tokens/s.", ""]
     d = r["parts"].get("ddp")
     if d:

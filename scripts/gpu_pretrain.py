@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -33,17 +32,14 @@ def launch(corpus, out: Path, extra: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def steady_step_s(log: Path) -> float:
-    """Seconds per step once warm: the median of the progress bar's smoothed rates over the last half of its
-    updates (the first steps pay for allocation and kernel choice)."""
-    rates = []
-    for m in re.finditer(r"([\d.]+)(it/s|s/it)", log.read_text()):
-        v = float(m.group(1))
-        rates.append(1 / v if m.group(2) == "it/s" else v)
+def steady_step_s(run: Path) -> float:
+    """Seconds per step once warm, as the training loop measured it (history.json's step_s: the later half of
+    the epoch's host syncs, so allocation and kernel choice at the start do not count)."""
+    rows = json.loads((run / "history.json").read_text()) if (run / "history.json").exists() else []
+    rates = [r["step_s"] for r in rows if r.get("step_s")]
     if not rates:
-        raise SystemExit(f"no progress rate in {log}")
-    tail = sorted(rates[len(rates) // 2:])
-    return tail[len(tail) // 2]
+        raise SystemExit(f"no step time in {run / 'history.json'} (did the calibration run train?)")
+    return rates[-1]
 
 
 def run_pair(corpus, root: Path, tag: str, extra: list[str], timeout: float) -> dict:
@@ -84,7 +80,7 @@ def main(argv=None):
     calib = run_pair(a.corpus, a.out, "calib", [*extra, "--max-steps", str(a.calib_steps), "--valid-tokens", "2000"],
                      timeout=a.budget_s / 2)
     # the slower direction's steady seconds per step; start-up = the rest of its wall time (warm-up included)
-    step_s = max(steady_step_s(a.out / f"calib-{d}.log") for d in DIRECTIONS)
+    step_s = max(steady_step_s(a.out / f"calib-{d}") for d in DIRECTIONS)
     startup_s = max(calib.values()) - a.calib_steps * step_s
     left = a.budget_s - (time.time() - t_start)
     train_s = left - startup_s - 25  # the last validation and the saves

@@ -199,6 +199,17 @@ class _Interrupt:
 # ------------------------------------------------------------------------------------- fit
 
 
+def steady_step_s(ticks) -> float | None:
+    """Seconds per training step from (step, clock) pairs taken at host syncs: over the later half of the
+    epoch's syncs when there are several (the first steps pay for allocation and kernel choice), else over
+    all of it; None when no step ran."""
+    ticks = [t for i, t in enumerate(ticks) if i == 0 or t[0] != ticks[i - 1][0]]
+    if len(ticks) < 2:
+        return None
+    (s0, t0), (s1, t1) = ticks[len(ticks) // 2 - 1 if len(ticks) > 3 else 0], ticks[-1]
+    return round((t1 - t0) / (s1 - s0), 6)
+
+
 def _phase_plan(task, phase, epoch0, seed):
     """Batches per epoch of a phase (global epochs epoch0...), cut at phase.steps if set."""
     lens, left = [], phase.steps
@@ -343,6 +354,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                         return history
                 e, n_e = epoch0 + j, plan[j]
                 t_epoch = time.time()
+                ticks = [(pos["step"], time.perf_counter())]  # (step, clock) at host syncs: the steady speed
                 batches = task.train_batches(e, cfg.seed)
                 stopped = False
                 bar = tqdm(total=n_e, initial=pos["batch"], disable=not progress, leave=False,
@@ -384,6 +396,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                     bar.update(1)
                     if pos["step"] % SYNC_EVERY == 0 or pos["batch"] == n_e:
                         sync()
+                        ticks.append((pos["step"], time.perf_counter()))
                         if step_losses:
                             bar.set_postfix_str(f"loss {ema(step_losses[-200:])[-1]:.4f}", refresh=False)
                     # one process stops at the step Ctrl-C came; ranks at the next sync, together
@@ -406,6 +419,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                     checkpoint()  # before validation: resuming continues this epoch where it stopped
                 else:
                     sync()
+                ticks.append((pos["step"], time.perf_counter()))
                 if world > 1:
                     D.broadcast_buffers(model)
                 metrics = validate(task, model, device, cfg, interrupt)
@@ -418,6 +432,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                 row.update({("valid_loss" if k == "loss" else k): float(v) for k, v in metrics.items()})
                 row["lr"] = phase.lr
                 row["time"] = round(time.time() - t_epoch, 3)
+                row["step_s"] = steady_step_s(ticks)
                 if stopped:
                     row["partial"] = True
                     if main:

@@ -28,6 +28,19 @@ def _time_matmul(dtype, reps=5):
     return time.perf_counter() - t
 
 
+def _bf16_lstm_runs() -> bool:
+    """Whether oneDNN builds a bf16 LSTM here. The CPU flags are not enough: ONEDNN_MAX_CPU_ISA (or a CPU
+    without AVX512-BF16) makes oneDNN refuse the primitive although the matmul probe would run."""
+    try:
+        lstm = torch.nn.LSTM(8, 8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = lstm(torch.zeros(3, 2, 8, requires_grad=True))
+        out.float().sum().backward()
+        return True
+    except RuntimeError:
+        return False
+
+
 @functools.cache
 def cpu_bf16_speedup() -> float:
     """fp32 time / bf16 time of a layer-sized matmul on this CPU (0 when bf16 is not supported at all)."""
@@ -35,6 +48,8 @@ def cpu_bf16_speedup() -> float:
         if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return 0.0
     except (AttributeError, RuntimeError):
+        return 0.0
+    if not _bf16_lstm_runs():
         return 0.0
     return _time_matmul(torch.float32) / max(_time_matmul(torch.bfloat16), 1e-9)
 

@@ -88,7 +88,8 @@ def main(argv=None):
     info.update(calib_seconds=calib, step_s=step_s, startup_s=startup_s, steps=steps, train_s=train_s)
     print(json.dumps(info), flush=True)
 
-    hard = (train_s * 1.08) / 60
+    # the net under the fitted steps: never below their own time (the 10-step floor on a tight budget)
+    hard = (max(train_s, steps * step_s) * 1.08 + 5) / 60
     run_pair(a.corpus, a.out, "run", [*extra, "--max-steps", str(steps), "--max-minutes", f"{hard:.2f}", "--quiet"],
              timeout=left + 60)
     for d in DIRECTIONS:

@@ -93,13 +93,43 @@ def test_the_saved_baseline_predicts_as_the_fitted_one(tmp_path, n_classes):
 def test_blend_weight_is_chosen_on_the_given_documents():
     from ulmfit.tfidf import blend, choose_weight
 
-    y = np.array([0, 1, 1, 0])
-    a = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55]])  # right on 0 and 1
-    b = np.array([[0.6, 0.4], [0.8, 0.2], [0.1, 0.9], [0.9, 0.1]])  # right on 0, 2 and 3
+    # ten copies of four documents (on four alone a blend's gain is within the noise: see the next test)
+    y = np.tile([0, 1, 1, 0], 10)
+    a = np.tile([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55]], (10, 1))  # right on 0 and 1
+    b = np.tile([[0.6, 0.4], [0.8, 0.2], [0.1, 0.9], [0.9, 0.1]], (10, 1))  # right on 0, 2 and 3
     w, acc = choose_weight(a, b, y)
     assert acc == 1.0 and (blend(a, b, w).argmax(1) == y).all() and w == 0.55  # of 0.55-0.75: nearest 0.5
-    w, acc = choose_weight(a, b, np.array([0, 1, 0, 1]))  # only ULMFiT is right on every document
-    assert acc == 1.0 and w > 0.5
+    w, acc = choose_weight(a, b, np.tile([0, 1, 0, 1], 10))  # only ULMFiT is right on every document
+    assert acc == 1.0 and w == 1.0  # no blend beats it: ULMFiT alone
+
+
+def test_a_blend_gain_within_the_noise_of_the_held_out_documents_gives_the_better_model_alone():
+    from ulmfit.tfidf import blend, choose_weight
+
+    rng = np.random.default_rng(4)
+    n = 300
+    y = rng.integers(0, 2, n)
+
+    def model(p_right):  # right on a random p_right of the documents, with a random confidence
+        right = rng.random(n) < p_right
+        conf = rng.uniform(0.5, 1.0, n)
+        p1 = np.where(right == (y == 1), conf, 1 - conf)
+        return np.stack([1 - p1, p1], 1)
+
+    a, b = model(0.80), model(0.82)
+    accs = [float((blend(a, b, v).argmax(1) == y).mean()) for v in np.arange(0, 1.0001, 0.05)]
+    alone = max(accs[0], accs[-1])
+    assert alone < max(accs) < alone + 0.01  # a blend is ahead, by less than one standard error (~2 points)
+    w, acc = choose_weight(a, b, y)
+    assert w == 0.0 and acc == accs[0]  # TF-IDF (b) is the better one alone
+    # two models that err on different documents: the blend's gain is far beyond the noise, and it is kept
+    wrong_a = a.argmax(1) != y
+    a = np.where((y[:, None] == np.arange(2)) != wrong_a[:, None], 0.9, 0.1)  # a, sure of itself
+    c = b.copy()
+    c[wrong_a] = np.where(y[wrong_a, None] == np.arange(2), 0.9, 0.1)  # right where a is wrong
+    c[~wrong_a] = np.where(y[~wrong_a, None] == np.arange(2), 0.45, 0.55)  # and wrong, unsure, where a is right
+    w, acc = choose_weight(a, c, y)
+    assert 0 < w < 1 and acc == 1.0
 
 
 def test_evaluate_and_predict_blend_with_the_saved_baseline(tmp_path):

@@ -146,6 +146,7 @@ def main(argv=None):
                    help="score on this held-out share of the training rows instead of the test split")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, of: {', '.join(PEERS)}")
     p.add_argument("--fasttext-epochs", type=int, default=25)
+    p.add_argument("--fasttext-buckets", type=int, default=2_000_000, help="hashed bigram rows (fastText's default)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.imdb:
@@ -165,7 +166,7 @@ def main(argv=None):
            "n_train": len(train), "n_scored": len(test), "results": {}}
     for name in a.peers.split(","):
         t0 = time.perf_counter()
-        kw = {"epochs": a.fasttext_epochs} if name == "fasttext" else {}
+        kw = {"epochs": a.fasttext_epochs, "buckets": a.fasttext_buckets} if name == "fasttext" else {}
         pred = PEERS[name](train, y, test, a.seed, **kw)
         res["results"][name] = {"accuracy": round(float((pred == yt).mean()), 4),
                                 "seconds": round(time.perf_counter() - t0, 1)}

@@ -97,3 +97,25 @@ def test_imdb_sh_runs_a_preset_end_to_end(tmp_path):
                        timeout=600, cwd=ROOT, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert (tmp_path / "run" / "report.md").exists() and "accuracy" in r.stdout.lower()
+
+
+def test_peers_score_every_bag_of_words_model_on_the_same_split(tmp_path):
+    import csv
+    import random
+
+    rng = random.Random(0)
+    for name, n in (("train", 80), ("test", 30)):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["label", "text"])
+            for i in range(n):
+                y = rng.choice(["sport", "money"])
+                cue = {"sport": "match goal", "money": "bank price"}[y]
+                w.writerow([y, f"{cue} " + " ".join(rng.choice(["the", "a", "of", "news", "today"]) for _ in range(6))])
+    js = run_script("benchmarks/peers.py", "--train", tmp_path / "train.csv", "--test", tmp_path / "test.csv",
+                    "--fasttext-epochs", "3", "--fasttext-buckets", "1000")
+    assert js["n_scored"] == 30 and set(js["results"]) == {"tfidf_lr", "nbsvm", "fasttext"}
+    assert all(r["accuracy"] > 0.9 for r in js["results"].values())  # the label's cue words are in every text
+    js = run_script("benchmarks/peers.py", "--train", tmp_path / "train.csv", "--test", tmp_path / "test.csv",
+                    "--valid-frac", "0.25", "--peers", "nbsvm")
+    assert js["scored_on"] == "valid" and js["n_scored"] == 20 and js["n_train"] == 60

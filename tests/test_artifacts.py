@@ -20,6 +20,7 @@ class StandInEncoder:
 
     def __init__(self, itos):
         self.itos = itos
+        self.vocab = itos  # like TextEncoder.vocab, its len() is the vocab size
         self.stoi = {t: i for i, t in enumerate(itos)}
 
     def save(self, folder):

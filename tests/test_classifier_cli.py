@@ -202,7 +202,7 @@ def test_valid_frac_validates_on_held_out_train_documents(trained, tmp_path, run
     code, out, err = run_cli(*args, "--valid-frac", "0.1", "--valid-split", "test")
     assert code == 1 and "not both" in err
     code, out, err = run_cli(*args, "--valid-frac", "1.5")
-    assert code == 1 and "between 0 and 1" in err
+    assert code == 1 and "--valid-frac must be in (0, 1), got 1.5" in err
 
 
 def test_lr_find_sweeps_the_first_stage_and_trains_nothing(trained, tmp_path, run_cli):

@@ -51,7 +51,8 @@ def prepare(kind: str, source, out, settings: PrepareSettings | None = None) -> 
     elif kind == "table":
         label_col = s.label_col[0] if s.label_col and len(s.label_col) == 1 else s.label_col
         meta, cached = prepare_table(source, out, s.text_col, label_col=label_col, label_sep=s.label_sep,
-                                     test=s.test, unlabelled=s.unlabelled, valid_frac=s.valid_frac, **common)
+                                     test=s.test, unlabelled=s.unlabelled, valid_frac=s.valid_frac,
+                                     tsv_quotes=s.tsv_quotes, **common)
     elif kind == "folder":
         meta, cached = prepare_folder(source, out, valid_frac=s.valid_frac, **common)
     else:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .errors import UlmfitError
-from .io import atomic_dir, read_json, recover_dir, write_json
+from .io import atomic_dir, read_json, recover_dir, write_json, write_safetensors
 
 CONFIG, WEIGHTS, VOCAB, TOKENIZER = "config.json", "model.safetensors", "vocab.json", "tokenizer.json"
 _ALIASES = "ulmfit_aliases"
@@ -69,15 +69,18 @@ def _dedupe(state_dict):
 
 def _keep_other_files(old: Path, new: Path):
     """Carry over what else lives in the folder (training logs, checkpoints, a user's hidden files such as
-    .git/) into the new version; only the leftovers of interrupted atomic writes (.NAME.*.tmp) are dropped."""
+    .git/) into the new version; only the leftovers of interrupted atomic writes (.NAME.*.tmp) are dropped.
+    A symbolic link is kept as the link itself, never followed (its target is not copied nor linked to)."""
     if not old.is_dir():
         return
     for entry in old.iterdir():
         dst = new / entry.name
-        if dst.exists() or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+        if dst.exists() or dst.is_symlink() or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
             continue
-        if entry.is_dir():
-            shutil.copytree(entry, dst, copy_function=_link_or_copy)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), dst)  # relative links still resolve: `new` replaces `old` in place
+        elif entry.is_dir():
+            shutil.copytree(entry, dst, symlinks=True, copy_function=_link_or_copy)
         else:
             _link_or_copy(entry, dst)
 
@@ -94,8 +97,6 @@ def save_model(folder, model, config: dict, encoder=None):
     (tokenizer.json + vocab.json). `model` is an nn.Module or a state dict; `config` a JSON-able dict
     such as {"kind": "language_model", "model": ModelConfig(...)} (dataclasses are converted).
     Other files already in the folder (metrics.json, log.csv, ...) are kept."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     state_dict = model.state_dict() if hasattr(model, "state_dict") else dict(model)
     tensors, aliases = _dedupe(state_dict)
@@ -105,7 +106,7 @@ def save_model(folder, model, config: dict, encoder=None):
     except (TypeError, ValueError) as e:
         raise UlmfitError(f"model config for {folder} is not JSON-serializable: {e}") from None
     with atomic_dir(folder) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", _ALIASES: json.dumps(aliases)})
+        write_safetensors(tmp / WEIGHTS, tensors, metadata={"format": "pt", _ALIASES: json.dumps(aliases)})
         write_json(tmp / CONFIG, config)
         if encoder is not None:
             encoder.save(tmp)
@@ -148,6 +149,10 @@ def load_state_dict(folder) -> dict:
         if target not in state_dict:
             raise UlmfitError(f"{path}: tied weight {alias} refers to missing tensor {target}")
         state_dict[alias] = state_dict[target]
+    for name, t in state_dict.items():  # loading would cast integer weights silently
+        if not t.is_floating_point() and not name.endswith("num_batches_tracked"):
+            raise UlmfitError(f"{path}: tensor {name} is {str(t.dtype).replace('torch.', '')}, not floating point "
+                              "(model weights are float32 or float16)")
     return state_dict
 
 
@@ -169,16 +174,17 @@ def load_model(folder, with_encoder: bool = True):
     return config, state_dict, (load_encoder(folder) if with_encoder else None)
 
 
-def model_config(config):
-    """The ModelConfig of a config.json dict (or of its "model" dict, or a ModelConfig itself)."""
+def model_config(config, where: str | None = None):
+    """The ModelConfig of a config.json dict (or of its "model" dict, or a ModelConfig itself); errors name
+    `where` (the config.json) and the field."""
     from .models.config import ModelConfig
 
     if isinstance(config, ModelConfig):
         return config
     d = config.get("model", config) if isinstance(config, dict) else None
     if not isinstance(d, dict):
-        raise UlmfitError("model config must be a dict with the model settings")
-    return ModelConfig.from_dict(d)
+        raise UlmfitError(f"{where + ': ' if where else ''}model config must be a dict with the model settings")
+    return ModelConfig.from_dict(d, where)
 
 
 # ------------------------------------------------------------------ the two kinds of model folder
@@ -202,7 +208,8 @@ class LanguageModelConfig:
     @classmethod
     def from_dict(cls, d: dict, where="config.json") -> "LanguageModelConfig":
         _check_kind(d, cls.kind, where)
-        return cls(model_config(d), bool(d.get("backwards", False)), dict(d.get("training") or {}))
+        return cls(model_config(d, where), _field(d, "backwards", bool, False, where),
+                   _field(d, "training", dict, {}, where))
 
 
 @dataclasses.dataclass
@@ -225,8 +232,21 @@ class ClassifierConfig:
         _check_kind(d, cls.kind, where)
         if "classifier" not in d:
             raise UlmfitError(f"{where}: field 'classifier' is missing")
-        return cls(model_config(d), ClassifierSettings.from_dict(d["classifier"], where=where),
-                   dict(d.get("training") or {}))
+        if not isinstance(d["classifier"], dict):
+            raise UlmfitError(f"{where}: field 'classifier' must be an object, got {d['classifier']!r}")
+        return cls(model_config(d, where), ClassifierSettings.from_dict(d["classifier"], where=where),
+                   _field(d, "training", dict, {}, where))
+
+
+def _field(d, name, tp, default, where):
+    """config.json's field `name`, of type `tp` (a missing or null one: `default`), never silently cast."""
+    v = d.get(name)
+    if v is None:
+        return default
+    if not isinstance(v, tp):
+        raise UlmfitError(f"{where}: field {name!r} must be {'true or false' if tp is bool else 'an object'}, "
+                          f"got {v!r}")
+    return v
 
 
 def _check_kind(d, kind, where):
@@ -234,7 +254,11 @@ def _check_kind(d, kind, where):
     if found != kind:
         hint = " (train one with `ulmfit train-classifier`)" if kind == "classifier" else ""
         raise UlmfitError(f"{where}: field 'kind' is {found!r}, not {kind!r}{hint}")
-    if d.get("format", FOLDER_FORMAT) > FOLDER_FORMAT:
+    fmt = d.get("format", FOLDER_FORMAT)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise UlmfitError(f"{where}: field 'format' must be a whole number from 1 (this ulmfit writes "
+                          f"{FOLDER_FORMAT}), got {fmt!r}")
+    if fmt > FOLDER_FORMAT:
         raise UlmfitError(f"{where}: folder format {d['format']} is newer than this ulmfit reads ({FOLDER_FORMAT}); "
                           "upgrade ulmfit")
 
@@ -245,10 +269,24 @@ def save_language_model(folder, model, config: LanguageModelConfig, text_encoder
 
 
 def read_language_model_state(folder):
-    """-> (LanguageModelConfig, state_dict) of a language-model folder (no model built)."""
+    """-> (LanguageModelConfig, state_dict) of a language-model folder (no model built), the embedding
+    checked against the config's vocab_size."""
     folder = Path(folder)
     config, state_dict, _ = load_model(folder, with_encoder=False)
-    return LanguageModelConfig.from_dict(config, where=str(folder / CONFIG)), state_dict
+    config = LanguageModelConfig.from_dict(config, where=str(folder / CONFIG))
+    emb = state_dict.get("encoder.embedding.weight")
+    if emb is not None and emb.shape[0] != config.model.vocab_size:
+        raise UlmfitError(f"{folder / WEIGHTS}: the embedding has {emb.shape[0]:,} rows, but {folder / CONFIG}'s "
+                          f"field 'model.vocab_size' is {config.model.vocab_size:,}")
+    return config, state_dict
+
+
+def check_vocab(folder, n_words: int, model):
+    """The folder's vocab.json (of `n_words` tokens) has one token per row of the embedding (model: the
+    ModelConfig): a longer or shorter one would map words to other words' rows."""
+    if n_words != model.vocab_size:
+        raise UlmfitError(f"{Path(folder) / VOCAB}: {n_words:,} tokens, but {Path(folder) / CONFIG}'s field "
+                          f"'model.vocab_size' (the embedding's rows) is {model.vocab_size:,}")
 
 
 def load_language_model(folder, with_encoder: bool = True):
@@ -259,9 +297,12 @@ def load_language_model(folder, with_encoder: bool = True):
 
     folder = resolve_lm(folder)
     config, state_dict = read_language_model_state(folder)
+    encoder = load_encoder(folder) if with_encoder else None
+    if encoder is not None:
+        check_vocab(folder, len(encoder.vocab), config.model)
     lm = LanguageModel(config.model)
     _load_weights(lm, state_dict, folder)
-    return lm.eval(), config, (load_encoder(folder) if with_encoder else None)
+    return lm.eval(), config, encoder
 
 
 def save_classifier(folder, model, config: ClassifierConfig, text_encoder):
@@ -276,6 +317,8 @@ def load_classifier(folder, with_encoder: bool = True):
     folder = Path(folder)
     config, state_dict, encoder = load_model(folder, with_encoder)
     config = ClassifierConfig.from_dict(config, where=str(folder / CONFIG))
+    if encoder is not None:
+        check_vocab(folder, len(encoder.vocab), config.model)
     model = build_classifier(config.model, config.classifier)
     _load_weights(model, state_dict, folder)
     return model.eval(), config, encoder

@@ -187,12 +187,23 @@ class TextClassifier:
         return Path(out)
 
 
+def check_ensemble(classifiers):
+    """Classifiers whose probabilities may be averaged: the same classes in the same order, and all single-label
+    (softmax) or all multi-label (sigmoids): a mean of the two kinds is neither."""
+    first = classifiers[0]
+    for c in classifiers[1:]:
+        if c.classes != first.classes:
+            raise UlmfitError(f"cannot ensemble classifiers with different classes: {first.classes} ({first.folder}) "
+                              f"vs {c.classes} ({c.folder})")
+        if c.settings.multi_label != first.settings.multi_label:
+            single, multi = (first, c) if c.settings.multi_label else (c, first)
+            raise UlmfitError(f"cannot ensemble a single-label classifier ({single.folder}) with a multi-label one "
+                              f"({multi.folder}): their probabilities mean different things")
+
+
 def ensemble_proba(classifiers, texts, bs: int = 64, progress: bool = False) -> np.ndarray:
     """The mean of several classifiers' probabilities (e.g. a forward and a backward model).
-    Each classifier tokenizes with its own folder's encoder; their classes must agree."""
-    classes = classifiers[0].classes
-    for c in classifiers[1:]:
-        if c.classes != classes:
-            raise UlmfitError(f"cannot ensemble classifiers with different classes: {classes} vs {c.classes}")
+    Each classifier tokenizes with its own folder's encoder; they must pass `check_ensemble`."""
+    check_ensemble(classifiers)
     return np.mean([c.predict_proba(texts, bs, progress=progress) for c in classifiers], axis=0)
 

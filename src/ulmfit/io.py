@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UlmfitError, disk_full, is_disk_full
+from .errors import DISK_FULL_ERRNOS, InputError, UlmfitError, disk_full, is_disk_full
 
 
 _UMASK = os.umask(0)
@@ -91,7 +91,7 @@ def atomic_dir(path):
     At every moment either `path` or `.NAME.old` holds a complete folder (see `recover_dir`). A file at
     `path` is never replaced by a folder."""
     path = recover_dir(path)
-    check_output_dir(path)
+    check_output_dir(path, replaced=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
@@ -131,13 +131,20 @@ def _existing_ancestor_not_a_folder(path: Path):
     return None
 
 
-def check_output_dir(path):
-    """A folder is to be written at `path`: refuse a file there (or above it) before any work is done."""
+def check_output_dir(path, replaced: bool = False):
+    """A folder is to be written at `path`: refuse a file there (or above it) before any work is done.
+    replaced: the folder is swapped whole (`atomic_dir`), so a symbolic link there is refused too: the swap
+    would turn it into a real folder (a folder that only gets files written into it may be a link)."""
     path = Path(path)
+    if replaced and path.is_symlink():
+        raise UlmfitError(f"{path} is a symbolic link (to {os.readlink(path)}): refusing to replace it or write "
+                          "through it; give the folder it points to, or another path")
     if path.exists() and not path.is_dir():
         raise UlmfitError(f"{path} is a file, not a folder: refusing to replace it (choose another output path)")
     if (bad := _existing_ancestor_not_a_folder(path)) is not None:
         raise UlmfitError(f"{bad} is a file, not a folder: cannot write {path} under it")
+    # a swap makes its temporary folder beside `path` and empties the old one
+    _check_writable([path, path.parent] if replaced and path.is_dir() else [path], path)
 
 
 def check_output_file(path):
@@ -147,3 +154,67 @@ def check_output_file(path):
         raise UlmfitError(f"{path} is a folder, not a file: give a file name to write")
     if (bad := _existing_ancestor_not_a_folder(path)) is not None:
         raise UlmfitError(f"{bad} is a file, not a folder: cannot write {path} under it")
+    _check_writable([path.parent], path)  # the temporary file goes beside it
+
+
+def _check_writable(folders, path):
+    """Each of `folders` (or, where it does not exist yet, the nearest folder above it, where it will be made)
+    can be written: a read-only disk or a missing permission is an error now, not after hours of training."""
+    for folder in folders:
+        folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UlmfitError(f"{folder} is not writable (a read-only disk, or no permission): cannot write "
+                              f"{path} there; choose another output path")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_not_an_input(output, inputs, what: str = "--out", inside: bool = True):
+    """Refuse, before any work, an output that is one of the command's inputs ({label: path or None}, or
+    (label, path) pairs), compared as resolved paths (links and hard links included). inside: also refuse an
+    input within the output folder (the whole folder is replaced, so what the command reads from it can be)."""
+    out = Path(output)
+    for label, given in (inputs.items() if isinstance(inputs, dict) else inputs):
+        if given is None:
+            continue
+        src = Path(given)
+        if _same(out, src):
+            raise UlmfitError(f"{what} {output} is also the {label} input ({given}): writing it would replace what "
+                              f"the command reads; choose another {what}")
+        if inside and out.resolve() in src.resolve().parents:
+            raise UlmfitError(f"{what} {output} holds the {label} input {given}: rewriting the folder could replace "
+                              f"what the command reads; choose another {what}")
+
+
+def plain_file_name(name, where, field: str) -> str:
+    """`name`, read from the file `where` (a JSON file in a folder), names a file inside that folder: it must be
+    a plain file name (no folder part, not '.' or '..', no NUL), so a crafted folder cannot reach outside."""
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise InputError(f"must be a plain file name inside the folder, got {name!r}", path=where, field=field)
+    return name
+
+
+def write_safetensors(path, tensors: dict, metadata=None, numpy: bool = False):
+    """safetensors' save_file, atomically and with the mode of every other file; its own error type for a
+    full disk (or any other failed write) becomes a DiskFullError / UlmfitError naming `path`."""
+    from safetensors import SafetensorError
+
+    if numpy:
+        from safetensors import numpy as backend
+    else:
+        from safetensors import torch as backend
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            backend.save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            code = re.search(r"\(os error (\d+)\)", str(e))
+            if code and int(code.group(1)) in DISK_FULL_ERRNOS:
+                raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+            raise UlmfitError(f"{path}: cannot write it ({e})") from None
+        os.chmod(tmp, 0o666 & ~_UMASK)  # safetensors writes a 0600 temporary and renames it onto `tmp`

@@ -26,9 +26,7 @@ WEIGHTS = np.round(np.arange(0, 1.0001, 0.05), 2)  # the blend weights tried on 
 
 def save_tfidf(folder, vectorizer, model, classes, multi_label: bool):
     """Write a fitted TfidfVectorizer + LogisticRegression (or OneVsRest of them) into `folder`."""
-    from safetensors.numpy import save_file
-
-    from .io import write_json
+    from .io import write_json, write_safetensors
 
     folder = Path(folder)
     if multi_label:
@@ -45,8 +43,8 @@ def save_tfidf(folder, vectorizer, model, classes, multi_label: bool):
         "lowercase": bool(vectorizer.lowercase), "token_pattern": vectorizer.token_pattern, "vocabulary": vocab})
     tensors = {"idf": vectorizer.idf_, "coef": coef, "intercept": intercept}
     # C order: scikit-learn's multinomial coef_ is Fortran-ordered, and safetensors writes the raw buffer
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
-              str(folder / "tfidf.safetensors"))
+    write_safetensors(folder / "tfidf.safetensors",
+                      {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, numpy=True)
 
 
 class TfidfModel:

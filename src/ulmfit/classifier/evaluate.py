@@ -20,13 +20,16 @@ def _load_all(s, dirs):
     return [TextClassifier.load(d, int8=s.int8) for d in dirs]
 
 
-def read_texts(texts=None, input=None, text_col="text"):
-    """Texts given, or read from `input` (.txt: one per line; a table: its `text_col`), or from stdin."""
+def read_texts(texts=None, input=None, text_col="text", tsv_quotes=False):
+    """Texts given (a list, maybe empty), or read from `input` (.txt: one per line; a table: its `text_col`),
+    or from stdin (texts None). No texts (an empty list, file or stdin) are no texts, not one empty text."""
     import sys
 
     if texts and input:
         raise UlmfitError("give texts as arguments or with --input, not both")
-    if texts:
+    if texts is not None and not input:
+        if isinstance(texts, str):
+            raise UlmfitError("give a list of texts (a single string would be read as a list of characters)")
         return list(texts)
     if input:
         from ..data.table import file_format, iter_rows, text_value
@@ -39,7 +42,7 @@ def read_texts(texts=None, input=None, text_col="text"):
 
             return [line.rstrip("\r\n") for line in _decoded_lines(path, [0])]
         texts = []
-        for line, row in iter_rows(path, [text_col]):
+        for line, row in iter_rows(path, [text_col], tsv_quotes=tsv_quotes):
             v = row[text_col]
             texts.append(text_value(v, path, line, text_col))
         return texts
@@ -65,7 +68,13 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
     s = settings or PredictSettings()
     if s.output:
         check_output_file(s.output)  # before reading or predicting anything
-    texts = read_texts(texts, s.input, s.text_col)
+        from ..inference import CLASSIFIER_FILES
+        from ..io import check_not_an_input
+
+        read = [("--input", s.input)] + [("classifier", Path(d) / name) for d in [model, *s.ensemble]
+                                         for name in CLASSIFIER_FILES]
+        check_not_an_input(s.output, read, "--output", inside=False)
+    texts = read_texts(texts, s.input, s.text_col, s.tsv_quotes)
     clfs = _load_all(s, [model, *s.ensemble])
     probs = ensemble_proba(clfs, texts, s.bs, progress=not s.quiet)
     if s.blend:
@@ -94,13 +103,13 @@ def _labelled_data(data, s, clfs):
         raise UlmfitError(f"{path}: evaluate a multi-label classifier on a prepared dataset folder "
                           "(`ulmfit prepare table ... --label-sep SEP`)")
     if path.is_file():
-        from ..data.table import iter_rows, text_value
+        from ..data.table import _is_missing, iter_rows, label_value, text_value
 
         texts, y = [], []
-        for line, row in iter_rows(path, [s.text_col, s.label_col]):
-            lab = str(row[s.label_col]).strip()
-            if isinstance(row[s.label_col], float) and row[s.label_col].is_integer():
-                lab = str(int(row[s.label_col]))
+        for line, row in iter_rows(path, [s.text_col, s.label_col], tsv_quotes=s.tsv_quotes):
+            if _is_missing(row[s.label_col]):
+                raise InputError("missing label", path=path, line=line, field=s.label_col)
+            lab = label_value(row[s.label_col], path, line, s.label_col)  # as `prepare table` reads it
             if lab not in cidx:
                 raise InputError(f"label {lab!r} is not one of the classifier's classes {classes}",
                                  path=path, line=line, field=s.label_col)
@@ -109,6 +118,8 @@ def _labelled_data(data, s, clfs):
                 raise InputError("the text is empty: nothing to evaluate", path=path, line=line, field=s.text_col)
             texts.append(text)
             y.append(cidx[lab])
+        if not y:
+            raise InputError("the table has no rows to evaluate", path=path)
         idx = np.arange(len(y))
         if s.limit and s.limit < len(idx):
             idx = np.sort(np.random.default_rng(1234).permutation(idx)[: s.limit])
@@ -136,6 +147,8 @@ def _labelled_data(data, s, clfs):
                           f"the classifier {'multi' if multi else 'single'}-label")
     keep = labelled(labels)
     index, labels = index[keep], labels[keep]
+    if not len(index):
+        raise UlmfitError(f"{path}: split {split!r} has no labelled documents to evaluate")
     if s.limit and s.limit < len(index):
         pick = np.sort(np.random.default_rng(1234).permutation(len(index))[: s.limit])
         index, labels = index[pick], labels[pick]
@@ -189,14 +202,14 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
 
     import numpy as np
 
+    from ..inference import check_ensemble
     from .metrics import confusion, scores, write_report
 
     s = settings or EvaluateSettings()
     if s.out:
         check_output_dir(s.out)
     clfs = _load_all(s, [model, *s.ensemble])
-    if any(c.classes != clfs[0].classes or c.settings.multi_label != clfs[0].settings.multi_label for c in clfs):
-        raise UlmfitError(f"the classifiers' classes differ: {[c.classes for c in clfs]}")
+    check_ensemble(clfs)
     inputs, y, split, index = _labelled_data(data, s, clfs)
     t0 = time.time()
     probs = []
@@ -245,8 +258,6 @@ def _tfidf_for(s, clf):
 
     if clf.settings.multi_label:
         raise UlmfitError("--blend is for single-label classifiers")
-    if s.blend_weight is not None and not 0 <= s.blend_weight <= 1:
-        raise UlmfitError(f"--blend-weight must be between 0 and 1, got {s.blend_weight}")
     base = TfidfModel.load(s.blend)
     if sorted(base.classes) != sorted(clf.classes):
         raise UlmfitError(f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {base.classes} differs from the "
@@ -300,7 +311,8 @@ def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
         pv = np.mean([c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
                       for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], axis=0)
         w, acc = choose_weight(pv, _tfidf_proba(base, clf, _raw_texts(Path(data), index)), yv)
-        how = f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training"
+        how = (f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training "
+               "(the better model alone unless the blend beats it there by more than one standard error)")
         out["valid_accuracy"] = acc
     cm = confusion(y, blend(p, q, w).argmax(1), len(clf.classes))
     sc = scores(cm)
@@ -321,7 +333,11 @@ def _held_out(clf, data):
     store = _same_vocab_store(root) if (root / "dataset.json").exists() else None
     if not t.get("valid_frac") or store is None or store.vocab.hash != t.get("vocab_hash"):
         return None  # not the dataset (or a copy of it) the classifier was trained on
-    train = np.load(root / "splits" / f"{t.get('train_split') or 'train'}.npy")
+    from ..io import plain_file_name
+
+    # the split's name comes from the classifier's config.json: it may only name a file of DATA/splits/
+    name = plain_file_name(f"{t.get('train_split') or 'train'}.npy", clf.folder / "config.json", "training.train_split")
+    train = np.load(root / "splits" / name)
     labels = np.load(root / "labels.npy")
     _, va = holdout(labels[train], t["valid_frac"])
     classes = read_json(root / "dataset.json")["classes"]
@@ -333,5 +349,5 @@ def export_classifier(model, out, settings: ExportSettings | None = None) -> Pat
     from ..inference import TextClassifier
 
     s = settings or ExportSettings()
-    check_output_dir(out)
+    check_output_dir(out, replaced=True)
     return TextClassifier.load(model, int8=False).export(out, int8=s.int8)

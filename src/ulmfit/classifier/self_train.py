@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UlmfitError
-from ..io import check_output_dir, read_json, write_json
+from ..io import check_not_an_input, check_output_dir, read_json, write_json
 from ..settings import BaselineSettings, SelfTrainSettings, TrainClassifierSettings
 
 
@@ -124,18 +124,14 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     from .train import train_classifier
 
     s = settings or SelfTrainSettings()
-    if not s.rounds or any(k <= 0 or (k > 1 and k != int(k)) for k in s.rounds):
-        raise UlmfitError(f"--rounds takes documents per class (whole numbers) or shares of the pool (0-1), "
-                          f"got {s.rounds}")
-    if not 0 <= s.teacher_weight <= 1:
-        raise UlmfitError(f"--teacher-weight must be between 0 and 1, got {s.teacher_weight}")
-    if s.lr_find:
-        raise UlmfitError("--lr-find belongs to train-classifier (the sweep of round 0 is the same there)")
     if lm is None:
         raise UlmfitError("self-training starts every round from a fine-tuned language model: give --lm")
     if start is not None and not _done(Path(start)):
         raise UlmfitError(f"{start}: not a finished classifier folder (round 0 of self-training)")
-    check_output_dir(out)
+    check_output_dir(out, replaced=True)
+    from ..pretrained import resolve_lm
+
+    check_not_an_input(out, {"DATA": data, "--lm": resolve_lm(lm)})
     out, work = Path(out), Path(out) / "self-train"
     ts = _train_settings(s)
     student = dataclasses.replace(ts, stages=s.student_stages)

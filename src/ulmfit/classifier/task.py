@@ -94,6 +94,8 @@ class ClassifierTask:
     """Documents of a token store's split -> logits of `model(ids, lengths)`; cross entropy (or binary
     cross entropy per label for multi-label). Valid metrics: loss, accuracy, macro_f1."""
 
+    monitor = ("accuracy", "max")  # what early stopping watches (training.loop), as best/ does
+
     def __init__(self, model, train_split, valid_split, n_classes: int, settings: BatchSettings,
                  multi_label: bool = False, pad_id: int = 1):
         self.model, self.n_classes, self.multi_label = model, n_classes, multi_label

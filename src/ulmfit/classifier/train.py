@@ -53,24 +53,6 @@ def _encoder_from_lm(lm_dir, store, backwards):
     return lm.cfg, lm.encoder.state_dict(), lm_config.backwards
 
 
-def _check(args):
-    for name in ("bs", "bptt", "max_len", "limit_train", "limit_valid", "max_steps"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise UlmfitError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-    if args.bs < 2:
-        raise UlmfitError("--bs must be at least 2 (the head's BatchNorm needs two documents per batch)")
-    if len(args.betas) != 2 or len(args.moms) != 3:
-        raise UlmfitError("--betas takes two numbers and --moms three")
-    if not args.head:
-        raise UlmfitError("--head needs at least one hidden size")
-    if args.valid_frac is not None:
-        if not 0 < args.valid_frac < 1:
-            raise UlmfitError(f"--valid-frac must be between 0 and 1, got {args.valid_frac}")
-        if args.valid_split is not None:
-            raise UlmfitError("give --valid-split or --valid-frac, not both")
-
-
 def _build(data, lm, args, pseudo=None):
     """Everything train_classifier trains: the store, the model inside its task, the phases, the loop's
     config and the folder config (shared with the speed probe)."""
@@ -83,7 +65,6 @@ def _build(data, lm, args, pseudo=None):
     from ..training import TrainConfig
     from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
 
-    _check(args)
     stages = parse_stages(args.stages)
     valid_name = args.train_split if args.valid_frac else args.valid_split
     store, train_split, valid_split = open_classifier_store(data, args.train_split, valid_name)
@@ -130,7 +111,7 @@ def _build(data, lm, args, pseudo=None):
                       moms=tuple(args.moms) if args.schedule == "one_cycle" else None, clip=args.clip or None,
                       seed=args.seed, ckpt_every=args.ckpt_every, max_steps=args.max_steps,
                       max_minutes=args.max_minutes, device=args.device, threads=args.threads, bf16=not args.fp32,
-                      progress=not args.quiet)
+                      progress=not args.quiet, patience=args.patience)
     config = ClassifierConfig(mcfg, settings, {
         "data": str(data), "lm": None if lm is None else str(lm), "vocab_hash": store.vocab.hash,
         "train_split": args.train_split, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
@@ -180,8 +161,13 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     from ..io import write_json
     from ..training import fit
 
+    from ..io import check_not_an_input
+    from ..pretrained import resolve_lm
+
     args = settings or TrainClassifierSettings()
-    check_output_dir(out)
+    check_output_dir(out, replaced=True)
+    check_output_dir(Path(out) / "best", replaced=True)  # else refused only at the first best epoch
+    check_not_an_input(out, {"DATA": data, "--lm": None if lm is None else resolve_lm(lm)})
     b = _build(data, lm, args, pseudo)
     store, task, phases, cfg, config, classes = b.store, b.task, b.phases, b.cfg, b.config, b.classes
     labels, multi_label, encoder_text, settings, valid_split = (b.labels, b.multi_label, b.encoder_text, b.settings,

@@ -9,6 +9,7 @@ the stage functions, so `ulmfit --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -50,6 +51,10 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Text a stdout's encoding cannot hold (a class name on an ASCII terminal) is escaped, not a traceback
+    # (stderr does this by default); JSON output switches to \u escapes instead (see cli.classifier).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     code = 1
     try:
         _check_outputs(args)
@@ -58,13 +63,17 @@ def main(argv=None) -> int:
     except UlmfitError as e:
         print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (`ulmfit predict ... | head`): nothing to say, and nothing more can be written
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 141
     except OSError as e:
-        if not is_disk_full(e):
-            raise
-        # A full disk met by a write that does not name its file (a library's, or a stream's)
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"ulmfit {args.command}: error: {where}{e.strerror or 'no space left on device'} (free some space "
-              "and run again)", file=sys.stderr)
+        # What the system refused (a read-only or full disk, a missing permission, ...): one line naming the
+        # path. Writes go to temporary names first, so nothing already written was lost.
+        print(f"ulmfit {args.command}: error: {os_error_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ulmfit {args.command}: interrupted", file=sys.stderr)
@@ -74,6 +83,19 @@ def main(argv=None) -> int:
             from ..training.distributed import finish
 
             finish(ok=code == 0)
+
+
+def os_error_message(e: OSError) -> str:
+    """`PATH: what the system said (what to do)` for an OSError that reached the command."""
+    where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    what = e.strerror or str(e) or type(e).__name__
+    if is_disk_full(e):
+        hint = " (free some space and run again)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = " (choose a path you may write to, or fix its permissions)"
+    else:
+        hint = ""
+    return f"{where + ': ' if where else ''}{what}{hint}"
 
 
 def _check_outputs(args):

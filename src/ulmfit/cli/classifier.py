@@ -19,10 +19,19 @@ CLASSIFIER = arg("model_dir", metavar="DIR", help="a classifier folder")
 
 
 def _predict(a, s):
-    rows = api.predict(a.model_dir, a.texts, s)
+    import sys
+
+    rows = api.predict(a.model_dir, a.texts or None, s)  # no TEXT arguments: --input or stdin
+    if not rows:  # an empty input is no texts: nothing to print, and not an error (as `sort </dev/null`)
+        print("ulmfit predict: no texts in the input: nothing to predict", file=sys.stderr)
     if not s.output:
         for r in rows:
-            print(json.dumps(r, ensure_ascii=False))
+            line = json.dumps(r, ensure_ascii=False)
+            try:
+                line.encode(sys.stdout.encoding or "utf-8")
+            except UnicodeEncodeError:  # a stdout that cannot hold it (ASCII): the same JSON with \u escapes
+                line = json.dumps(r)
+            print(line)
 
 
 def _export(a, s):
@@ -67,7 +76,8 @@ COMMANDS = [
         "predict", "classify raw texts with a classifier folder",
         "Classify texts given as arguments, read from --input (.txt: one text per line; .csv/.tsv/.jsonl/.parquet: "
         "the --text-col column) or from stdin (one text per line). Prints one JSON object per text, in input "
-        "order: {\"label\", \"probability\"} (multi-label: {\"labels\", \"probabilities\"}).",
+        "order: {\"label\", \"probability\"} (multi-label: {\"labels\", \"probabilities\"}). An empty input "
+        "prints nothing (and a note on stderr) and exits 0; an empty TEXT argument ('') is a text.",
         _predict, PredictSettings,
         [CLASSIFIER, arg("texts", nargs="*", metavar="TEXT", help="texts to classify")],
         "example: ulmfit predict models/imdb-clas 'What a wonderful film.' --int8"),

@@ -27,7 +27,10 @@ def register(sub):
 
     t = kinds.add_parser("table", help="CSV/TSV, Parquet or JSON Lines files with text and label columns",
                          description="Tables chosen by extension: .csv, .tsv, .parquet, .jsonl (.gz/.xz too). "
-                         "Several --text-col make multi-field documents (`xxfld N` before field N).")
+                         "Several --text-col make multi-field documents (`xxfld N` before field N). CSV quoting is "
+                         "read strictly (a quote that never closes is an error naming its line); a TSV field is "
+                         "its text as it stands unless --tsv-quotes. Every file must give at least one document, "
+                         "and --test must not be the training table.")
     t.add_argument("source", metavar="train", help="the labelled training table")
     t.set_defaults(settings=TableSettings)
 

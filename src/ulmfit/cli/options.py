@@ -12,7 +12,8 @@ import dataclasses
 import types
 import typing
 
-from ..settings import field_types
+from ..errors import UlmfitError
+from ..settings import SettingsError, field_types
 
 
 def _base(tp):
@@ -50,7 +51,7 @@ def add_settings(parser, cls, skip=(), group: str | None = None):
         m = f.metadata
         if f.name in skip or not m.get("cli", True):
             continue
-        names = [m.get("flag") or "--" + f.name.replace("_", "-"), *m.get("aliases", ())]
+        names = [flag_of(cls, f.name), *m.get("aliases", ())]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         tp = _base(hints[f.name])
         kw = {"dest": f.name, "default": default, "help": m["help"]}
@@ -91,7 +92,18 @@ def settings_from(ns, cls, **overrides):
             v = f.default_factory()  # a repeatable flag never given
         values[f.name] = v
     values.update(overrides)
-    return cls(**values)
+    try:
+        return cls(**values)  # checked by the class, before the command does any work
+    except SettingsError as e:
+        raise UlmfitError(e.message(lambda name: flag_of(cls, name))) from None
+
+
+def flag_of(cls, name: str) -> str:
+    """The option that sets field `name` of `cls` (`--max-len` for max_len)."""
+    f = cls.__dataclass_fields__[name]
+    if not f.metadata.get("cli", True):
+        return repr(name)
+    return f.metadata.get("flag") or "--" + name.replace("_", "-")
 
 
 @dataclasses.dataclass

@@ -60,6 +60,10 @@ def _run(a):
         raise UlmfitError("name a CONFIG (file or preset) or use --print-config PRESET")
     cfg = load_config(a.config)
     out = a.out or f"runs/{cfg['name']}"
+    if a.force_from:  # before torchrun starts its processes (the Runner checks too, for Python callers)
+        from ..run.runner import check_force_from
+
+        check_force_from(cfg, a.force_from)
     if cfg["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
         # `nproc = N`: the same command again under torchrun, N processes training together
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg['nproc']}",

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import InputError, UlmfitError
-from .dataset import DatasetWriter, cached_dataset, file_key
+from .dataset import DatasetWriter, cached_dataset, check_out_not_inside, file_key, folder_key
 from .download import download
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -122,18 +122,23 @@ def _records_from_tar(path, counts):
             raise UlmfitError(f"{path}: the archive is damaged or cut short ({e}); download it again") from None
 
 
-def _records_from_folder(root: Path, counts):
+def _folder_files(root: Path) -> list:
+    """(match, path) of the reviews of an aclImdb folder, in reading order."""
+    found = []
     for split in ("train", "test"):
         for cls in ("neg", "pos", "unsup"):
             folder = root / split / cls
             if not folder.is_dir():
                 continue
             files = sorted(folder.glob("*.txt"), key=lambda p: [int(x) for x in re.findall(r"\d+", p.name)])
-            for p in files:
-                mm = _MEMBER.search(p.as_posix())
-                if mm:
-                    counts[split, cls] += 1
-                    yield mm, str(p), p.read_bytes()
+            found.extend((mm, p) for p in files if (mm := _MEMBER.search(p.as_posix())))
+    return found
+
+
+def _records_from_folder(files, counts):
+    for mm, p in files:
+        counts[mm.group(1), mm.group(2)] += 1
+        yield mm, str(p), p.read_bytes()
 
 
 def _check_complete(path, counts, sha256=None):
@@ -172,12 +177,20 @@ def resolve_source(source) -> Path:
 
 def prepare_imdb(source, out_dir, lm_valid_frac=0.1, seed=42, force=False, progress=True):
     path = resolve_source(source)
-    key = {"reader": "imdb", **file_key(path), "lm_valid_frac": lm_valid_frac, "seed": seed}
+    if path.is_dir():
+        # A folder's key lists every review's path, size and modification time: swapping test/pos and
+        # test/neg, or editing a review, reads it again.
+        check_out_not_inside(out_dir, path)
+        files = _folder_files(path)
+        key = {"reader": "imdb", **folder_key(path, [p for _, p in files]), "lm_valid_frac": lm_valid_frac,
+               "seed": seed}
+    else:
+        key = {"reader": "imdb", **file_key(path), "lm_valid_frac": lm_valid_frac, "seed": seed}
     # A folder prepared from a partial archive before the checks below existed is not reused.
     if not force and (meta := cached_dataset(out_dir, key)) and _has_both_classes_in_both_splits(meta):
         return meta, True
     counts = Counter()
-    records = _records_from_folder(path, counts) if path.is_dir() else _records_from_tar(path, counts)
+    records = _records_from_folder(files, counts) if path.is_dir() else _records_from_tar(path, counts)
     w = DatasetWriter(out_dir, kind="imdb")
     try:
         for mm, where, raw in tqdm(records, total=N_DOCS, desc="reading IMDb", unit="doc", disable=not progress):

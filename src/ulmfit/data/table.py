@@ -7,17 +7,19 @@ with the file, line (or row) and field it sits in.
 from __future__ import annotations
 
 import csv
+import decimal
 import gzip
 import json
 import lzma
 import math
+import re
 import zlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..errors import InputError, UlmfitError
-from .dataset import DatasetWriter, cached_dataset, file_key
+from .dataset import DatasetWriter, cached_dataset, check_out_not_inside, file_key, folder_key
 
 csv.field_size_limit(1 << 30)
 
@@ -68,32 +70,108 @@ def _decoded_lines(path, counter):
                 raise InputError(f"not valid UTF-8 (byte {e.start} of the line)", path=path, line=i) from None
 
 
-def iter_rows(path, columns):
-    """Yield (line_or_row_number, {column: value}) for the wanted columns of a table file."""
+def _csv_error(e, path, fmt, delimiter, quoted, start, header):
+    """A csv.Error as an InputError naming the line (and, for a quote that never closes, the field) it is at."""
+    what = str(e)
+    if "unexpected end of data" in what:  # strict mode: the file ends inside a quoted field
+        line, col = _unclosed_quote(path, start, delimiter)
+        field = header[col] if header and col is not None and col < len(header) else None
+        return InputError('a quoted field opens here and never closes (a missing closing ")', path=path, line=line,
+                          field=field)
+    if "expected after" in what:
+        return InputError('text after a closing quote (inside a quoted field a quote is written "")', path=path,
+                          line=start[1])
+    if "new-line character" in what:
+        return InputError("a carriage return (\\r) inside an unquoted field"
+                          + (" (quote the field)" if quoted else ""), path=path, line=start[1])
+    return InputError(f"bad {fmt.upper()}: {e}", path=path, line=start[1])
+
+
+def _unclosed_quote(path, start, delimiter):
+    """(line, column index) where the quoted field that runs to the end of the file opens. `start`: (first line
+    of the record the reader was in, the line it had reached). Read again on this error only."""
+    in_quote, col, at_start, opened = False, 0, True, (start[0], None)
+    for i, line in enumerate(_decoded_lines(path, [0]), 1):
+        if i < start[0]:
+            continue
+        k = 0
+        while k < len(line):
+            c = line[k]
+            if in_quote:
+                if c == '"':
+                    if line[k + 1 : k + 2] == '"':
+                        k += 1  # "" inside quotes: a quote
+                    else:
+                        in_quote = False
+            elif c == '"' and at_start:
+                in_quote, opened = True, (i, col)
+            elif c == delimiter:
+                col, at_start = col + 1, True
+            elif c in "\r\n":
+                col, at_start = 0, True
+            else:
+                at_start = False
+            k += 1
+    return opened if in_quote else (start[0], None)
+
+
+def _repeated(header, columns, path):
+    """A wanted column whose name the header holds more than once: which of them is meant cannot be told."""
+    for c in columns:
+        at = [i + 1 for i, h in enumerate(header) if h == c]
+        if len(at) > 1:
+            raise InputError(f"the column name occurs more than once in the header (columns {at[0]} and {at[1]}): "
+                             "rename one", path=path, line=1, field=c)
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers the keys it held more than once (json keeps the last value silently)."""
+
+    repeated = ()
+
+
+def _json_object(pairs):
+    obj = _JsonObject(pairs)
+    if len(obj) < len(pairs):
+        seen = set()
+        obj.repeated = {k for k, _ in pairs if k in seen or seen.add(k)}
+    return obj
+
+
+def iter_rows(path, columns, tsv_quotes=False):
+    """Yield (line_or_row_number, {column: value}) for the wanted columns of a table file. CSV is read strictly
+    (a quote that never closes, or text after a closing quote, is an error); TSV without quote processing
+    unless `tsv_quotes` (a TSV field is its text as it stands: `"Great" movie` keeps its quotes)."""
     path = Path(path)
     if not path.exists():
         raise UlmfitError(f"{path}: no such file")
     fmt = file_format(path)
     if fmt in ("csv", "tsv"):
         counter = [0]
-        reader = csv.reader(_decoded_lines(path, counter), delimiter="\t" if fmt == "tsv" else ",")
+        delimiter = "\t" if fmt == "tsv" else ","
+        quoted = fmt == "csv" or tsv_quotes
+        dialect = {"strict": True} if quoted else {"quoting": csv.QUOTE_NONE}
+        reader = csv.reader(_decoded_lines(path, counter), delimiter=delimiter, **dialect)
+        header = None
         try:
             header = next(reader)
         except StopIteration:
             raise InputError("the file is empty", path=path) from None
         except csv.Error as e:
-            raise InputError(f"bad CSV: {e}", path=path, line=counter[0]) from None
+            raise _csv_error(e, path, fmt, delimiter, quoted, (1, counter[0]), header) from None
         missing = [c for c in columns if c not in header]
         if missing:
             raise InputError(f"no column {missing[0]!r} in the header (columns: {header})", path=path, line=1)
+        _repeated(header, columns, path)
         pos = [header.index(c) for c in columns]
         while True:
+            first = counter[0] + 1  # the line this record starts on
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as e:
-                raise InputError(f"bad CSV: {e}", path=path, line=counter[0]) from None
+                raise _csv_error(e, path, fmt, delimiter, quoted, (first, counter[0]), header) from None
             if not row:
                 continue
             if len(row) != len(header):
@@ -106,7 +184,7 @@ def iter_rows(path, columns):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_json_object)
             except json.JSONDecodeError as e:
                 raise InputError(f"not valid JSON: {e.msg}", path=path, line=counter[0]) from None
             if not isinstance(obj, dict):
@@ -114,6 +192,9 @@ def iter_rows(path, columns):
             for c in columns:
                 if c not in obj:
                     raise InputError("missing", path=path, line=counter[0], field=c)
+                if c in obj.repeated:
+                    raise InputError("the column name occurs more than once in the object", path=path,
+                                     line=counter[0], field=c)
             yield counter[0], {c: obj[c] for c in columns}
     elif fmt == "parquet":
         import pyarrow as pa
@@ -128,6 +209,9 @@ def iter_rows(path, columns):
         missing = [c for c in columns if c not in names]
         if missing:
             raise InputError(f"no column {missing[0]!r} (columns: {names})", path=path)
+        for c in columns:
+            if names.count(c) > 1:
+                raise InputError("the column name occurs more than once in the file: rename one", path=path, field=c)
         row = 0
         for group in range(pf.num_row_groups):
             # One row group at a time, so that a damaged page is reported with the group and rows it is in.
@@ -165,10 +249,54 @@ def text_value(v, path, line, field) -> str:
     raise InputError(f"expected text, got {type(v).__name__} {str(v)[:60]!r}", path=path, line=line, field=field)
 
 
-def _label_str(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v).strip()
+# A label cell that is a plain decimal number (what a spreadsheet or pandas may write for one: 1, 1.0, 01, +1,
+# 1e0); hex, "nan", "1_000" and the like are words. Longer ones stay as written (no number is that long).
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_EXACT = decimal.Context(prec=60)
+
+
+def _number_text(d: decimal.Decimal, written: str) -> str:
+    """A number's one spelling: an integer value as an integer (1.0 -> 1, -0 -> 0), any other without
+    trailing zeros or an exponent (2.50 -> 2.5); exact (decimal, not float)."""
+    if abs(d.adjusted()) > 40:
+        return written
+    if d == d.to_integral_value(context=_EXACT):
+        return str(int(d))
+    return format(d.normalize(context=_EXACT), "f")
+
+
+def label_value(v, path, line, field) -> str:
+    """A class name from a label cell, the same in every format: a number (JSON/Parquet, or a CSV/TSV cell or
+    string that is a plain decimal number) is the class of its value (settings.NUMERIC_LABELS), true/false are
+    "true"/"false", other text is stripped. A list, an object, bytes or a date is an error naming the place:
+    its Python repr would be a silently wrong class. The caller checks for a missing label first."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise InputError(f"expected a class name, got the number {v}", path=path, line=line, field=field)
+        return _number_text(decimal.Decimal(repr(v)), repr(v))
+    if isinstance(v, (int, decimal.Decimal)):
+        if isinstance(v, decimal.Decimal) and not v.is_finite():
+            raise InputError(f"expected a class name, got the number {v}", path=path, line=line, field=field)
+        return _number_text(decimal.Decimal(v), str(v))
+    if isinstance(v, str):
+        t = v.strip()
+        return _number_text(decimal.Decimal(t), t) if len(t) <= 60 and _NUMBER.fullmatch(t) else t
+    raise InputError(f"expected a class name (text or a number), got {type(v).__name__} {str(v)[:60]!r}", path=path,
+                     line=line, field=field)
+
+
+def _label_set(v, sep, path, line, field) -> list:
+    """A --label-sep cell: SEP-separated class names, or (JSON/Parquet) a list of them -> sorted, distinct."""
+    if _is_missing(v):
+        return []
+    parts = v if isinstance(v, list) else (v.split(sep) if isinstance(v, str) else [v])
+    if isinstance(v, list) and any(isinstance(p, (list, dict)) or _is_missing(p) for p in parts):
+        raise InputError(f"expected a class name in each item of the list, got {str(v)[:60]!r}", path=path, line=line,
+                         field=field)
+    names = (label_value(p, path, line, field) for p in parts if not (isinstance(p, str) and not p.strip()))
+    return sorted(set(names))
 
 
 def _sort_classes(labels):
@@ -186,17 +314,18 @@ def _flag(v, path, line, col) -> bool:
     """A 0/1 label column's cell (1, 0, 1.0, true/false, yes/no)."""
     if _is_missing(v):
         raise InputError("missing label", path=path, line=line, field=col)
-    t = _label_str(v).lower()
-    if t in _TRUE or t in _FALSE:
-        return t in _TRUE
-    raise InputError(f"expected 0 or 1 in a label column, got {_label_str(v)!r}", path=path, line=line, field=col)
+    t = label_value(v, path, line, col)
+    if t.lower() in _TRUE or t.lower() in _FALSE:
+        return t.lower() in _TRUE
+    raise InputError(f"expected 0 or 1 in a label column, got {t!r}", path=path, line=line, field=col)
 
 
 def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabelled=(), valid_frac=0.0,
-                  lm_valid_frac=0.1, seed=42, force=False, progress=True, label_sep=None):
+                  lm_valid_frac=0.1, seed=42, force=False, progress=True, label_sep=None, tsv_quotes=False):
     """`label_col`: one column of class names (single-label), or a list of several 0/1 columns (multi-label:
-    the classes are the column names). `label_sep`: the one label column holds SEP-separated class names
-    (multi-label; an empty cell is a document with no label)."""
+    the classes are the column names). `label_sep`: the one label column holds SEP-separated class names, or
+    (JSONL/Parquet) a list of them (multi-label; an empty cell is a document with no label). `tsv_quotes`:
+    read .tsv files with CSV quoting. Every file must give at least one document."""
     if not text_cols:
         raise UlmfitError("name at least one --text-col")
     label_cols = [label_col] if isinstance(label_col, str) else list(label_col or [])
@@ -210,8 +339,16 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
     for _, p in files:
         if not p.exists():
             raise UlmfitError(f"{p}: no such file")
-    key = {"reader": "table", "files": [[s, file_key(p)] for s, p in files], "text_cols": list(text_cols),
-           "label_col": label_col, "valid_frac": valid_frac, "lm_valid_frac": lm_valid_frac, "seed": seed}
+    keys = [file_key(p) for _, p in files]
+    if test and keys[1]["path"] == keys[0]["path"]:
+        raise UlmfitError(f"--test {test} is the training table: a test set must be other documents")
+    if test and keys[1]["sha256"] == keys[0]["sha256"]:
+        raise UlmfitError(f"--test {test} has the same content as the training table {train}: a test set must be "
+                          "other documents")
+    # version 2: strict CSV quoting, TSV without quotes by default, one spelling per numeric label
+    key = {"reader": "table", "version": 2, "files": [[s, k] for (s, _), k in zip(files, keys)],
+           "text_cols": list(text_cols), "label_col": label_col, "valid_frac": valid_frac,
+           "lm_valid_frac": lm_valid_frac, "seed": seed, "tsv_quotes": bool(tsv_quotes)}
     if label_sep is not None:
         key["label_sep"] = label_sep
     if not force and (meta := cached_dataset(out_dir, key)):
@@ -222,7 +359,10 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
         for split, path in files:
             labelled = bool(label_cols) and split != "unsup"
             cols = list(text_cols) + (label_cols if labelled else [])
-            for line, rec in tqdm(iter_rows(path, cols), desc=f"reading {path.name}", unit="row", disable=not progress):
+            n_rows = n_docs = 0
+            rows = iter_rows(path, cols, tsv_quotes=tsv_quotes)
+            for line, rec in tqdm(rows, desc=f"reading {path.name}", unit="row", disable=not progress):
+                n_rows += 1
                 where = f"{path}:{line}"
                 fields = []
                 for c in text_cols:
@@ -232,18 +372,23 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
                     continue
                 label = None
                 if labelled and label_sep is not None:
-                    v = rec[label_cols[0]]
-                    text = "" if _is_missing(v) else _label_str(v)
-                    label = sorted({t.strip() for t in text.split(label_sep) if t.strip()})
+                    label = _label_set(rec[label_cols[0]], label_sep, path, line, label_cols[0])
                     seen[split].update(label)
                 elif labelled and multi:
                     label = [c for c in label_cols if _flag(rec[c], path, line, c)]
                 elif labelled:
                     if _is_missing(rec[label_col]):
                         raise InputError("missing label", path=path, line=line, field=label_col)
-                    label = _label_str(rec[label_col])
+                    label = label_value(rec[label_col], path, line, label_col)
                     seen[split].add(label)
                 w.add(f"{path.name}:{line}", split, fields, label)
+                n_docs += 1
+            # A file that gives no document is a mistake (a header-only --test would leave no test split)
+            if not n_rows:
+                raise InputError("the table has no rows", path=path)
+            if not n_docs:
+                raise InputError(f"every row's text is empty ({n_rows:,} rows)", path=path,
+                                 field=text_cols[0] if len(text_cols) == 1 else None)
         classes = None
         if multi and label_sep is None:
             classes = label_cols
@@ -268,19 +413,21 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
 def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=0.1, seed=42, force=False, progress=True,
                    unlabelled_names=("unsup", "unlabelled", "unlabeled")):
     """A folder per class: ROOT/CLASS/*.txt, or ROOT/{train,test}/CLASS/*.txt. A class folder named
-    unsup/unlabelled holds texts without a label (language model only)."""
+    unsup/unlabelled holds texts without a label (language model only). Names starting with "." (.git,
+    .DS_Store, an editor's .swp) are neither classes nor documents, at any depth."""
     from .imdb import decode
 
     root = Path(root)
     if not root.is_dir():
         raise UlmfitError(f"{root}: not a folder")
+    check_out_not_inside(out_dir, root)
     split_dirs = [(s, root / s) for s in ("train", "test") if (root / s).is_dir()] or [("train", root)]
     files, empty = [], []
     for split, d in split_dirs:
-        for cdir in sorted(p for p in d.iterdir() if p.is_dir()):
+        for cdir in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
             n = len(files)
             for f in sorted(cdir.rglob("*")):
-                if f.is_file() and not f.name.startswith("."):
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(cdir).parts):
                     unl = cdir.name in unlabelled_names
                     files.append(("unsup" if unl else split, None if unl else cdir.name, f))
             if len(files) == n and split == "train" and cdir.name not in unlabelled_names:
@@ -296,8 +443,7 @@ def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=0.1, seed=42, fo
     test_classes = {lab for s, lab, _ in files if s == "test" and lab is not None}
     if test_classes - train_classes:
         raise UlmfitError(f"{root}/test: classes {sorted(test_classes - train_classes)} are not in train")
-    key = {"reader": "folder", "root": str(root.resolve()), "n_files": len(files),
-           "size": sum(f.stat().st_size for _, _, f in files), "valid_frac": valid_frac,
+    key = {"reader": "folder", **folder_key(root, [f for _, _, f in files]), "valid_frac": valid_frac,
            "lm_valid_frac": lm_valid_frac, "seed": seed}
     if not force and (meta := cached_dataset(out_dir, key)):
         return meta, True

@@ -5,7 +5,8 @@ Plain modules that know nothing of training. Inputs are right-padded id batches 
 `max_len` positions, so
 - padding never changes a document's result (the LSTM is causal and padding sits after the text);
 - memory does not grow with document length: only chunks that some document pools from are run
-  with autograd, the rest under no_grad, and no chunk's outputs are kept after it is pooled.
+  with autograd, the rest under no_grad, and no chunk's outputs are kept after it is pooled; in training
+  the embedding runs over spans of at most `_span_tokens` tokens of the documents still active.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UlmfitError
+from ..settings import SettingsError, bounds, check
 
 
 # Encoder states are lists over layers of tuples of [1, bs, dim] tensors, whatever the architecture.
@@ -53,10 +55,14 @@ class BPT3C(nn.Module):
         lengths = host.to(ids.device, non_blocking=True)
         first_kept = (lengths - self.max_len).clamp(min=0)  # each doc pools positions [first_kept, length)
         grad = torch.is_grad_enabled()
-        # From the first chunk that is pooled on, the batch is embedded once: the backward then makes one dense
-        # vocab x emb embedding gradient per batch rather than one per chunk (zeroing and adding those took
-        # about a tenth of a CPU epoch). Earlier chunks (no graph) embed themselves.
-        embedded, e0 = None, 0
+        # In training, a pooled chunk embeds a span of chunks at once (the documents active at its start, at
+        # most `span` tokens): the backward then makes one dense vocab x emb embedding gradient per span rather
+        # than one per chunk (zeroing and adding those took about a tenth of a CPU epoch), and a batch of
+        # similar lengths pools within one span. The span is bounded so that one very long document does not
+        # make the whole padded batch be embedded over its length. Chunks outside a span, and every chunk
+        # without a graph (predict, validation), embed themselves.
+        span = _span_tokens(self.bptt, self.max_len)
+        embedded, e0, e1, rows = None, 0, 0, None  # the span [e0, e1) and its rows (None: the whole batch)
         state = None
         last = mx = total = None
         for i in range(0, int(host.max()), self.bptt):
@@ -67,11 +73,14 @@ class BPT3C(nn.Module):
             idx = None if full else idx_h.to(ids.device, non_blocking=True)
             pooled_here = bool(((host_fk[idx_h] < j) & (host[idx_h] > i)).any())
             x = ids[:, i:j] if full else ids[:, i:j].index_select(0, idx)
-            if embedded is None and pooled_here:
-                with torch.set_grad_enabled(grad):
-                    embedded, e0 = self.encoder.embed(ids[:, i:]), i
-            e = None if embedded is None else embedded[:, i - e0:j - e0]
-            if e is not None and not full:
+            if grad and pooled_here and i >= e1:  # a new span (spans start at chunk starts, so j <= e1 within)
+                e0, e1 = i, min(i + span, T)
+                rows = None if full else idx_h
+                embedded = self.encoder.embed(ids[:, e0:e1] if full else ids[:, e0:e1].index_select(0, idx))
+            e = embedded[:, i - e0:j - e0] if i < e1 else None
+            if e is not None and rows is not None and len(idx_h) < len(rows):  # documents ended within the span
+                e = e.index_select(0, torch.searchsorted(rows, idx_h).to(ids.device, non_blocking=True))
+            elif e is not None and rows is None and not full:
                 e = e.index_select(0, idx)
             st = state if (full or state is None) else _select_state(state, idx)
             ln = lengths if full else lengths.index_select(0, idx)
@@ -103,6 +112,12 @@ class BPT3C(nn.Module):
                 last = last.index_add(0, idx, c_last)
         count = (lengths - first_kept).to(total.dtype)[:, None]
         return torch.cat([last, mx, total / count], dim=1)
+
+
+def _span_tokens(bptt: int, max_len: int) -> int:
+    """Tokens BPT3C embeds at once in training: twice the chunks a document pools over, plus one (a batch of
+    similar lengths pools within one span); whole chunks, so that every chunk lies in one span."""
+    return bptt * (2 * -(-max_len // bptt) + 1)
 
 
 class LinBnDrop(nn.Sequential):
@@ -159,16 +174,26 @@ class ClassifierSettings:
     quantized: load with int8 dynamic quantization of the LSTMs (weights are stored in float32).
     """
 
-    classes: list
-    head_hidden: list = field(default_factory=lambda: [50])
-    head_dropouts: list = field(default_factory=lambda: [0.2, 0.1])
-    max_len: int = 20 * 70
-    bptt: int = 70
+    classes: list[str] = field(metadata={"bounds": bounds(min_len=1)})
+    head_hidden: list[int] = field(default_factory=lambda: [50], metadata={"bounds": bounds(ge=1)})
+    head_dropouts: list[float] = field(default_factory=lambda: [0.2, 0.1], metadata={"bounds": bounds(ge=0, lt=1)})
+    max_len: int = field(default=20 * 70, metadata={"bounds": bounds(ge=1)})
+    bptt: int = field(default=70, metadata={"bounds": bounds(ge=1)})
     backwards: bool = False
     add_eos: bool = False
     multi_label: bool = False
-    threshold: float = 0.5
+    threshold: float = field(default=0.5, metadata={"bounds": bounds(gt=0, lt=1)})
     quantized: bool = False
+
+    def __post_init__(self):
+        me = "classifier settings"
+        check(self, me)  # every field's type and bounds (a hand-edited config.json: "quantized": "no")
+        if len(self.head_dropouts) != len(self.head_hidden) + 1:
+            raise SettingsError(me, "head_dropouts", lambda f: f"{f('head_dropouts')} needs one dropout per head "
+                                f"block: {len(self.head_hidden) + 1} for {f('head_hidden')} {self.head_hidden}, got "
+                                f"{len(self.head_dropouts)}")
+        if len(set(self.classes)) != len(self.classes):
+            raise SettingsError(me, "classes", f"names a class twice: {self.classes}")
 
     @classmethod
     def from_dict(cls, d: dict, where="config.json") -> "ClassifierSettings":
@@ -178,7 +203,10 @@ class ClassifierSettings:
             raise UlmfitError(f"{where}: unknown classifier setting(s): {', '.join(unknown)}")
         if not d.get("classes"):
             raise UlmfitError(f"{where}: field 'classifier.classes' is missing or empty")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except SettingsError as e:
+            raise UlmfitError(f"{where}: " + e.message(lambda f: f"field 'classifier.{f}'")) from None
 
 
 def build_classifier(mcfg, settings: ClassifierSettings) -> SequenceClassifier:

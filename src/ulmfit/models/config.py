@@ -36,22 +36,24 @@ class ModelConfig:
     drop_mult: float = 1.0
 
     def __post_init__(self):
+        from ..settings import SettingsError, check
         from .registry import ARCHS  # here: the registry imports the encoders, which import this module
 
+        me = "model settings"
+        check(self, me)  # every field's type (a hand-edited config.json: "n_hid": "600", "tie_weights": "no")
         if self.arch not in ARCHS:
-            raise UlmfitError(f"unknown model arch {self.arch!r} (choose from: {', '.join(ARCHS)})")
+            raise SettingsError(me, "arch", f"is an unknown model arch {self.arch!r} (choose from: {', '.join(ARCHS)})")
         for name in ("vocab_size", "emb_size", "n_hid", "n_layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UlmfitError(f"model setting {name} must be a positive integer, got {v!r}")
+            if getattr(self, name) < 1:
+                raise SettingsError(me, name, f"must be a positive integer, got {getattr(self, name)!r}")
         if not 0 <= self.pad_id < self.vocab_size:
-            raise UlmfitError(f"model setting pad_id={self.pad_id} is outside the vocab (size {self.vocab_size})")
-        if self.drop_mult < 0:
-            raise UlmfitError(f"model setting drop_mult must be >= 0, got {self.drop_mult}")
+            raise SettingsError(me, "pad_id", f"is outside the vocab (size {self.vocab_size}), got {self.pad_id}")
+        if not self.drop_mult >= 0:
+            raise SettingsError(me, "drop_mult", f"must be >= 0, got {self.drop_mult}")
         for name in DROPOUTS:
             if not 0 <= self.p(name) < 1:
-                raise UlmfitError(f"dropout {name}={getattr(self, name)} x drop_mult={self.drop_mult} "
-                                  "must be in [0, 1)")
+                raise SettingsError(me, name, lambda f, name=name: f"dropout {f(name)} = {getattr(self, name)} x "
+                                    f"{f('drop_mult')} = {self.drop_mult} must be in [0, 1)")
 
     def p(self, name: str) -> float:
         """The effective dropout `name` (e.g. "hidden_p"): the stored value times drop_mult."""
@@ -61,14 +63,23 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict, where: str | None = None) -> "ModelConfig":
+        """where: the file `d` is config.json["model"] of, named in errors with the field ('model.n_hid')."""
+        from ..settings import SettingsError
+
+        at = f"{where}: " if where else ""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise UlmfitError(f"unknown model setting(s): {', '.join(unknown)}")
+            raise UlmfitError(f"{at}unknown model setting(s): {', '.join(unknown)}")
         if "vocab_size" not in d:
-            raise UlmfitError("model settings lack vocab_size")
-        return cls(**d)
+            raise UlmfitError(f"{at}model settings lack vocab_size")
+        try:
+            return cls(**d)
+        except SettingsError as e:
+            if where is None:
+                raise
+            raise UlmfitError(at + e.message(lambda f: f"field 'model.{f}'")) from None
 
 
 # The ULMFiT paper's language model (fastai's awd_lstm_lm_config dropouts).

@@ -37,14 +37,11 @@ def sample(lm, ids, n_words: int, temperature: float = 1.0, generator=None, bann
 def generate(model, prompt: str, settings=None) -> str:
     """A language-model folder (or shipped name) continues `prompt` -> the detokenized text, prompt included."""
     from ..artifacts import load_language_model
-    from ..errors import UlmfitError
     from ..pretrained import resolve_lm
     from ..settings import GenerateSettings
     from ..text.vocab import Vocab
 
-    s = settings or GenerateSettings()
-    if s.n_words < 1:
-        raise UlmfitError("n_words must be at least 1")
+    s = settings or GenerateSettings()  # checked when made (n_words >= 1, temperature >= 0)
     lm, _, encoder = load_language_model(model)
     itos = Vocab.load(resolve_lm(model) / "vocab.json").itos
     ids = encoder.encode([prompt])[0]

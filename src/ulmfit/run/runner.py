@@ -3,12 +3,14 @@
 Each stage writes one folder in the run folder and is keyed by the hash of its settings plus the keys of
 the stages it reads; `stages.json` records key, status, wall time and the settings. A stage whose key is
 unchanged and status `done` is reused; one left `running` (interrupted) is resumed; any other is
-started afresh.
+started afresh. One run at a time per run folder: it holds an flock on DIR/.run.lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -27,6 +29,74 @@ from .config import stage_settings
 # output folder shows there is a stopped run to resume.
 TRAINING = {"pretrain": "checkpoint.safetensors", "finetune_lm": "checkpoint.safetensors",
             "train_classifier": "checkpoint.safetensors", "_self_train": "self-train"}
+
+
+LOCK_NAME = ".run.lock"
+
+
+def stage_names(cfg: dict) -> list[str]:
+    """The stages `Runner.run` goes through for this config, in order: what --from may name."""
+    mode = cfg["pretrain"]["mode"]
+    lr_find = "lr_find" in cfg and mode != "none"
+    names = ["prepare", "tokenize", "baseline"]
+    for bwd in [False] + ([True] if cfg["classifier"].get("backwards") else []):
+        sfx, lr = ("-bwd" if bwd else ""), (["lr_find"] if lr_find and not bwd else [])
+        if mode == "corpus":
+            names += [f"pretrain{sfx}", *lr, f"finetune_lm{sfx}"]
+        elif mode == "from":
+            names += [*lr, f"finetune_lm{sfx}"]
+        elif mode == "scratch":
+            names += [*lr, f"lm{sfx}"]
+        names.append(f"classifier{sfx}")
+    return names + (["self_train"] if "self_train" in cfg else []) + ["evaluate"]
+
+
+def check_force_from(cfg: dict, name: str) -> None:
+    """--from STAGE must name a stage of this run: another name would redo nothing and reuse every stage."""
+    names = stage_names(cfg)
+    if name not in names:
+        raise UlmfitError(f"--from {name}: this run has no stage {name!r} (its stages: {', '.join(names)})")
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """An exclusive flock on DIR/.run.lock while a run works in DIR (the system releases it when the holder
+    exits, however it ends). A second run is refused rather than made to wait: after the wait it would
+    redo or reuse stages by what the first one left, which is rarely what was meant."""
+    path = run_dir / LOCK_NAME
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UlmfitError(f"another `ulmfit run` is using {run_dir} (it holds {path}): wait for it to finish, "
+                              "or give this run another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_stages(path: Path, redo_all: bool) -> dict:
+    """stages.json, checked: an object with an object per stage. A damaged one is an error that keeps it (the
+    stage folders it describes are kept too), unless every stage is redone anyway (`--from prepare`)."""
+    if not path.exists():
+        return {}
+    try:
+        state = read_json(path)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        bad = [k for k, v in state.items() if (not k.startswith("_") or k == "_plan") and not isinstance(v, dict)]
+        if bad:
+            raise ValueError(f"entry {bad[0]!r} is not a JSON object")
+    except (OSError, ValueError) as e:  # (JSON and UTF-8 decoding errors are ValueErrors)
+        if not redo_all:
+            raise UlmfitError(f"{path}: cannot read this run's record of its stages ({e}); the stage folders are "
+                              "kept: restore the file, or run again with `--from prepare` to redo every stage "
+                              "(that writes a new record)") from None
+        print(f"[ulmfit run] warning: {path} is damaged ({e}): ignored, as --from prepare redoes every stage",
+              file=sys.stderr, flush=True)
+        return {}
+    return state
 
 
 def _key(*parts) -> str:
@@ -52,12 +122,14 @@ def _changed(settings) -> dict:
 
 class Runner:
     def __init__(self, cfg: dict, run_dir, source=None, force_from=None, quiet=False):
+        if force_from is not None:
+            check_force_from(cfg, force_from)
         self.cfg, self.dir, self.quiet = cfg, Path(run_dir), quiet
         self.source = source if source is not None else cfg["data"].get("source")
         self.force_from = force_from
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.dir / "stages.json"
-        self.state = read_json(self.state_path) if self.state_path.exists() else {}
+        self.state: dict = {}  # read by run(), under the run folder's lock
         self.keys: dict[str, str] = {}
         self.forced = False
         self.ran: set[str] = set()  # stages that ran (fresh or resumed) in this invocation
@@ -280,6 +352,12 @@ class Runner:
         self._stage("lr_find", lambda d, s: api.lr_find_lm(d, out, pretrained, s), [data], s, out, deps, extra)
 
     def run(self):
+        # Under torchrun rank 0 holds the lock for the run's ranks (which only read stages.json).
+        with _run_lock(self.dir) if self.main else contextlib.nullcontext():
+            self.state = read_stages(self.state_path, redo_all=self.force_from == "prepare")
+            return self._run_stages()
+
+    def _run_stages(self):
         cfg, d = self.cfg, self.dir
         t0 = time.time()
         self._prepare()
@@ -343,6 +421,7 @@ class Runner:
                     + (["self_train"] if final != "classifier" else []))
         from .report import write_report
 
+        assert self.order == stage_names(cfg), f"stage_names() is out of step with run(): {self.order}"
         self.state["_total_seconds"] = round(time.time() - t0, 2)
         self._save()
         if not self.main:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UlmfitError
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, plain_file_name, read_json, write_json
 from .processor import TextProcessor
 from .special import UNK_ID
 from .tokenizers import make_tokenizer
@@ -18,10 +18,11 @@ from .vocab import Vocab
 
 
 class TextEncoder:
-    def __init__(self, settings: dict, vocab: Vocab, folder=None):
+    def __init__(self, settings: dict, vocab: Vocab, folder=None, where=None, prefix: str = ""):
         self.settings = dict(settings)
         self.vocab = vocab
         self.folder = Path(folder) if folder is not None else None
+        self._where = (where, prefix)  # the file the settings were read from, for errors
         self._processor = None
 
     @property
@@ -30,7 +31,8 @@ class TextEncoder:
         # never needs the tokenizer
         if self._processor is None:
             stoi = self.vocab.stoi
-            self._processor = TextProcessor(make_tokenizer(self.settings, self.folder), lambda t: stoi.get(t, UNK_ID))
+            tokenizer = make_tokenizer(self.settings, self.folder, *self._where)
+            self._processor = TextProcessor(tokenizer, lambda t: stoi.get(t, UNK_ID))
         return self._processor
 
     @property
@@ -39,7 +41,11 @@ class TextEncoder:
 
     @classmethod
     def from_store(cls, store):
-        return cls(store.tokenizer_settings, store.vocab, store.root / "tokens")
+        from .tokenizers import check_tokenizer_settings
+
+        tokens = store.root / "tokens"
+        where = (tokens / "manifest.json", "tokenizer.")
+        return cls(check_tokenizer_settings(store.tokenizer_settings, *where), store.vocab, tokens, *where)
 
     @classmethod
     def from_texts(cls, texts, max_vocab=60000, min_freq=3, settings=None):
@@ -75,6 +81,7 @@ class TextEncoder:
         self.vocab.save(folder / "vocab.json")
         model = self.settings.get("model")
         if self.settings.get("backend") == "sentencepiece" and model:
+            plain_file_name(model, folder / "tokenizer.json", "model")  # never written outside `folder`
             src = Path(self.tokenizer.model_path)
             if src.resolve() != (folder / model).resolve():
                 with atomic_path(folder / model) as tmp:
@@ -86,4 +93,7 @@ class TextEncoder:
         for name in ("tokenizer.json", "vocab.json"):
             if not (folder / name).exists():
                 raise UlmfitError(f"{folder / name}: missing (a model folder needs its tokenizer settings and vocab)")
-        return cls(read_json(folder / "tokenizer.json"), Vocab.load(folder / "vocab.json"), folder)
+        from .tokenizers import check_tokenizer_settings
+
+        where = folder / "tokenizer.json"
+        return cls(check_tokenizer_settings(read_json(where), where), Vocab.load(folder / "vocab.json"), folder, where)

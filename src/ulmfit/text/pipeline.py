@@ -237,9 +237,3 @@ def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, 
             "vocab_split": "lm_train" if vocab_split.exists() else "all", "seconds": round(time.time() - t0, 2),
         })
     return TokenStore(root), False
-
-
-def copy_tokenizer_files(settings, src_folder, dst_folder):
-    """Files a tokenizer needs besides its settings (the SentencePiece model)."""
-    if settings.get("backend") == "sentencepiece":
-        shutil.copyfile(Path(src_folder) / settings["model"], Path(dst_folder) / settings["model"])

@@ -81,7 +81,9 @@ class TextProcessor:
         return flat, lengths
 
     def encode(self, docs):
-        """docs -> list of int64 id arrays, one per document."""
+        """docs -> list of int64 id arrays, one per document (none for none: np.split would give one)."""
+        if not len(docs):
+            return []
         flat, lengths = self.encode_batch(docs)
         return [a.astype(np.int64) for a in np.split(flat, np.cumsum(lengths)[:-1])]
 

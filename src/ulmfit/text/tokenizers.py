@@ -133,10 +133,40 @@ def train_sentencepiece(texts, out_dir, vocab_size=30000, model_type="unigram", 
     return path
 
 
-def make_tokenizer(settings: dict, folder=None):
+_LANG = re.compile(r"[a-z]{2,3}")  # spaCy's language codes (en, grc, xx, ...): never a path or a dotted name
+
+
+def check_tokenizer_settings(settings, where, prefix: str = ""):
+    """Tokenizer settings read from `where` (tokenizer.json; a store's manifest.json under "tokenizer": prefix
+    "tokenizer."): the SentencePiece model must be a file inside the folder, the language a language code."""
+    from ..errors import InputError
+    from ..io import plain_file_name
+
+    if not isinstance(settings, dict):
+        raise InputError(f"expected an object of tokenizer settings, got {type(settings).__name__}", path=where,
+                         field=prefix.rstrip(".") or None)
+    if "model" in settings:
+        plain_file_name(settings["model"], where, f"{prefix}model")
+    lang = settings.get("lang", "en")
+    if not isinstance(lang, str) or not _LANG.fullmatch(lang):
+        raise InputError(f"expected a language code such as 'en', got {lang!r}", path=where, field=f"{prefix}lang")
+    return settings
+
+
+def make_tokenizer(settings: dict, folder=None, where=None, prefix: str = ""):
+    """The tokenizer of `settings`; a SentencePiece model is read from `folder`. where/prefix: the file the
+    settings came from and their field prefix there (see check_tokenizer_settings), named by errors."""
+    from ..errors import InputError
+
+    where = where or folder or "tokenizer settings"
+    check_tokenizer_settings(settings, where, prefix)
     backend = settings.get("backend", "spacy")
     if backend == "spacy":
-        return SpacyTokenizer(settings.get("lang", "en"))
+        lang = settings.get("lang", "en")
+        try:
+            return SpacyTokenizer(lang)
+        except ImportError as e:  # spaCy's "Can't import language": a settings error, not a traceback
+            raise InputError(f"spaCy has no language {lang!r} ({e})", path=where, field=f"{prefix}lang") from None
     if backend == "sentencepiece":
         if folder is None:
             raise UlmfitError("a SentencePiece tokenizer needs the folder holding spm.model")

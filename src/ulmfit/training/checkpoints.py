@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import UlmfitError
-from ..io import atomic_path, write_json
+from ..io import write_json, write_safetensors
 
 CKPT = "checkpoint.safetensors"
 CKPT_JSON = "checkpoint.json"
@@ -111,8 +111,6 @@ def _set_rng_state(meta, tensors):
 
 def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, phases, cfg, identity=None):
     """Write checkpoint.safetensors atomically (everything needed to resume), then checkpoint.json."""
-    from safetensors.torch import save_file
-
     tensors = {}
     meta = {
         "format": CKPT_FORMAT,
@@ -128,8 +126,7 @@ def save_checkpoint(out_dir, model, opt, position, history, step_losses, state, 
         "time": time.time(),
     }
     tensors["curve.step_loss"] = torch.tensor(step_losses, dtype=torch.float64)
-    with atomic_path(Path(out_dir) / CKPT) as tmp:
-        save_file(tensors, str(tmp), metadata={"ulmfit": json.dumps(meta)})
+    write_safetensors(Path(out_dir) / CKPT, tensors, metadata={"ulmfit": json.dumps(meta)})
     readable = {k: meta[k] for k in ("format", "position", "phases", "time")}
     readable["config"] = asdict(cfg)
     readable["note"] = "a readable copy; the authoritative one is the metadata of " + CKPT

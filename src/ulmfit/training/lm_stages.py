@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import UlmfitError
-from ..io import check_output_dir
+from ..io import check_not_an_input, check_output_dir
 from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings, identity
 
 def open_lm_store(path):
@@ -58,18 +58,8 @@ def train_config(s, **kw):
 
     return TrainConfig(schedule=s.schedule, wd=s.wd, betas=tuple(s.betas), moms=tuple(s.moms), clip=s.clip or None,
                        seed=s.seed, ckpt_every=getattr(s, "ckpt_every", 0), max_minutes=getattr(s, "max_minutes", None),
+                       patience=getattr(s, "patience", None),
                        device=s.device, threads=s.threads, bf16=not s.fp32, progress=not s.quiet, **kw)
-
-
-def _check(s):
-    for name in ("bs", "bptt", "epochs", "max_steps", "steps", "ckpt_every", "frozen_epochs", "sampled"):
-        v = getattr(s, name, None)
-        if v is not None and (v < 0 or (v == 0 and name not in ("ckpt_every", "frozen_epochs", "epochs", "sampled"))):
-            raise UlmfitError(f"--{name.replace('_', '-')} must be positive, got {v}")
-    if getattr(s, "lr", 1) <= 0:
-        raise UlmfitError(f"--lr must be positive, got {s.lr}")
-    if len(s.moms) != 3 or len(s.betas) != 2:
-        raise UlmfitError("--moms takes three numbers and --betas two")
 
 
 def _training_info(stage, store, s, phases, cfg, **extra):
@@ -78,17 +68,23 @@ def _training_info(stage, store, s, phases, cfg, **extra):
             "sampled": s.sampled, "phases": [dataclasses.asdict(p) for p in phases], "train": dataclasses.asdict(cfg)}
 
 
-def _saver(out, store, folder_config):
-    """on_epoch_end for fit: the language-model folder (+ metrics.json) after every epoch."""
+def _saver(out, store, folder_config, resume=False):
+    """on_epoch_end for fit: the language-model folder (+ metrics.json, its epoch's row) after every epoch whose
+    valid loss is the best so far (ties too: a resumed run redoes its last epoch's save), so that a run stopped
+    early, or one whose last epochs overfit, leaves its best epoch."""
     from ..artifacts import save_language_model
-    from ..io import write_json
+    from ..io import read_json, write_json
     from ..text.encoder import TextEncoder
 
     text = TextEncoder.from_store(store)
+    metrics = Path(out) / "metrics.json"
+    best = [read_json(metrics).get("valid_loss", float("inf")) if resume and metrics.exists() else float("inf")]
 
     def save(model, row):
-        save_language_model(out, model, folder_config, text)
-        write_json(Path(out) / "metrics.json", row)
+        if row.get("valid_loss", float("-inf")) <= best[0]:
+            best[0] = row.get("valid_loss", best[0])
+            save_language_model(out, model, folder_config, text)
+            write_json(metrics, row)
 
     return save
 
@@ -123,11 +119,13 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     import torch
 
     s = settings or PretrainSettings()
-    _check(s)
-    check_output_dir(out)
+    check_output_dir(out, replaced=True)
     from . import distributed
 
     corpus = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
+    # a corpus inside --out is fine (raw files are prepared into OUT/corpus); the folder itself is not
+    for c in corpus:
+        check_not_an_input(out, {"CORPUS": c}, inside=False)
     distributed.init_from_env()  # under torchrun rank 0 prepares the corpus; the others then reuse it
     corpus = distributed.main_first(
         lambda: resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet))
@@ -146,7 +144,7 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
         print(f"pretraining a {s.preset} {s.arch} LM ({n_params / 1e6:.1f}M parameters, vocab {len(store.vocab)}) "
               f"on {len(task.train.stream):,} tokens, validating on {len(task.valid.stream):,}")
     _warn_existing(out, s.resume, s.quiet)
-    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder),
+    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder, s.resume),
                   identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"])))
     return _report(history, out, s.quiet)
 
@@ -154,7 +152,7 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
 def load_pretrained_lm(folder, store, drop_mult=None, say=True):
     """A pretrained LM folder (or a shipped model's name) re-indexed onto `store`'s vocab
     -> (LanguageModel, LanguageModelConfig of the folder)."""
-    from ..artifacts import read_language_model_state
+    from ..artifacts import check_vocab, read_language_model_state
     from ..models.language_model import LanguageModel
     from ..pretrained import resolve_lm
     from ..text.vocab import Vocab
@@ -163,6 +161,7 @@ def load_pretrained_lm(folder, store, drop_mult=None, say=True):
     folder = resolve_lm(folder)
     folder_config, state_dict = read_language_model_state(folder)
     old_itos = Vocab.load(Path(folder) / "vocab.json").itos
+    check_vocab(folder, len(old_itos), folder_config.model)
     new_itos = store.vocab.itos
     state_dict, n_matched = map_vocab(state_dict, old_itos, new_itos)
     mcfg = dataclasses.replace(folder_config.model, vocab_size=len(new_itos))
@@ -186,9 +185,6 @@ def _finetune_task(data, pretrained, s, say=True):
 
     import torch
 
-    _check(s)
-    if s.frozen_epochs == 0 and s.epochs == 0:
-        raise UlmfitError("nothing to train: frozen_epochs and epochs are both 0")
     store = open_lm_store(data)
     torch.manual_seed(s.seed)
     model, pre = load_pretrained_lm(pretrained, store, s.drop_mult, say=say)
@@ -216,8 +212,11 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     from ..artifacts import LanguageModelConfig
     from .loop import Phase, fit
 
+    from ..pretrained import resolve_lm
+
     s = settings or FinetuneSettings()
-    check_output_dir(out)
+    check_output_dir(out, replaced=True)
+    check_not_an_input(out, {"DATA": data, "--from": resolve_lm(pretrained)})
     store, task, pre = _finetune_task(data, pretrained, s)
     model = task.model
     phases = []
@@ -229,7 +228,7 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     folder = LanguageModelConfig(model.cfg, pre.backwards, _training_info(
         "finetune-lm", store, s, phases, cfg, data=str(data), pretrained=str(pretrained)))
     _warn_existing(out, s.resume, s.quiet)
-    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder),
+    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder, s.resume),
                   identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"]),
                                     pretrained=str(pretrained)))
     return _report(history, out, s.quiet)
@@ -266,7 +265,6 @@ def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = N
     import torch
 
     s = settings or LRFindLMSettings()
-    _check(s)
     check_output_dir(out)
     store = open_lm_store(data)
     torch.manual_seed(s.seed)

@@ -98,6 +98,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CUDA, and on CPUs where it is faster (see training.precision)
     progress: bool = True  # tqdm bars and a line per epoch on stderr
     plot: bool = True  # write training_curve.png at each epoch end
+    patience: int | None = None  # stop the last phase after this many epochs without a better monitored metric
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -199,6 +200,20 @@ class _Interrupt:
 # ------------------------------------------------------------------------------------- fit
 
 
+def monitor_of(task) -> tuple[str, str]:
+    """(history key, "max" or "min") that early stopping watches: the task's `monitor`, else the valid loss."""
+    return getattr(task, "monitor", ("valid_loss", "min"))
+
+
+def epochs_since_best(history, key: str, mode: str) -> int:
+    """Epochs since the first epoch with the best `key` (max or min) in the history."""
+    values = [r[key] for r in history if r.get(key) is not None]
+    if not values:
+        return 0
+    best = (max if mode == "max" else min)(values)
+    return len(values) - 1 - values.index(best)
+
+
 def steady_step_s(ticks) -> float | None:
     """Seconds per training step from (step, clock) pairs taken at host syncs: over the later half of the
     epoch's syncs when there are several (the first steps pay for allocation and kernel choice), else over
@@ -263,9 +278,10 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                               f"({meta['phases']}); resume with the same settings or start afresh")
         if meta["seed"] != cfg.seed:
             raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
-        if identity is not None and meta.get("identity") is not None and meta["identity"] != identity:
-            old = meta["identity"]
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        old = meta.get("identity") or {}
+        # a key one side lacks counts as None: a setting added since (default None) does not block a resume
+        diff = sorted(k for k in set(old) | set(identity or {}) if old.get(k) != (identity or {}).get(k))
+        if identity is not None and meta.get("identity") is not None and diff:
             raise UlmfitError(f"the checkpoint in {out_dir} was made with other settings: "
                               + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
                               + "; resume with the same settings or start afresh")
@@ -279,12 +295,15 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
         if progress:
             print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
                   f"batch {pos['batch']}, step {pos['step']}", file=sys.stderr)
-        if pos["done"]:
-            # The checkpoint says done, but the process may have died before on_epoch_end saved the final
-            # model folder: save it again from the checkpoint's weights (the same ones), so "done" always
-            # means the folder holds the final model.
-            if on_epoch_end is not None and history and main:
+        if pos["batch"] == 0 and history and main:
+            # At an epoch boundary the weights are those of the last finished epoch, whose checkpoint is
+            # written before its logs and on_epoch_end (its model folder, best/): the process may have died
+            # in between. Redo that work from the same weights (both are idempotent), so a resumed run's
+            # folders equal a clean run's.
+            write_logs(out_dir, history, step_losses, cfg.plot)
+            if on_epoch_end is not None:
                 on_epoch_end(model, history[-1])
+        if pos["done"]:
             return history
     else:
         if resume and progress:
@@ -441,7 +460,14 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                     history.append(row)
                     pos.update(epoch=j + 1, batch=0, train_sum=0.0, train_n=0.0)
                     state = None
-                    if j + 1 == len(plan):
+                    # early stopping, in the last phase only (the earlier ones unfreeze the model step by step);
+                    # decided from the history alone, so every rank and a resumed run decide alike
+                    early = (cfg.patience is not None and p + 1 == len(phases) and j + 1 < len(plan)
+                             and epochs_since_best(history, *monitor_of(task)) >= cfg.patience)
+                    if early:
+                        row["early_stop"] = True
+                        pos.update(phase=len(phases), epoch=0, phase_step=0, done=True)
+                    elif j + 1 == len(plan):
                         pos.update(phase=p + 1, epoch=0, phase_step=0, done=p + 1 == len(phases))
                     checkpoint()
                     if main:
@@ -453,5 +479,7 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
                 D.barrier()  # the other ranks wait for rank 0's files (a resume may read them)
                 if stopped:
                     return history + [row]
+                if pos["done"]:  # stopped early
+                    return history
     return history
 

@@ -269,3 +269,16 @@ def test_predict_refuses_to_average_a_single_and_a_multi_label_classifier(folder
     with pytest.raises(UlmfitError, match=message):
         ulmfit.evaluate(folders / "clas", folders / "data", EvaluateSettings(
             ensemble=[str(multi)], quiet=True))
+
+
+def test_a_sentencepiece_model_that_is_a_link_out_of_its_folder_is_refused(tmp_path):
+    # a plain file name can still be a symbolic link to a file elsewhere: never read (or copied) through it
+    from ulmfit.text.tokenizers import make_tokenizer
+
+    secret = tmp_path / "secret.model"
+    secret.write_bytes(b"not yours")
+    folder = tmp_path / "clas"
+    folder.mkdir()
+    (folder / "spm.model").symlink_to(secret)
+    with pytest.raises(UlmfitError, match=r"spm.model is a symbolic link.*field 'model'|field 'model'.*symbolic link"):
+        make_tokenizer({"backend": "sentencepiece", "model": "spm.model"}, folder, where=folder / "tokenizer.json")

@@ -206,8 +206,7 @@ def test_hidden_folders_and_files_are_neither_classes_nor_documents(tmp_path):
     src = tmp_path / "src"
     _class_folders(src, {"pos/1.txt": "great", "neg/2.txt": "dull", ".git/HEAD": "ref: main",
                          ".git/objects/ab": "xx", "pos/.notes.txt": "mine", "neg/.cache/3.txt": "not a review",
-                         "train/.DS_Store": "x"})
-    shutil.rmtree(src / "train")
+                         ".DS_Store": "x", "pos/.DS_Store": "x"})
     meta = ulmfit.prepare("folder", str(src), tmp_path / "d", FolderSettings(quiet=True))
     assert meta["classes"] == ["neg", "pos"] and meta["n_docs"] == 2
 
@@ -431,3 +430,15 @@ def test_fuzz_tables_read_back_exactly_or_fail_naming_file_and_place(tmp_path):
         assert [meta["classes"][i] for i in labels] == [lab for _, lab in expected]
         outcomes["read"] += 1
     assert min(outcomes.values()) > 50, outcomes  # both kinds of case are exercised
+
+
+def test_a_tsv_field_that_looks_csv_quoted_is_kept_as_it_stands_with_a_note(tmp_path, capsys):
+    from ulmfit.data.table import iter_rows
+
+    path = tmp_path / "t.tsv"
+    path.write_text('label\ttext\npos\t"He said ""hi"""\nneg\t"He said ""bye"""\n', encoding="utf-8")
+    rows = [r["text"] for _, r in iter_rows(path, ["label", "text"])]
+    assert rows == ['"He said ""hi"""', '"He said ""bye"""']
+    err = capsys.readouterr().err
+    assert err.count("--tsv-quotes") == 1 and "line 2" in err  # once per file
+    assert [r["text"] for _, r in iter_rows(path, ["label", "text"], tsv_quotes=True)] == ['He said "hi"', 'He said "bye"']

@@ -18,6 +18,16 @@ def test_presets_load_and_round_trip(tmp_path):
         assert again == cfg
 
 
+def test_a_data_section_without_a_kind_lays_the_other_sections_over_the_text_preset(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[data]\nsource = 'train.csv'\ntest = 'test.csv'\n[classifier]\npatience = 3\n")
+    cfg, preset = load_config(path), load_config("text-cpu")
+    assert cfg["data"]["kind"] == "table" and cfg["data"]["test"] == "test.csv"
+    assert cfg["classifier"]["patience"] == 3
+    assert {k: v for k, v in cfg["classifier"].items() if k != "patience"} == preset["classifier"]
+    assert cfg["finetune_lm"] == preset["finetune_lm"]
+
+
 def test_bad_configs_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[pretrain]\nmode = 'magic'\n")

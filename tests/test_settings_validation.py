@@ -302,3 +302,18 @@ def test_a_pretrained_lm_with_a_vocab_longer_than_its_embedding_is_refused_befor
     _edit_vocab(tmp_path / "lm", -1)
     with pytest.raises(UlmfitError, match=re.escape(str(tmp_path / "lm" / "vocab.json")) + f": {N - 1} tokens, but"):
         load_pretrained_lm(tmp_path / "lm", store, say=False)
+
+
+def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold():
+    import numpy as np
+
+    from ulmfit.settings import SelfTrainSettings, TrainClassifierSettings
+
+    s = TrainClassifierSettings(bs=np.int64(8), lr_mult=np.float32(0.5))
+    assert type(s.bs) is int and s.bs == 8 and type(s.lr_mult) is float
+    with pytest.raises(UlmfitError, match="field 'bs' must be an integer, got 8.5"):
+        TrainClassifierSettings(bs=np.float64(8.5))
+    with pytest.raises(UlmfitError, match="field 'moms' values must be in"):
+        TrainClassifierSettings(moms=(1.0, 1.0, 1.0))  # beta1 = 1 divides by zero in Adam
+    with pytest.raises(UlmfitError, match="field 'rounds'"):
+        SelfTrainSettings(rounds=[float("inf")])

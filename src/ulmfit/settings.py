@@ -154,6 +154,9 @@ def check(obj, owner: str | None = None):
         elif isinstance(v, list) and _wants(tp, tuple):
             v = tuple(v)
             setattr(obj, f.name, v)
+        elif _is_numpy_number(v) and _wants_number(tp):
+            v = v.item()  # a numpy scalar (a size computed with numpy) as the Python number it holds
+            setattr(obj, f.name, v)
         if not _type_ok(v, tp):
             raise SettingsError(owner, f.name, f"must be {type_name(tp)}, got {v!r}")
         if v is None:
@@ -172,6 +175,15 @@ def check(obj, owner: str | None = None):
                 what = "values must be" if seq else "must be"
                 why = f" ({b['why']})" if "why" in b else ""
                 raise SettingsError(owner, f.name, f"{what} {_range_text(b)}{why}, got {_num(bad[0])}")
+
+
+def _wants_number(tp) -> bool:
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    return any(a in (int, float) for a in args)
+
+
+def _is_numpy_number(v) -> bool:
+    return type(v).__module__ == "numpy" and hasattr(v, "item") and getattr(v, "shape", None) == ()
 
 
 def _values_text(v) -> str:
@@ -342,7 +354,7 @@ class LMOptimSettings(Settings):
                         "lr (cut_frac 0.1, ratio 32), or constant", choices=SCHEDULES)
     wd: float = opt(0.01, "decoupled weight decay of AdamW", ge=0)
     moms: tuple[float, ...] = opt((0.8, 0.7, 0.8), "one-cycle Adam beta1 cycle: start, middle, end (fastai's text "
-                                  "learners)", metavar="M0,M1,M2", ge=0, le=1, length=3)
+                                  "learners)", metavar="M0,M1,M2", ge=0, lt=1, length=3)
     betas: tuple[float, ...] = opt((0.9, 0.99), "Adam betas; beta1 is cycled by --moms under one-cycle",
                                    metavar="B1,B2", ge=0, lt=1, length=2)
     clip: float = opt(0.4, "gradient norm clipping, 0 for none", ge=0)
@@ -464,7 +476,7 @@ class TrainClassifierSettings(RunControlSettings):
                         choices=SCHEDULES)
     betas: tuple[float, ...] = opt((0.7, 0.99), "Adam betas", metavar="B1,B2", ge=0, lt=1, length=2)
     moms: tuple[float, ...] = opt((0.8, 0.7, 0.8), "beta1 cycle under --schedule one_cycle", metavar="M0,M1,M2",
-                                  ge=0, le=1, length=3)
+                                  ge=0, lt=1, length=3)
     wd: float = opt(0.01, "AdamW weight decay", ge=0)
     clip: float = opt(0.0, "gradient norm clipping, 0 for none", ge=0)
     seed: int = opt(0, "random seed", ge=0, le=SEED_MAX)
@@ -502,7 +514,7 @@ class SelfTrainSettings(TrainClassifierSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        if any(k > 1 and k != int(k) for k in self.rounds):
+        if any(k > 1 and not float(k).is_integer() for k in self.rounds):
             raise SettingsError(type(self).__name__, "rounds", "takes documents per class (whole numbers) or shares "
                                 f"of the pool (below 1), got {_values_text(self.rounds)}")
         if self.lr_find:

@@ -73,6 +73,8 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
 
         read = [("--input", s.input)] + [("classifier", Path(d) / name) for d in [model, *s.ensemble]
                                          for name in CLASSIFIER_FILES]
+        if s.blend:
+            read += [("--blend", Path(s.blend) / name) for name in ("tfidf.json", "tfidf.safetensors")]
         check_not_an_input(s.output, read, "--output", inside=False)
     texts = read_texts(texts, s.input, s.text_col, s.tsv_quotes)
     clfs = _load_all(s, [model, *s.ensemble])
@@ -110,6 +112,9 @@ def _labelled_data(data, s, clfs):
             if _is_missing(row[s.label_col]):
                 raise InputError("missing label", path=path, line=line, field=s.label_col)
             lab = label_value(row[s.label_col], path, line, s.label_col)  # as `prepare table` reads it
+            raw = str(row[s.label_col]).strip()
+            if lab not in cidx and raw in cidx:  # a classifier trained before labels were normalised ("1.0")
+                lab = raw
             if lab not in cidx:
                 raise InputError(f"label {lab!r} is not one of the classifier's classes {classes}",
                                  path=path, line=line, field=s.label_col)

@@ -68,6 +68,9 @@ def _build(data, lm, args, pseudo=None):
     stages = parse_stages(args.stages)
     valid_name = args.train_split if args.valid_frac else args.valid_split
     store, train_split, valid_split = open_classifier_store(data, args.train_split, valid_name)
+    if args.patience is not None and valid_split.name == "test":
+        raise UlmfitError("patience stops training on the validation score, and it would be the test split's here: "
+                          "hold out training documents to validate on (valid_frac) or give a valid split")
     classes = list(store.classes)
     labels = np.asarray(train_split.labels)
     train_docs = valid_docs = None

@@ -130,12 +130,32 @@ class _JsonObject(dict):
     repeated = ()
 
 
+def _kind(v) -> str:
+    """The JSON kind of a value, for messages (an object parsed with _json_object is still an "object")."""
+    return {dict: "object", list: "list", str: "string", bool: "bool"}.get(
+        next((t for t in (bool, dict, list, str) if isinstance(v, t)), None), type(v).__name__)
+
+
 def _json_object(pairs):
     obj = _JsonObject(pairs)
     if len(obj) < len(pairs):
         seen = set()
         obj.repeated = {k for k, _ in pairs if k in seen or seen.add(k)}
     return obj
+
+
+def _warn_csv_quoting(row, path, line) -> bool:
+    """A TSV field written with CSV quoting ("...""..."), as pandas or a spreadsheet may write it, is read as it
+    stands: say so once, naming the option that reads it quoted. -> whether it warned."""
+    for field in row:
+        if len(field) > 1 and field[0] == field[-1] == '"' and '""' in field:
+            import sys
+
+            print(f"note: {path}: line {line}: a field looks CSV-quoted ({field[:40]!r}); TSV is read as it stands, "
+                  "quotes kept: give --tsv-quotes (tsv_quotes = true) if the file was written with CSV quoting",
+                  file=sys.stderr)
+            return True
+    return False
 
 
 def iter_rows(path, columns, tsv_quotes=False):
@@ -164,6 +184,7 @@ def iter_rows(path, columns, tsv_quotes=False):
             raise InputError(f"no column {missing[0]!r} in the header (columns: {header})", path=path, line=1)
         _repeated(header, columns, path)
         pos = [header.index(c) for c in columns]
+        warned = False
         while True:
             first = counter[0] + 1  # the line this record starts on
             try:
@@ -177,6 +198,8 @@ def iter_rows(path, columns, tsv_quotes=False):
             if len(row) != len(header):
                 raise InputError(f"row has {len(row)} fields, the header has {len(header)}", path=path,
                                  line=reader.line_num)
+            if not quoted and not warned:
+                warned = _warn_csv_quoting(row, path, reader.line_num)
             yield reader.line_num, {c: row[p] for c, p in zip(columns, pos)}
     elif fmt == "jsonl":
         counter = [0]
@@ -184,7 +207,11 @@ def iter_rows(path, columns, tsv_quotes=False):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line, object_pairs_hook=_json_object)
+                obj = json.loads(line)
+                # a key given twice keeps its last value silently: parse again, remembering repeats, only where a
+                # wanted key's text occurs twice (the hook would double the cost of every line)
+                if isinstance(obj, dict) and any(line.count(json.dumps(c)[1:-1]) > 1 for c in columns):
+                    obj = json.loads(line, object_pairs_hook=_json_object)
             except json.JSONDecodeError as e:
                 raise InputError(f"not valid JSON: {e.msg}", path=path, line=counter[0]) from None
             if not isinstance(obj, dict):
@@ -192,7 +219,7 @@ def iter_rows(path, columns, tsv_quotes=False):
             for c in columns:
                 if c not in obj:
                     raise InputError("missing", path=path, line=counter[0], field=c)
-                if c in obj.repeated:
+                if c in getattr(obj, "repeated", ()):
                     raise InputError("the column name occurs more than once in the object", path=path,
                                      line=counter[0], field=c)
             yield counter[0], {c: obj[c] for c in columns}
@@ -246,7 +273,7 @@ def text_value(v, path, line, field) -> str:
         return v
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return str(v)
-    raise InputError(f"expected text, got {type(v).__name__} {str(v)[:60]!r}", path=path, line=line, field=field)
+    raise InputError(f"expected text, got {_kind(v)} {str(v)[:60]!r}", path=path, line=line, field=field)
 
 
 # A label cell that is a plain decimal number (what a spreadsheet or pandas may write for one: 1, 1.0, 01, +1,
@@ -283,7 +310,7 @@ def label_value(v, path, line, field) -> str:
     if isinstance(v, str):
         t = v.strip()
         return _number_text(decimal.Decimal(t), t) if len(t) <= 60 and _NUMBER.fullmatch(t) else t
-    raise InputError(f"expected a class name (text or a number), got {type(v).__name__} {str(v)[:60]!r}", path=path,
+    raise InputError(f"expected a class name (text or a number), got {_kind(v)} {str(v)[:60]!r}", path=path,
                      line=line, field=field)
 
 

@@ -92,9 +92,11 @@ def auto_text_preset() -> str:
 
 def with_base(cfg: dict, where: str) -> dict:
     """A config with `base = "PRESET"` is that preset with the file's sections laid over it, key by key; a config
-    with nothing but [data] (and a name/description) gets the generic preset for this machine as its base."""
+    with nothing but [data] (and a name/description), or whose [data] names no `kind`, gets the generic preset for
+    this machine as its base (so `[classifier] patience = 3` beside a [data] section changes only that key)."""
     base = cfg.get("base")
-    if base is None and set(cfg) <= {"data", *TOP_KEYS}:
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    if base is None and (set(cfg) <= {"data", *TOP_KEYS} or (data and "kind" not in data)):
         base = auto_text_preset()
     if base is None:
         return cfg

@@ -8,6 +8,7 @@ million distinct chunks, so the slow tokenizer runs on a few percent of the text
 
 from __future__ import annotations
 
+import os
 import re
 
 from ..errors import UlmfitError
@@ -173,6 +174,9 @@ def make_tokenizer(settings: dict, folder=None, where=None, prefix: str = ""):
         from pathlib import Path
 
         path = Path(folder) / settings.get("model", "spm.model")
+        if path.is_symlink():  # a plain name can still be a link out of the folder: never read (or copy) through it
+            raise InputError(f"{path} is a symbolic link (to {os.readlink(path)}): the model file must be in the folder",
+                             path=where, field=f"{prefix}model")
         if not path.exists():
             raise UlmfitError(f"{path}: SentencePiece model missing")
         return SentencePieceTokenizer(path)

@@ -70,8 +70,9 @@ def _training_info(stage, store, s, phases, cfg, **extra):
 
 def _saver(out, store, folder_config, resume=False):
     """on_epoch_end for fit: the language-model folder (+ metrics.json, its epoch's row) after every epoch whose
-    valid loss is the best so far (ties too: a resumed run redoes its last epoch's save), so that a run stopped
-    early, or one whose last epochs overfit, leaves its best epoch."""
+    valid loss beats every earlier one (the first best, as the classifier's best/ and early stopping count it), so
+    that a run stopped early, or one whose last epochs overfit, leaves its best epoch. A resumed run reads the best
+    so far from metrics.json (the folder is written before it: a kill in between saves that epoch again)."""
     from ..artifacts import save_language_model
     from ..io import read_json, write_json
     from ..text.encoder import TextEncoder
@@ -81,7 +82,7 @@ def _saver(out, store, folder_config, resume=False):
     best = [read_json(metrics).get("valid_loss", float("inf")) if resume and metrics.exists() else float("inf")]
 
     def save(model, row):
-        if row.get("valid_loss", float("-inf")) <= best[0]:
+        if row.get("valid_loss", float("-inf")) < best[0]:
             best[0] = row.get("valid_loss", best[0])
             save_language_model(out, model, folder_config, text)
             write_json(metrics, row)
@@ -98,10 +99,15 @@ def _warn_existing(out, resume, quiet):
 
 def _report(history, out, quiet=False):
     if history and not quiet:
+        from ..io import read_json
+
         last = history[-1]
-        print(f"wrote {out}: valid loss {last['valid_loss']:.4f}, perplexity {last.get('perplexity', float('nan')):.2f}, "
-              f"accuracy {last.get('accuracy', float('nan')):.4f} after {last['step']} steps"
-              + (" (stopped early; --resume continues)" if last.get("partial") else ""))
+        saved = read_json(Path(out) / "metrics.json") if (Path(out) / "metrics.json").exists() else last
+        which = "" if saved.get("step") == last["step"] else f" (the best epoch, {saved.get('epoch')}; the last: {last['step']} steps)"
+        print(f"wrote {out}: valid loss {saved['valid_loss']:.4f}, perplexity {saved.get('perplexity', float('nan')):.2f}, "
+              f"accuracy {saved.get('accuracy', float('nan')):.4f} after {saved['step']} steps{which}"
+              + (" (stopped by its budget; --resume continues)" if last.get("partial") else "")
+              + (" (stopped early: no better validation for --patience epochs)" if last.get("early_stop") else ""))
     return history
 
 

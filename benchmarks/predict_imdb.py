@@ -55,7 +55,7 @@ def untrained_classifier(source, vocab_docs, size="paper", arch="awd_lstm"):
     train, _ = read_reviews(source, "train", vocab_docs, seed=1)
     encoder = TextEncoder.from_texts(train, max_vocab=60000, min_freq=3)
     torch.manual_seed(0)
-    mcfg = preset(size, len(encoder.vocab), **classifier_dropouts(), drop_mult=0.5, arch=arch)
+    mcfg = preset(size, len(encoder.vocab), **classifier_dropouts(arch), drop_mult=0.5, arch=arch)
     settings = ClassifierSettings(classes=["neg", "pos"])
     model = build_classifier(mcfg, settings)
     config = ClassifierConfig(mcfg, settings)

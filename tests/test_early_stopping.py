@@ -77,15 +77,15 @@ def test_a_language_model_folder_keeps_its_best_epoch(tmp_path, monkeypatch):
     save = lm_stages._saver(tmp_path, None, None)
     for epoch, loss in enumerate([3.0, 2.0, 2.5, 2.0, 2.2], 1):
         save(epoch, {"epoch": epoch, "valid_loss": loss})
-    assert saved == [1, 2]  # only a better epoch (a tie keeps the first best)
-    assert json.loads((tmp_path / "metrics.json").read_text())["epoch"] == 2
+    assert saved == [1, 2, 4]  # a better epoch, or one as good (at resume: the same epoch, saved again)
+    assert json.loads((tmp_path / "metrics.json").read_text())["epoch"] == 4
     resumed = lm_stages._saver(tmp_path, None, None, resume=True)  # the best so far is read back
     resumed(6, {"epoch": 6, "valid_loss": 2.1})
     resumed(7, {"epoch": 7, "valid_loss": 1.5})
-    assert saved == [1, 2, 7]
+    assert saved == [1, 2, 4, 7]
     fresh = lm_stages._saver(tmp_path, None, None)  # a new run does not compare with an old one's files
     fresh(1, {"epoch": 1, "valid_loss": 9.0})
-    assert saved == [1, 2, 7, 1]
+    assert saved == [1, 2, 4, 7, 1]
 
 
 def test_a_classifier_stops_when_its_hold_out_accuracy_stalls_and_keeps_the_best(tmp_path):

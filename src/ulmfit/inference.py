@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import UlmfitError
+from .settings import InferenceSettings
 
 CLASSIFIER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "spm.model")
 
@@ -41,11 +42,18 @@ def plain_lstms(model: nn.Module) -> nn.Module:
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantization of the recurrent layers (weights int8, activations quantized per step):
-    the LSTMs, and the gate Linears of QRNN layers (any Linear inside the encoder's `rnns`).
-    The head's Linear layers stay float: they are a negligible share of the work."""
-    model = plain_lstms(model.eval())
-    targets = {nn.LSTM} | {name for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".rnns." in name}
+    """int8 dynamic quantization (weights int8, activations quantized per step) of what the model's encoder
+    architecture names (`ArchSpec.int8_targets`: the AWD-LSTM's LSTMs, the QRNN's gate Linears); an
+    architecture that names nothing stays float. The head's Linear layers stay float: they are a negligible
+    share of the work."""
+    from .models.registry import spec_of
+
+    spec = spec_of(model)
+    model = model.eval()
+    if spec.int8_targets is None:
+        return model
+    model = plain_lstms(model)
+    targets = spec.int8_targets(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices
         from torch.ao.quantization import quantize_dynamic
@@ -91,7 +99,7 @@ class TextClassifier:
             raise TypeError("pass a list of texts (a single string would be read as a list of characters)")
         return self.encoder.encode(list(texts))
 
-    def predict_ids(self, docs, bs: int = 64, workers: int = 1, progress: bool = False) -> np.ndarray:
+    def predict_ids(self, docs, bs: int = InferenceSettings.bs, workers: int = 1, progress: bool = False) -> np.ndarray:
         """Token id arrays (each starting with bos) -> probabilities [n, n_classes], in input order.
 
         workers > 1 runs that many batches at once, each on one thread (torch's intra-op threads are set
@@ -140,7 +148,8 @@ class TextClassifier:
             bar.close()
         return probs
 
-    def predict_proba(self, texts, bs: int = 64, workers: int = 1, progress: bool = False) -> np.ndarray:
+    def predict_proba(self, texts, bs: int = InferenceSettings.bs, workers: int = 1,
+                      progress: bool = False) -> np.ndarray:
         return self.predict_ids(self.encode(texts), bs, workers, progress)
 
     def labels_of(self, probs: np.ndarray) -> list:
@@ -156,7 +165,7 @@ class TextClassifier:
                 out.append({"label": self.classes[k], "probability": float(p[k])})
         return out
 
-    def predict(self, texts, bs: int = 64, workers: int = 1, progress: bool = False) -> list:
+    def predict(self, texts, bs: int = InferenceSettings.bs, workers: int = 1, progress: bool = False) -> list:
         """Raw texts -> one {"label", "probability"} per text, in input order."""
         return self.labels_of(self.predict_proba(texts, bs, workers, progress))
 
@@ -201,7 +210,7 @@ def check_ensemble(classifiers):
                               f"({multi.folder}): their probabilities mean different things")
 
 
-def ensemble_proba(classifiers, texts, bs: int = 64, progress: bool = False) -> np.ndarray:
+def ensemble_proba(classifiers, texts, bs: int = InferenceSettings.bs, progress: bool = False) -> np.ndarray:
     """The mean of several classifiers' probabilities (e.g. a forward and a backward model).
     Each classifier tokenizes with its own folder's encoder; they must pass `check_ensemble`."""
     check_ensemble(classifiers)

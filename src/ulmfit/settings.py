@@ -15,10 +15,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from .archs import ARCHS
+from .archs import PRESETS as MODEL_PRESETS
 from .errors import UlmfitError
 
-ARCHS = ("awd_lstm", "qrnn")  # ulmfit.models.registry.ARCHS (a test keeps them equal; no torch import here)
-MODEL_PRESETS = ("paper", "medium", "small", "cpu", "tiny")  # ulmfit.models.config.PRESETS (likewise)
+# ARCHS, MODEL_PRESETS: live name sets that grow as architectures register (ulmfit.models.registry); torch-free.
 SCHEDULES = ("one_cycle", "stlr", "constant")
 TOKENIZERS = ("spacy", "sentencepiece")
 PAPER_STAGES = "1:1:2e-2,2:1:1e-2,3:1:5e-3,all:2:1e-3"  # fast.ai's IMDb recipe (see classifier.task)
@@ -29,6 +30,9 @@ NUMERIC_LABELS = ("A label that is a number is the class of its value, in every 
                   "class 1, 2.50 is 2.5; other labels are their text, stripped of surrounding spaces")
 SEED_MAX = 2**32 - 1  # numpy's seeds are unsigned 32-bit numbers
 BATCHNORM = "the head's BatchNorm needs two documents per batch"
+# Defaults that several settings classes share (each field names one of these rather than repeating it).
+MAX_VOCAB = 60000  # tokens kept, specials aside
+BPTT = 70  # tokens per backprop-through-time step: the LM's mean sequence length, the classifier's chunk
 
 
 def opt(default, help: str, *, flag: str | None = None, choices=None, metavar: str | None = None,
@@ -240,6 +244,12 @@ def replace(settings, **changes):
     return dataclasses.replace(settings, **changes)
 
 
+def default(cls, name: str):
+    """The default of field `name` of settings class `cls`: what core code names instead of repeating it."""
+    f = cls.__dataclass_fields__[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 # ------------------------------------------------------------------------------------ prepare
 
 
@@ -304,7 +314,7 @@ class CorpusSettings(PrepareSettings):
 class TokenizeSettings(Settings):
     tokenizer: str = opt("spacy", "tokenizer backend (spacy: blank English rules; sentencepiece: a unigram model "
                          "trained on the LM training texts)", choices=TOKENIZERS)
-    max_vocab: int = opt(60000, "most tokens kept, specials aside", metavar="N", ge=1)
+    max_vocab: int = opt(MAX_VOCAB, "most tokens kept, specials aside", metavar="N", ge=1)
     min_freq: int = opt(3, "least count for a token to be kept", metavar="N", ge=1)
     sp_vocab_size: int | None = opt(None, "SentencePiece pieces to learn (default min(max-vocab, 30000))", metavar="N",
                                     ge=1)
@@ -345,7 +355,7 @@ class LMDataSettings(Settings):
     valid_tokens: int | None = opt(None, "validate on the first N tokens of lm_valid only (default: all; a cap "
                                    "keeps CPU runs short)", metavar="N", ge=1)
     bs: int = opt(64, "batch size: parallel text streams", metavar="N", ge=1)
-    bptt: int = opt(70, "mean sequence length for backprop through time; varied per batch", metavar="N", ge=1)
+    bptt: int = opt(BPTT, "mean sequence length for backprop through time; varied per batch", metavar="N", ge=1)
 
 
 @dataclass
@@ -382,7 +392,7 @@ class PretrainSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
     lr: float = opt(5e-3, "peak learning rate", metavar="LR", gt=0)
     # when the corpus is given as files (prepared and tokenized into OUT/corpus first)
     max_words: int | None = opt(None, "corpus files: read only about the first N words", metavar="N", ge=1)
-    max_vocab: int = opt(60000, "corpus files: vocab size", metavar="N", ge=1)
+    max_vocab: int = opt(MAX_VOCAB, "corpus files: vocab size", metavar="N", ge=1)
     min_freq: int = opt(3, "corpus files: least token count in the vocab", metavar="N", ge=1)
     tokenizer: str = opt("spacy", "corpus files: tokenizer backend", choices=TOKENIZERS)
 
@@ -457,8 +467,8 @@ class TrainClassifierSettings(RunControlSettings):
                                   why=BATCHNORM)
     limit_valid: int | None = opt(None, "validate on a fixed random N documents only", metavar="N", ge=1)
     bs: int = opt(64, "documents per batch", metavar="N", ge=2, why=BATCHNORM)
-    bptt: int = opt(70, "tokens per BPT3C chunk", metavar="N", ge=1)
-    max_len: int = opt(20 * 70, "pool over each document's last N tokens", metavar="N", ge=1)
+    bptt: int = opt(BPTT, "tokens per BPT3C chunk", metavar="N", ge=1)
+    max_len: int = opt(20 * BPTT, "pool over each document's last N tokens", metavar="N", ge=1)
     eos: bool = opt(False, "append an end-of-document token")
     # model
     drop_mult: float = opt(0.5, "multiplier of the classifier dropouts (fastai's awd_lstm_clas_config)", ge=0)

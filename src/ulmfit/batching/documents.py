@@ -14,6 +14,11 @@ from ..errors import UlmfitError
 from ..text.special import EOS_ID, PAD_ID
 from ..text.store import labelled
 
+# The seed of every fixed random subset of documents (--limit-*, the classifier's hold-out, evaluate's limit):
+# independent of the training seed, so that changing that seed does not change what is trained or measured on,
+# and the same everywhere, so that the classifier and its baseline see the same documents.
+SUBSET_SEED = 1234
+
 
 def sort_order(lengths) -> np.ndarray:
     """Indices longest first (stable), for evaluation: batches of similar lengths, least padding."""
@@ -78,7 +83,7 @@ def limit_docs(keep: np.ndarray, limit: int | None) -> np.ndarray:
     the same every epoch and for every caller (the classifier and its baseline see the same documents)."""
     if limit is None or limit >= len(keep):
         return keep
-    return np.sort(np.random.default_rng(1234).permutation(keep)[:limit])
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(keep)[:limit])
 
 
 class ClassifierBatches:

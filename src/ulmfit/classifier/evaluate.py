@@ -20,13 +20,13 @@ def _load_all(s, dirs):
     return [TextClassifier.load(d, int8=s.int8) for d in dirs]
 
 
-def read_texts(texts=None, input=None, text_col="text", tsv_quotes=False):
+def read_texts(texts=None, input=None, text_col=PredictSettings.text_col, tsv_quotes=False):
     """Texts given (a list, maybe empty), or read from `input` (.txt: one per line; a table: its `text_col`),
     or from stdin (texts None). No texts (an empty list, file or stdin) are no texts, not one empty text."""
     import sys
 
     if texts and input:
-        raise UlmfitError("give texts as arguments or with --input, not both")
+        raise UlmfitError("give texts or an input file (input), not both")
     if texts is not None and not input:
         if isinstance(texts, str):
             raise UlmfitError("give a list of texts (a single string would be read as a list of characters)")
@@ -47,7 +47,7 @@ def read_texts(texts=None, input=None, text_col="text", tsv_quotes=False):
             texts.append(text_value(v, path, line, text_col))
         return texts
     if sys.stdin.isatty():
-        raise UlmfitError("no texts: give them as arguments, with --input FILE, or on stdin")
+        raise UlmfitError("no texts: give them as a list, an input file (input), or on stdin")
     # Bytes that are not UTF-8 become U+FFFD rather than a traceback (as arguments' bad bytes do: they arrive
     # as lone surrogates, which the cleaning rules replace).
     stream = getattr(sys.stdin, "buffer", None)
@@ -95,6 +95,7 @@ def _labelled_data(data, s, clfs):
     """(list of per-classifier inputs: texts or id arrays, true class indices in clfs[0].classes)."""
     import numpy as np
 
+    from ..batching.documents import SUBSET_SEED
     from ..errors import InputError
 
     classes = clfs[0].classes
@@ -103,7 +104,7 @@ def _labelled_data(data, s, clfs):
     multi = clfs[0].settings.multi_label
     if path.is_file() and multi:
         raise UlmfitError(f"{path}: evaluate a multi-label classifier on a prepared dataset folder "
-                          "(`ulmfit prepare table ... --label-sep SEP`)")
+                          "(prepared with label_sep, or several label_col)")
     if path.is_file():
         from ..data.table import _is_missing, iter_rows, label_value, text_value
 
@@ -127,7 +128,7 @@ def _labelled_data(data, s, clfs):
             raise InputError("the table has no rows to evaluate", path=path)
         idx = np.arange(len(y))
         if s.limit and s.limit < len(idx):
-            idx = np.sort(np.random.default_rng(1234).permutation(idx)[: s.limit])
+            idx = np.sort(np.random.default_rng(SUBSET_SEED).permutation(idx)[: s.limit])
         return [("texts", [texts[i] for i in idx])] * len(clfs), np.asarray(y)[idx], None, None
 
     from ..io import read_json
@@ -144,7 +145,7 @@ def _labelled_data(data, s, clfs):
         raise UlmfitError(f"{path / 'dataset.json'}: classes {missing} are unknown to the classifier {classes}")
     split = s.split or next((n for n in ("test", "valid") if (path / "splits" / f"{n}.npy").exists()), None)
     if split is None or not (path / "splits" / f"{split}.npy").exists():
-        raise UlmfitError(f"{path} has no split {split or 'test or valid'!r}; choose one with --split")
+        raise UlmfitError(f"{path} has no split {split or 'test or valid'!r}; choose one (split)")
     index = np.load(path / "splits" / f"{split}.npy")
     labels = np.load(path / "labels.npy")[index]
     if (labels.ndim == 2) != multi:
@@ -155,7 +156,7 @@ def _labelled_data(data, s, clfs):
     if not len(index):
         raise UlmfitError(f"{path}: split {split!r} has no labelled documents to evaluate")
     if s.limit and s.limit < len(index):
-        pick = np.sort(np.random.default_rng(1234).permutation(len(index))[: s.limit])
+        pick = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(index))[: s.limit])
         index, labels = index[pick], labels[pick]
     if multi:  # multi-hot columns in the classifier's class order
         y = np.zeros((len(labels), len(classes)), dtype=np.int64)
@@ -226,7 +227,7 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
              "data": str(data), "split": split, "seconds": round(time.time() - t0, 2)}
     if clfs[0].settings.multi_label:
         if s.blend:
-            raise UlmfitError("--blend is for single-label classifiers")
+            raise UlmfitError("blending with a TF-IDF baseline (blend) is for single-label classifiers")
         return _evaluate_multi_label(s, clfs, p, y, extra)
     n_classes = len(clfs[0].classes)
     cm = confusion(y, p.argmax(1), n_classes)
@@ -262,7 +263,7 @@ def _tfidf_for(s, clf):
     from ..tfidf import TfidfModel
 
     if clf.settings.multi_label:
-        raise UlmfitError("--blend is for single-label classifiers")
+        raise UlmfitError("blending with a TF-IDF baseline (blend) is for single-label classifiers")
     base = TfidfModel.load(s.blend)
     if sorted(base.classes) != sorted(clf.classes):
         raise UlmfitError(f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {base.classes} differs from the "
@@ -304,15 +305,15 @@ def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
         valid = _held_out(clf, data)
         if valid is None:
             raise UlmfitError("choosing the blend weight needs the documents the classifier held out of training: "
-                              "evaluate on the prepared dataset folder it was trained on (with --valid-frac), or give "
-                              "--blend-weight")
+                              "evaluate on the prepared dataset folder it was trained on (with valid_frac), or give "
+                              "blend_weight")
         index, yv = valid
         trained = read_json(Path(s.blend) / "baseline.json").get("valid_frac") \
             if (Path(s.blend) / "baseline.json").exists() else None
         if trained != clf.config.training["valid_frac"]:
             raise UlmfitError(f"{Path(s.blend) / 'baseline.json'}: field 'valid_frac' is {trained}, the classifier's "
                               f"{clf.config.training['valid_frac']}: the baseline must hold out the same documents "
-                              "(`ulmfit baseline --valid-frac`), or they cannot choose the blend weight fairly")
+                              "(the baseline's valid_frac), or they cannot choose the blend weight fairly")
         pv = np.mean([c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
                       for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], axis=0)
         w, acc = choose_weight(pv, _tfidf_proba(base, clf, _raw_texts(Path(data), index)), yv)

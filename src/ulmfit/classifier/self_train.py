@@ -125,7 +125,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
 
     s = settings or SelfTrainSettings()
     if lm is None:
-        raise UlmfitError("self-training starts every round from a fine-tuned language model: give --lm")
+        raise UlmfitError("self-training starts every round from a fine-tuned language model: give one (lm)")
     if start is not None and not _done(Path(start)):
         raise UlmfitError(f"{start}: not a finished classifier folder (round 0 of self-training)")
     check_output_dir(out, replaced=True)
@@ -135,7 +135,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     out, work = Path(out), Path(out) / "self-train"
     ts = _train_settings(s)
     student = dataclasses.replace(ts, stages=s.student_stages)
-    parse_stages(student.stages)  # a typo fails now, not after round 0
+    parse_stages(student.stages, "student_stages", "SelfTrainSettings")  # a typo fails now, not after round 0
     store, gold, pool = documents_of(data, ts)
     per_class = per_class_counts(s.rounds, len(pool), len(store.classes))
     say = (lambda *a: None) if s.quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -158,7 +158,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
             say(f"round {r}: training on {len(gold):,} labelled"
                 + ("" if pseudo is None else f" + {len(pseudo[0]):,} pseudo-labelled") + f" documents -> {folder}")
             train_classifier(data, folder, lm, ts if pseudo is None else student, pseudo=pseudo)
-            if not _done(folder):  # stopped early (--max-minutes): --resume continues this round
+            if not _done(folder):  # stopped early (max_minutes): resuming continues this round
                 return {"rounds": summary, "stopped": r}
         row = {"round": r, "folder": str(folder), "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
                "valid_accuracy": read_json(folder / "metrics.json").get("accuracy")}

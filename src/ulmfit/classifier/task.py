@@ -9,22 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UlmfitError
+from ..settings import PAPER_STAGES as PAPER_STAGES_TEXT
+from ..settings import SettingsError
 from ..text.store import labelled
 from ..training import Phase
-from ..batching.documents import ClassifierBatches
+from ..batching.documents import SUBSET_SEED, ClassifierBatches
 from .metrics import cm_from_sums, cm_to_sums, confusion, multilabel_scores, scores
 
-# fast.ai's IMDb recipe (2018 lecture): the head alone, then the top groups one by one, then all of it
-# for two epochs; each phase at a lower peak lr. (freeze_to, epochs, lr); lr is the head's, group k from
-# the top gets lr / 2.6**k.
-PAPER_STAGES = ((-1, 1, 2e-2), (-2, 1, 1e-2), (-3, 1, 5e-3), (0, 2, 1e-3))
 
-
-def parse_stages(text: str):
+def parse_stages(text: str, field: str = "stages", owner: str = "TrainClassifierSettings"):
     """'1:1:2e-2,2:1:1e-2,all:2:1e-3' -> ((freeze_to, epochs, lr), ...).
 
     Each stage is TRAINABLE:EPOCHS:LR, TRAINABLE being how many layer groups from the top train
-    (1 = the head alone) or `all`; it becomes the loop's freeze_to (-TRAINABLE, or 0 for all)."""
+    (1 = the head alone) or `all`; it becomes the loop's freeze_to (-TRAINABLE, or 0 for all).
+    Errors name the settings field `field` of `owner` (SettingsError: the CLI words it as its flag)."""
     stages = []
     for k, part in enumerate(text.split(",")):
         bits = part.strip().split(":")
@@ -34,13 +32,19 @@ def parse_stages(text: str):
             top = None if bits[0].strip().lower() == "all" else int(bits[0])
             stages.append((0 if top is None else -top, int(bits[1]), float(bits[2])))
         except ValueError:
-            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} is not TRAINABLE:EPOCHS:LR "
-                              "(e.g. 1:1:2e-2 or all:2:1e-3)") from None
+            raise SettingsError(owner, field, f"stage {k + 1} {part.strip()!r} is not TRAINABLE:EPOCHS:LR "
+                                "(e.g. 1:1:2e-2 or all:2:1e-3)") from None
         _, e, lr = stages[-1]
         if (top is not None and top < 1) or e < 1 or lr <= 0:
-            raise UlmfitError(f"--stages: stage {k + 1} {part.strip()!r} needs TRAINABLE >= 1 (or all), "
-                              "EPOCHS >= 1 and LR > 0")
+            raise SettingsError(owner, field, f"stage {k + 1} {part.strip()!r} needs TRAINABLE >= 1 (or all), "
+                                "EPOCHS >= 1 and LR > 0")
     return tuple(stages)
+
+
+# fast.ai's IMDb recipe (2018 lecture): the head alone, then the top groups one by one, then all of it
+# for two epochs; each phase at a lower peak lr. (freeze_to, epochs, lr); lr is the head's, group k from
+# the top gets lr / 2.6**k. Written once, as the settings' text.
+PAPER_STAGES = parse_stages(PAPER_STAGES_TEXT)
 
 
 def make_phases(stages=PAPER_STAGES, lr_mult: float = 1.0, epochs_mult: int = 1):
@@ -49,7 +53,7 @@ def make_phases(stages=PAPER_STAGES, lr_mult: float = 1.0, epochs_mult: int = 1)
 
 @dataclass
 class BatchSettings:
-    bs: int = 64
+    bs: int
     add_eos: bool = False
     backwards: bool = False
     limit_train: int | None = None
@@ -58,9 +62,9 @@ class BatchSettings:
     valid_docs: np.ndarray | None = None  # likewise of the valid split
 
 
-def holdout(labels, frac: float, seed: int = 1234):
+def holdout(labels, frac: float, seed: int = SUBSET_SEED):
     """(train_docs, valid_docs): a fixed random `frac` of the labelled documents held out for validation,
-    stratified by class so a small hold-out keeps the class balance. Independent of --seed, so changing
+    stratified by class so a small hold-out keeps the class balance. Independent of the training seed, so changing
     the seed does not change what the model is validated on."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)

@@ -60,7 +60,7 @@ def _build(data, lm, args, pseudo=None):
     import torch
 
     from ..artifacts import ClassifierConfig
-    from ..models.classifier import ClassifierSettings, build_classifier
+    from ..models.classifier import ClassifierSettings, build_classifier, head_dropouts
     from ..models.config import classifier_dropouts, preset
     from ..training import TrainConfig
     from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
@@ -82,7 +82,7 @@ def _build(data, lm, args, pseudo=None):
         labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
     if args.multi_label and labels.ndim != 2:
         raise UlmfitError(f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
-                          "(`ulmfit prepare table` with --label-sep or several --label-col)")
+                          "(prepared with label_sep, or several label_col)")
     multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
     encoder_text = text_encoder_of(store)
 
@@ -94,10 +94,10 @@ def _build(data, lm, args, pseudo=None):
         backwards = bool(args.backwards)
         print(f"note: no language model: training a fresh {args.preset} encoder (ULMFiT starts from a fine-tuned LM)",
               file=sys.stderr)
-    # The classifier regularizes more than the LM (fastai's awd_lstm_clas_config), scaled by drop_mult.
-    mcfg = dataclasses.replace(mcfg, **classifier_dropouts(), drop_mult=args.drop_mult)
+    # The classifier regularizes more than the LM (its arch's classifier dropouts), scaled by drop_mult.
+    mcfg = dataclasses.replace(mcfg, **classifier_dropouts(mcfg.arch), drop_mult=args.drop_mult)
     settings = ClassifierSettings(
-        classes=classes, head_hidden=list(args.head), head_dropouts=[mcfg.p("output_p")] + [0.1] * len(args.head),
+        classes=classes, head_hidden=list(args.head), head_dropouts=head_dropouts(mcfg.p("output_p"), len(args.head)),
         max_len=args.max_len, bptt=args.bptt, backwards=backwards, add_eos=args.eos,
         multi_label=multi_label, threshold=args.threshold)
     model = build_classifier(mcfg, settings)
@@ -212,7 +212,7 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
         final = {**final, "macro_f1": report["macro_f1"]}
     print(f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
           f"{final['step']} steps (best {best[0]:.4f} in {out / 'best'})"
-          + (" (stopped early; --resume continues)" if final.get("partial") else ""))
+          + (" (stopped early; resuming continues it)" if final.get("partial") else ""))
     return history
 
 
@@ -222,7 +222,7 @@ def _lr_find(task, cfg, first, out, args):
     from ..training.optim import freeze_to
 
     if len(args.lr_find_range) != 2:
-        raise UlmfitError("--lr-find-range takes two numbers: START,END")
+        raise UlmfitError("lr_find_range takes two numbers: start, end")
     freeze_to(task.model, first.freeze_to)
     start, end = args.lr_find_range
     lr = lr_find(task, cfg, out, start=start, end=end, steps=args.lr_find_steps)

@@ -15,7 +15,10 @@ import os
 import sys
 
 from .. import __version__
+from .. import settings as settings_module
 from ..errors import UlmfitError, is_disk_full
+from ..settings import SettingsError
+from .options import flag_of
 
 # One line per command module; keep the order of the ULMFiT stages.
 COMMAND_MODULES = [
@@ -60,6 +63,11 @@ def main(argv=None) -> int:
         _check_outputs(args)
         code = int(args.func(args) or 0)
         return code
+    except SettingsError as e:  # raised inside a stage (e.g. --stages parsed at train time): name the flag
+        cls = getattr(settings_module, e.owner, None)
+        named = e.message(lambda f: flag_of(cls, f)) if cls and f_in(cls, e.field) else str(e)
+        print(f"ulmfit {args.command}: error: {named}", file=sys.stderr)
+        return 1
     except UlmfitError as e:
         print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
         return 1
@@ -83,6 +91,10 @@ def main(argv=None) -> int:
             from ..training.distributed import finish
 
             finish(ok=code == 0)
+
+
+def f_in(cls, name) -> bool:
+    return name in getattr(cls, "__dataclass_fields__", {})
 
 
 def os_error_message(e: OSError) -> str:

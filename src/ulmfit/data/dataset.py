@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import UlmfitError, disk_full, is_disk_full
 from ..io import atomic_path, check_output_dir, read_json, save_npy, write_json
+from ..settings import PrepareSettings
 from ..text.rules import replace_surrogates
 from ..text.store import DATASET_FORMAT, labelled
 
@@ -82,8 +83,8 @@ class DatasetWriter:
         self._f.close()
         self._ctx.__exit__(UlmfitError, UlmfitError("aborted"), None)
 
-    def finish(self, classes=None, lm_valid_frac=0.1, seed=42, source=None, clas_splits=("train", "test"),
-               valid_frac=0.0, multi_label=False):
+    def finish(self, classes=None, lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed, source=None,
+               clas_splits=("train", "test"), valid_frac=0.0, multi_label=False):
         """Write labels, splits and dataset.json. `classes=None` infers them (sorted) from labels.
         `multi_label`: each label is a collection of class names (`classes` required).
 
@@ -225,7 +226,7 @@ def check_out_not_inside(out_dir, root):
     """A prepared folder written inside the folder it reads would be read back as part of it next time."""
     out, src = Path(out_dir).resolve(), Path(root).resolve()
     if out == src or src in out.parents:
-        raise UlmfitError(f"--out {out_dir} is inside the source folder {root}: it would be read back as part of "
+        raise UlmfitError(f"the output folder {out_dir} is inside the source folder {root}: it would be read back as part of "
                           "the source; write the prepared folder elsewhere")
 
 

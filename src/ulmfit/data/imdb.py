@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import InputError, UlmfitError
+from ..settings import PrepareSettings
 from .dataset import DatasetWriter, cached_dataset, check_out_not_inside, file_key, folder_key
 from .download import download
 
@@ -175,7 +176,8 @@ def resolve_source(source) -> Path:
     return path
 
 
-def prepare_imdb(source, out_dir, lm_valid_frac=0.1, seed=42, force=False, progress=True):
+def prepare_imdb(source, out_dir, lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed,
+                 force=False, progress=True):
     path = resolve_source(source)
     if path.is_dir():
         # A folder's key lists every review's path, size and modification time: swapping test/pos and

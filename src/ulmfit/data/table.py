@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import InputError, UlmfitError
+from ..settings import CorpusSettings, PrepareSettings
 from .dataset import DatasetWriter, cached_dataset, check_out_not_inside, file_key, folder_key
 
 csv.field_size_limit(1 << 30)
@@ -348,19 +349,20 @@ def _flag(v, path, line, col) -> bool:
 
 
 def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabelled=(), valid_frac=0.0,
-                  lm_valid_frac=0.1, seed=42, force=False, progress=True, label_sep=None, tsv_quotes=False):
+                  lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed, force=False,
+                  progress=True, label_sep=None, tsv_quotes=False):
     """`label_col`: one column of class names (single-label), or a list of several 0/1 columns (multi-label:
     the classes are the column names). `label_sep`: the one label column holds SEP-separated class names, or
     (JSONL/Parquet) a list of them (multi-label; an empty cell is a document with no label). `tsv_quotes`:
     read .tsv files with CSV quoting. Every file must give at least one document."""
     if not text_cols:
-        raise UlmfitError("name at least one --text-col")
+        raise UlmfitError("name at least one text column (text_col)")
     label_cols = [label_col] if isinstance(label_col, str) else list(label_col or [])
     label_col = label_cols[0] if len(label_cols) == 1 else (label_cols or None)  # the cache key's form
     if label_sep is not None and len(label_cols) != 1:
         raise UlmfitError("--label-sep needs exactly one --label-col (the column of separated labels)")
     if label_sep == "":
-        raise UlmfitError("--label-sep must not be empty")
+        raise UlmfitError("label_sep must not be empty")
     multi = len(label_cols) > 1 or label_sep is not None
     files = [("train", Path(train))] + ([("test", Path(test))] if test else []) + [("unsup", Path(u)) for u in unlabelled]
     for _, p in files:
@@ -437,7 +439,8 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
     return meta, False
 
 
-def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=0.1, seed=42, force=False, progress=True,
+def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=PrepareSettings.lm_valid_frac,
+                   seed=PrepareSettings.seed, force=False, progress=True,
                    unlabelled_names=("unsup", "unlabelled", "unlabeled")):
     """A folder per class: ROOT/CLASS/*.txt, or ROOT/{train,test}/CLASS/*.txt. A class folder named
     unsup/unlabelled holds texts without a label (language model only). Names starting with "." (.git,
@@ -490,8 +493,8 @@ def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=0.1, seed=42, fo
     return meta, False
 
 
-def prepare_corpus(paths, out_dir, text_field="text", lm_valid_frac=0.1, seed=42, max_docs=None,
-                   max_words=None, force=False, progress=True):
+def prepare_corpus(paths, out_dir, text_field=CorpusSettings.text_field, lm_valid_frac=PrepareSettings.lm_valid_frac,
+                   seed=PrepareSettings.seed, max_docs=None, max_words=None, force=False, progress=True):
     """Unlabelled text for language-model pretraining: JSONL objects with a text field, or plain text
     with one document per line (compressed .gz/.xz too). `max_docs`/`max_words` take a leading slice."""
     paths = [Path(p) for p in paths]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UlmfitError
-from ..settings import SettingsError, bounds, check
+from ..settings import SettingsError, TrainClassifierSettings, bounds, check, default
 
 
 # Encoder states are lists over layers of tuples of [1, bs, dim] tensors, whatever the architecture.
@@ -38,7 +38,7 @@ class BPT3C(nn.Module):
     The hidden state is carried from chunk to chunk and detached between chunks (truncated BPTT).
     """
 
-    def __init__(self, encoder: nn.Module, bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1):
+    def __init__(self, encoder: nn.Module, bptt: int, max_len: int, pad_id: int = 1):
         super().__init__()
         if bptt < 1 or max_len < 1:
             raise ValueError("bptt and max_len must be positive")
@@ -133,11 +133,27 @@ class LinBnDrop(nn.Sequential):
         super().__init__(*layers)
 
 
+HIDDEN_DROPOUT = 0.1  # the head's dropout after each of its hidden layers (the paper's)
+
+
+def head_dropouts(pooled_p: float, n_hidden: int) -> list[float]:
+    """One dropout per head block: `pooled_p` on the pooled features, then HIDDEN_DROPOUT after each hidden layer."""
+    return [pooled_p] + [HIDDEN_DROPOUT] * n_hidden
+
+
+def _default_head_dropouts() -> list[float]:
+    # the head train-classifier builds under its default settings (0.4 x drop_mult 0.5, then 0.1)
+    from .config import classifier_dropouts
+
+    d = TrainClassifierSettings
+    pooled_p = classifier_dropouts(default(d, "arch"))["output_p"] * default(d, "drop_mult")
+    return head_dropouts(pooled_p, len(default(TrainClassifierSettings, "head")))
+
+
 class PoolingHead(nn.Sequential):
     """Concat-pooled features [3 * emb] -> LinBnDrop blocks -> class logits.
 
-    `sizes` = [3 * emb, hidden..., n_classes]; `dropouts` has one entry per block (the paper's
-    0.4 * drop_mult on the pooled features, 0.1 after the hidden layer)."""
+    `sizes` = [3 * emb, hidden..., n_classes]; `dropouts` has one entry per block (`head_dropouts`)."""
 
     def __init__(self, sizes, dropouts):
         if len(dropouts) != len(sizes) - 1:
@@ -149,8 +165,8 @@ class PoolingHead(nn.Sequential):
 class SequenceClassifier(nn.Module):
     """encoder (BPT3C over an AWD-LSTM) + head. forward(ids, lengths) -> logits [bs, n_classes]."""
 
-    def __init__(self, encoder: nn.Module, n_classes: int, emb_size: int, hidden=(50,), dropouts=(0.2, 0.1),
-                 bptt: int = 70, max_len: int = 20 * 70, pad_id: int = 1):
+    def __init__(self, encoder: nn.Module, n_classes: int, emb_size: int, hidden, dropouts, bptt: int, max_len: int,
+                 pad_id: int = 1):
         super().__init__()
         self.encoder = BPT3C(encoder, bptt, max_len, pad_id)
         self.head = PoolingHead([3 * emb_size, *hidden, n_classes], list(dropouts))
@@ -169,20 +185,22 @@ class SequenceClassifier(nn.Module):
 class ClassifierSettings:
     """Everything besides the AWD-LSTM's ModelConfig that rebuilds a classifier; config.json["classifier"].
 
-    head_dropouts: one per head block (the paper: 0.4 x drop_mult on the pooled features, then 0.1).
+    head_dropouts: one per head block (`head_dropouts`: 0.4 x drop_mult on the pooled features, then 0.1).
     backwards: the model reads each document reversed (`... c b a xxbos`).
     quantized: load with int8 dynamic quantization of the LSTMs (weights are stored in float32).
     """
 
     classes: list[str] = field(metadata={"bounds": bounds(min_len=1)})
-    head_hidden: list[int] = field(default_factory=lambda: [50], metadata={"bounds": bounds(ge=1)})
-    head_dropouts: list[float] = field(default_factory=lambda: [0.2, 0.1], metadata={"bounds": bounds(ge=0, lt=1)})
-    max_len: int = field(default=20 * 70, metadata={"bounds": bounds(ge=1)})
-    bptt: int = field(default=70, metadata={"bounds": bounds(ge=1)})
+    # defaults: what train-classifier's default settings give (a folder's config.json always has these fields)
+    head_hidden: list[int] = field(default_factory=lambda: default(TrainClassifierSettings, "head"),
+                                   metadata={"bounds": bounds(ge=1)})
+    head_dropouts: list[float] = field(default_factory=_default_head_dropouts, metadata={"bounds": bounds(ge=0, lt=1)})
+    max_len: int = field(default=TrainClassifierSettings.max_len, metadata={"bounds": bounds(ge=1)})
+    bptt: int = field(default=TrainClassifierSettings.bptt, metadata={"bounds": bounds(ge=1)})
     backwards: bool = False
     add_eos: bool = False
     multi_label: bool = False
-    threshold: float = field(default=0.5, metadata={"bounds": bounds(gt=0, lt=1)})
+    threshold: float = field(default=TrainClassifierSettings.threshold, metadata={"bounds": bounds(gt=0, lt=1)})
     quantized: bool = False
 
     def __post_init__(self):

@@ -21,7 +21,7 @@ class ModelConfig:
     """
 
     vocab_size: int
-    arch: str = "awd_lstm"  # an encoder architecture of models.registry.ARCHS
+    arch: str = "awd_lstm"  # an encoder architecture registered in models.registry
     emb_size: int = 400
     n_hid: int = 1150
     n_layers: int = 3
@@ -36,8 +36,8 @@ class ModelConfig:
     drop_mult: float = 1.0
 
     def __post_init__(self):
+        from ..archs import ARCHS  # the registered architectures (models.registry keeps it)
         from ..settings import SettingsError, check
-        from .registry import ARCHS  # here: the registry imports the encoders, which import this module
 
         me = "model settings"
         check(self, me)  # every field's type (a hand-edited config.json: "n_hid": "600", "tie_weights": "no")
@@ -101,15 +101,25 @@ PRESETS = {
 
 
 def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
-    """The configuration PRESETS[name] for a vocab of `vocab_size`, with overrides."""
-    if name not in PRESETS:
-        raise UlmfitError(f"unknown model preset {name!r} (choose from: {', '.join(PRESETS)})")
-    return ModelConfig.from_dict({**PRESETS[name], "vocab_size": vocab_size, **overrides})
+    """The preset `name` of the architecture overrides["arch"] (ModelConfig's default if not given) for a vocab
+    of `vocab_size`, with overrides. The built-in architectures share PRESETS."""
+    from .registry import get  # here: the registry imports the encoders, which import this module
+
+    arch = overrides.get("arch", ModelConfig.arch)
+    table = get(arch).presets
+    if name not in table:
+        raise UlmfitError(f"unknown model preset {name!r} of arch {arch!r} (choose from: {', '.join(table)})")
+    return ModelConfig.from_dict({**table[name], "vocab_size": vocab_size, **overrides})
 
 
-def classifier_dropouts() -> dict:
-    """fastai's awd_lstm_clas_config dropouts: the classifier regularizes more than the LM.
+# fastai's awd_lstm_clas_config dropouts (the built-in architectures'): the classifier regularizes more than the LM.
+CLASSIFIER_DROPOUTS = dict(embed_p=0.05, input_p=0.4, hidden_p=0.3, weight_p=0.5, output_p=0.4)
 
-    Use as `dataclasses.replace(lm_config, **classifier_dropouts())`. For the classifier, output_p is
+
+def classifier_dropouts(arch: str) -> dict:
+    """The classifier dropouts of `arch` (its ArchSpec's), to use as
+    `dataclasses.replace(lm_config, **classifier_dropouts(lm_config.arch))`. For the classifier, output_p is
     the dropout of the head's first layer (on the pooled features)."""
-    return dict(embed_p=0.05, input_p=0.4, hidden_p=0.3, weight_p=0.5, output_p=0.4)
+    from .registry import get
+
+    return dict(get(arch).classifier_dropouts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..settings import LMOptimSettings
 from .config import ModelConfig
 from .registry import build_encoder
 
@@ -36,10 +37,12 @@ class LanguageModel(nn.Module):
         return self.decoder(out), raw, out, state
 
     def param_groups(self):
-        """[rnn 0, rnn 1, ..., embedding + decoder]: the last group stays trainable when frozen."""
-        last = list(self.encoder.embedding.parameters())
+        """[layer 0, layer 1, ..., embedding + decoder]: the encoder's groups (embedding first) with the
+        embedding's moved last and joined by the decoder: the last group stays trainable when frozen."""
+        embedding, *layers = self.encoder.param_groups()
+        last = list(embedding)
         last += [p for p in self.decoder.parameters() if not any(p is q for q in last)]
-        return [list(r.parameters()) for r in self.encoder.rnns] + [last]
+        return [list(g) for g in layers] + [last]
 
 
 def detach_state(state):
@@ -49,7 +52,7 @@ def detach_state(state):
     return [tuple(t.detach() for t in hc) for hc in state]
 
 
-def ar_tar_loss(raw, out, alpha: float = 2.0, beta: float = 1.0):
+def ar_tar_loss(raw, out, alpha: float = LMOptimSettings.alpha, beta: float = LMOptimSettings.beta):
     """Activation regularization (alpha * mean(out^2), on the dropped output) plus temporal activation
     regularization (beta * mean((raw[t+1] - raw[t])^2), on the raw output). Batch-first [bs, seq, emb]."""
     loss = raw.new_zeros((), dtype=torch.float32)

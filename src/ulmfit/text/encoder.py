@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import UlmfitError
 from ..io import atomic_path, plain_file_name, read_json, write_json
+from ..settings import TokenizeSettings
 from .processor import TextProcessor
 from .special import UNK_ID
 from .tokenizers import make_tokenizer
@@ -48,13 +49,13 @@ class TextEncoder:
         return cls(check_tokenizer_settings(store.tokenizer_settings, *where), store.vocab, tokens, *where)
 
     @classmethod
-    def from_texts(cls, texts, max_vocab=60000, min_freq=3, settings=None):
+    def from_texts(cls, texts, max_vocab=TokenizeSettings.max_vocab, min_freq=TokenizeSettings.min_freq, settings=None):
         """A vocab counted from `texts` (a list) with the default spaCy settings; for quick experiments."""
         from .pipeline import tokenizer_settings
         from .processor import TokenTable
         from .special import SPECIAL_TOKENS
 
-        settings = settings or tokenizer_settings("spacy", max_vocab, min_freq)
+        settings = settings or tokenizer_settings(TokenizeSettings.tokenizer, max_vocab, min_freq)
         table = TokenTable(SPECIAL_TOKENS)
         proc = TextProcessor(make_tokenizer(settings), table)
         import numpy as np

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, UlmfitError
 from ..io import atomic_dir, leftover_temps, read_json, write_json
+from ..settings import TokenizeSettings
 from .processor import TextProcessor, TokenTable
 from .rules import clean
 from .special import SPECIAL_TOKENS, UNK_ID
@@ -66,7 +67,8 @@ def _jobs(path, batch_size):
             line += len(lines)
 
 
-def tokenizer_settings(backend="spacy", max_vocab=60000, min_freq=3, lang="en", sp_vocab_size=None):
+def tokenizer_settings(backend=TokenizeSettings.tokenizer, max_vocab=TokenizeSettings.max_vocab,
+                       min_freq=TokenizeSettings.min_freq, lang="en", sp_vocab_size=None):
     s = {"backend": backend, "lang": lang, "rules_version": RULES_VERSION, "max_vocab": max_vocab,
          "min_freq": min_freq}
     if backend == "sentencepiece":
@@ -127,7 +129,8 @@ def _remove_leftovers(tok_dir):
             shutil.rmtree(p)
 
 
-def tokenize_dataset(root, backend="spacy", max_vocab=60000, min_freq=3, workers=None, batch_size=256,
+def tokenize_dataset(root, backend=TokenizeSettings.tokenizer, max_vocab=TokenizeSettings.max_vocab,
+                     min_freq=TokenizeSettings.min_freq, workers=None, batch_size=256,
                      force=False, progress=True, sp_vocab_size=None, keep=None):
     """Tokenize DIR/documents.jsonl into DIR/tokens/ (see ulmfit.text.store). Returns (store, reused).
 

@@ -31,7 +31,7 @@ class Vocab:
         return token in self.stoi
 
     @classmethod
-    def from_counts(cls, counts: dict, max_size=60000, min_freq=3):
+    def from_counts(cls, counts: dict, max_size: int, min_freq: int):
         """The `max_size` most frequent tokens with count >= min_freq (ties broken by token text),
         after the specials. `max_size` does not count the special tokens."""
         cands = [(c, t) for t, c in counts.items() if c >= min_freq and t not in SPECIAL_TOKENS]

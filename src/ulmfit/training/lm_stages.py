@@ -27,7 +27,7 @@ def open_lm_store(path):
     for name in ("lm_train", "lm_valid"):
         if not store.has_split(name):
             raise UlmfitError(f"{path} has no {name} split (it has: {', '.join(store.split_names)}); "
-                              "prepare it again with `ulmfit prepare ... --lm-valid-frac`")
+                              "prepare it again with a share of the texts held out for it (lm_valid_frac)")
     return store
 
 
@@ -36,7 +36,7 @@ def _valid_stream(store, n_tokens=None):
     return stream[:n_tokens] if n_tokens else stream
 
 
-def resolve_corpus(paths, out, max_words=None, max_vocab=60000, min_freq=3, tokenizer="spacy", quiet=False):
+def resolve_corpus(paths, out, max_words, max_vocab, min_freq, tokenizer, quiet=False):
     """CORPUS arguments -> a tokenized store folder: used as is, tokenized, or prepared + tokenized."""
     from ..data.table import prepare_corpus
     from ..text.pipeline import tokenize_dataset
@@ -70,9 +70,10 @@ def _training_info(stage, store, s, phases, cfg, **extra):
 
 def _saver(out, store, folder_config, resume=False):
     """on_epoch_end for fit: the language-model folder (+ metrics.json, its epoch's row) after every epoch whose
-    valid loss beats every earlier one (the first best, as the classifier's best/ and early stopping count it), so
-    that a run stopped early, or one whose last epochs overfit, leaves its best epoch. A resumed run reads the best
-    so far from metrics.json (the folder is written before it: a kill in between saves that epoch again)."""
+    valid loss is the best so far, so that a run stopped early, or one whose last epochs overfit, leaves its best
+    epoch. A resumed run reads the best so far from metrics.json and saves an epoch that equals it again: the loop
+    redoes the last epoch's on_epoch_end at resume, and the folder may not hold it (two epochs' losses are never
+    equal in practice, so a tie is that same epoch)."""
     from ..artifacts import save_language_model
     from ..io import read_json, write_json
     from ..text.encoder import TextEncoder
@@ -82,7 +83,7 @@ def _saver(out, store, folder_config, resume=False):
     best = [read_json(metrics).get("valid_loss", float("inf")) if resume and metrics.exists() else float("inf")]
 
     def save(model, row):
-        if row.get("valid_loss", float("-inf")) < best[0]:
+        if row.get("valid_loss", float("-inf")) <= best[0]:
             best[0] = row.get("valid_loss", best[0])
             save_language_model(out, model, folder_config, text)
             write_json(metrics, row)
@@ -106,8 +107,8 @@ def _report(history, out, quiet=False):
         which = "" if saved.get("step") == last["step"] else f" (the best epoch, {saved.get('epoch')}; the last: {last['step']} steps)"
         print(f"wrote {out}: valid loss {saved['valid_loss']:.4f}, perplexity {saved.get('perplexity', float('nan')):.2f}, "
               f"accuracy {saved.get('accuracy', float('nan')):.4f} after {saved['step']} steps{which}"
-              + (" (stopped by its budget; --resume continues)" if last.get("partial") else "")
-              + (" (stopped early: no better validation for --patience epochs)" if last.get("early_stop") else ""))
+              + (" (stopped by its budget; resuming continues it)" if last.get("partial") else "")
+              + (" (stopped early: no better validation for `patience` epochs)" if last.get("early_stop") else ""))
     return history
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..batching.lm import LMBatches
+from ..settings import LMOptimSettings
 from ..models.language_model import ar_tar_loss
 from .sampled_softmax import proposal_log_probs, sampled_cross_entropy
 
@@ -35,8 +36,8 @@ class LMTask:
     (see `sampled_softmax`; the reported train loss is then the sampled one).
     """
 
-    def __init__(self, model, train_stream, valid_stream, bs=64, bptt=70, backwards=False, alpha=2.0, beta=1.0,
-                 variable_bptt=True, sampled=0):
+    def __init__(self, model, train_stream, valid_stream, bs, bptt, backwards=False, alpha=LMOptimSettings.alpha,
+                 beta=LMOptimSettings.beta, variable_bptt=True, sampled=0):
         self.model = model
         self.alpha, self.beta = alpha, beta
         self.sampled = int(sampled)

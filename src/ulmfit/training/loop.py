@@ -4,24 +4,13 @@ The loop knows nothing of text. A *task* supplies the model, the batches and the
 supplies the optimiser (AdamW, one group per model group), per-phase lr schedules, freezing,
 discriminative lrs, gradient clipping, bf16 autocast where it pays, metrics, logs, checkpoints and resume.
 
-The task protocol
------------------
-    task.model                               nn.Module with param_groups() (input side first)
-    task.train_batches(epoch, seed)          sized iterable of batches, the same for the same arguments;
-                                             if it has .iterate(start), that is used to resume at batch
-                                             `start` (else the first `start` batches are skipped)
-    task.valid_batches()                     iterable of batches
-    task.train_step(model, batch, state)     -> (loss, n, state). loss: scalar tensor to backpropagate, or
-                                             a pair (loss to backpropagate, loss to report) when they
-                                             differ (the LM reports cross entropy without AR/TAR);
-                                             n: items in the batch (weights the epoch's mean loss)
-    task.eval_step(model, batch, state)      -> (dict of metric sums, state); called under no_grad, eval()
-    task.summarize(sums)                     -> dict of metrics; must hold "loss" (logged as valid_loss)
-    task.n_tokens(batch)                     -> tokens in a batch (only the speed probe, training.probe)
+The task protocol is `ulmfit.training.task.Task` (a typing.Protocol; the LM's is training.lm_task.LMTask).
 
-Batches are tensors or tuples/lists/dicts of tensors; the loop moves them to the device. `state` is
-the task's carry between batches (the LM's hidden state, None for the classifier): None at the start
-of every epoch and of validation; a nested list/tuple of tensors, saved in checkpoints.
+How `fit` reads: a `_Run` holds the model, optimiser, position and history of one call; `fit` walks the
+phases and epochs, and each epoch is `_Run.train_epoch` (its steps, `_Run.step`, with a host sync every
+SYNC_EVERY of them, `_Run.sync`) then `_Run.end_epoch` (validation, the history row, the position, the
+checkpoint and logs). The other processes under torchrun are behind one object, `_Run.group`
+(training.distributed): the loop calls it the same way with one process, where it does nothing.
 
 Files in out_dir: log.csv and history.json (one row per epoch), training_curve.png, and
 checkpoint.safetensors (model, optimiser, RNG states, task state; its metadata holds the position
@@ -43,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from .. import settings as S
 from ..errors import UlmfitError
 from . import distributed as D
 from . import precision
@@ -51,6 +42,7 @@ from .checkpoints import CKPT, load_checkpoint, save_checkpoint
 from .logs import ema, fmt_row, write_logs
 from .optim import freeze_to, group_lrs, make_optimizer, model_groups, set_hyper
 from .schedules import make_schedule
+from .task import Task
 
 # Steps between host syncs in fit: the step losses come back from the device, and the time budget and
 # Ctrl-C are checked (on every rank at once). Pulling a loss every step (`.item()`) would make a GPU wait
@@ -77,12 +69,13 @@ class Phase:
 
 @dataclass
 class TrainConfig:
-    schedule: str = "one_cycle"  # "one_cycle" | "stlr" | "constant"
-    lr_div: float = 2.6  # discriminative lrs: group k from the top gets lr / lr_div**k (1: same lr)
-    wd: float = 0.01  # decoupled weight decay (AdamW)
-    betas: tuple = (0.9, 0.99)  # Adam betas; beta1 is overridden by `moms` under one-cycle
+    # the defaults of a language model's stages (ulmfit.settings); each stage passes its own settings' values
+    schedule: str = S.default(S.LMOptimSettings, "schedule")  # "one_cycle" | "stlr" | "constant"
+    lr_div: float = S.default(S.FinetuneSettings, "lr_div")  # group k from the top gets lr / lr_div**k (1: same lr)
+    wd: float = S.default(S.LMOptimSettings, "wd")  # decoupled weight decay (AdamW)
+    betas: tuple = S.default(S.LMOptimSettings, "betas")  # Adam betas; beta1 is overridden by `moms` under one-cycle
     eps: float = 1e-5
-    moms: tuple | None = (0.95, 0.85, 0.95)  # one-cycle beta1: start, middle, end (None: keep betas[0])
+    moms: tuple | None = S.default(S.LMOptimSettings, "moms")  # one-cycle beta1: start, middle, end (None: betas[0])
     cut_frac: float = 0.1  # STLR: fraction of the steps spent warming up
     ratio: float = 32.0  # STLR: peak lr / lowest lr
     pct_start: float = 0.25  # one-cycle: fraction of the steps spent warming up
@@ -152,26 +145,25 @@ def iter_from(batches, start: int):
     return islice(iter(batches), start, None)
 
 
-def validate(task, model, device, cfg, interrupt=None):
+def validate(task: Task, model, device, cfg, interrupt=None, group=None):
     """Run the task's validation; returns its summarized metrics, or None when interrupted. Under torchrun
     each rank validates its share of every batch's rows and the sums are added up."""
+    group = D.group(device) if group is None else group
     model.eval()
     sums, state = {}, None
-    world, rank = D.world(), D.rank()
     with torch.no_grad():
         for batch in task.valid_batches():
-            if world > 1:
-                batch = D.shard(batch, rank, world)
-                if D.rows(batch) == 0:
-                    continue
+            batch = group.shard(batch)
+            if batch is None:  # this rank's share of a small batch is empty
+                continue
             with autocast(device, cfg):
                 s, state = task.eval_step(model, to_device(batch, device), state)
             for k, v in s.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-            if world == 1 and interrupt is not None and interrupt.flag:
+            if interrupt is not None and interrupt.flag and group.alone:  # ranks stop together, at syncs
                 return None
     model.train()
-    return task.summarize(D.merge_sums(sums))
+    return task.summarize(group.merge_sums(sums))
 
 
 class _Interrupt:
@@ -239,7 +231,25 @@ def _phase_plan(task, phase, epoch0, seed):
     return lens
 
 
-def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False, on_epoch_end=None, identity=None):
+
+def _check_resumable(meta: dict, phases, cfg: TrainConfig, identity, out_dir: Path) -> None:
+    """Refuse a checkpoint made with other phases, another seed or other settings (identity)."""
+    if meta["phases"] != [asdict(p) for p in phases]:
+        raise UlmfitError(f"the checkpoint in {out_dir} was made with other training phases "
+                          f"({meta['phases']}); resume with the same settings or start afresh")
+    if meta["seed"] != cfg.seed:
+        raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
+    old = meta.get("identity") or {}
+    # a key one side lacks counts as None: a setting added since (default None) does not block a resume
+    diff = sorted(k for k in set(old) | set(identity or {}) if old.get(k) != (identity or {}).get(k))
+    if identity is not None and meta.get("identity") is not None and diff:
+        raise UlmfitError(f"the checkpoint in {out_dir} was made with other settings: "
+                          + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
+                          + "; resume with the same settings or start afresh")
+
+
+def fit(task: Task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False, on_epoch_end=None,
+        identity=None) -> list[dict]:
     """Train `task.model` through `phases`; returns the history (one dict per epoch).
 
     resume: continue from out_dir's checkpoint if there is one (same phase, epoch, batch, optimiser
@@ -254,232 +264,276 @@ def fit(task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False,
     phases = [p if isinstance(p, Phase) else Phase(**p) for p in phases]
     if not phases:
         raise UlmfitError("nothing to train: no phases")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    D.init_from_env()
-    world, rank = D.world(), D.rank()
-    main = rank == 0  # only rank 0 writes files, logs and progress bars
-    device = pick_device(cfg)
-    model = task.model.to(device)
-    if world > 1:
-        D.broadcast_model(model)
-    n_groups = len(model_groups(model))
-    opt = make_optimizer(model, cfg)
-    progress = cfg.progress and main
+    run = _Run(task, phases, cfg, Path(out_dir), identity, on_epoch_end)
+    if resume and (run.out_dir / CKPT).exists():
+        run.restore()
+        if run.pos["done"]:
+            return run.history
+    else:
+        if resume and run.progress:
+            print(f"no checkpoint in {run.out_dir}: starting afresh", file=sys.stderr)
+        run.seed()
+    run.t_start = time.time()  # the time budget counts from here
+    with _Interrupt() as run.interrupt:
+        for p in range(run.pos["phase"], len(phases)):
+            plan = run.start_phase(p)
+            for j in range(run.pos["epoch"], len(plan)):
+                if run.pos["batch"] == 0:  # an epoch boundary: the budget may be spent before it starts
+                    run.sync()
+                    if run.over_budget():
+                        run.checkpoint()
+                        return run.history
+                row = run.epoch(j, plan)
+                if row.get("partial"):  # a budget stop cut it short
+                    return run.history + [row]
+                if run.pos["done"]:  # early stopping
+                    return run.history
+    return run.history
 
-    pos = {"phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0, "train_sum": 0.0, "train_n": 0.0,
-           "done": False}
-    history, step_losses, state = [], [], None
-    if resume and (out_dir / CKPT).exists():
-        # Restore the model first; `load_checkpoint` then restores the optimiser and the RNGs.
-        meta, state = load_checkpoint(out_dir, model, opt, device)
-        if meta["phases"] != [asdict(p) for p in phases]:
-            raise UlmfitError(f"the checkpoint in {out_dir} was made with other training phases "
-                              f"({meta['phases']}); resume with the same settings or start afresh")
-        if meta["seed"] != cfg.seed:
-            raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
-        old = meta.get("identity") or {}
-        # a key one side lacks counts as None: a setting added since (default None) does not block a resume
-        diff = sorted(k for k in set(old) | set(identity or {}) if old.get(k) != (identity or {}).get(k))
-        if identity is not None and meta.get("identity") is not None and diff:
-            raise UlmfitError(f"the checkpoint in {out_dir} was made with other settings: "
-                              + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
-                              + "; resume with the same settings or start afresh")
-        pos, history, step_losses = meta["position"], meta["history"], meta["step_losses"]
-        if world > 1:
-            # A checkpoint holds the task state (the LM's hidden state) of all rows only when one process
-            # wrote it; ranks resuming mid-epoch start it afresh, as at an epoch start.
-            state = None
-            if rank:  # other ranks' dropout must differ from rank 0's (restored from the checkpoint)
-                torch.manual_seed(cfg.seed + 1000003 * rank + pos["step"])
-        if progress:
-            print(f"resuming from {out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
+
+class _Run:
+    """One call of `fit`: the model, optimiser, position, history and pending losses, and the parts of
+    training that move them on. `pos` is what a checkpoint stores to resume exactly: phase, epoch and batch
+    (within the phase and epoch), the global step, the step within the phase (its lr schedule), the epoch's
+    running train-loss sums, and whether the run is done."""
+
+    def __init__(self, task: Task, phases: list[Phase], cfg: TrainConfig, out_dir: Path, identity, on_epoch_end):
+        self.task, self.phases, self.cfg, self.out_dir = task, phases, cfg, out_dir
+        self.identity, self.on_epoch_end = identity, on_epoch_end
+        out_dir.mkdir(parents=True, exist_ok=True)
+        D.init_from_env()
+        self.device = pick_device(cfg)
+        self.group = D.group(self.device)  # the other ranks under torchrun; with one process all no-ops
+        self.main = self.group.main  # only rank 0 writes files, logs and progress bars
+        self.progress = cfg.progress and self.main
+        self.model = task.model.to(self.device)
+        self.group.broadcast_model(self.model)
+        self.n_groups = len(model_groups(self.model))
+        self.opt = make_optimizer(self.model, cfg)
+        self.pos = {"phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0, "train_sum": 0.0,
+                    "train_n": 0.0, "done": False}
+        self.history: list[dict] = []
+        self.step_losses: list[float] = []  # every step's reported loss (the training curve)
+        self.pending: list = []  # (detached loss tensor, items) of the steps since the last sync
+        self.state = None  # the task's carry between batches
+        self.interrupt: _Interrupt | None = None  # set while training
+        self.t_start = 0.0
+        # the current phase, set by start_phase
+        self.p, self.epoch0, self.total, self.sched, self.base_lrs = 0, 0, 0, None, []
+
+    # ------------------------------------------------------------------ start: afresh or from a checkpoint
+
+    def seed(self) -> None:
+        random.seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed)
+        torch.manual_seed(D.rank_seed(self.cfg.seed, self.group.rank))  # rank 0: a single process's seed
+
+    def restore(self) -> None:
+        """Continue from out_dir's checkpoint: the model first, then `load_checkpoint` restores the optimiser
+        and the RNGs."""
+        meta, state = load_checkpoint(self.out_dir, self.model, self.opt, self.device)
+        _check_resumable(meta, self.phases, self.cfg, self.identity, self.out_dir)
+        self.pos, self.history, self.step_losses = meta["position"], meta["history"], meta["step_losses"]
+        self.state = self.group.portable_state(state)
+        self.group.reseed_after_resume(self.cfg.seed, self.pos["step"])
+        pos = self.pos
+        if self.progress:
+            print(f"resuming from {self.out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
                   f"batch {pos['batch']}, step {pos['step']}", file=sys.stderr)
-        if pos["batch"] == 0 and history and main:
+        if pos["batch"] == 0 and self.history and self.main:
             # At an epoch boundary the weights are those of the last finished epoch, whose checkpoint is
             # written before its logs and on_epoch_end (its model folder, best/): the process may have died
             # in between. Redo that work from the same weights (both are idempotent), so a resumed run's
             # folders equal a clean run's.
-            write_logs(out_dir, history, step_losses, cfg.plot)
-            if on_epoch_end is not None:
-                on_epoch_end(model, history[-1])
-        if pos["done"]:
-            return history
-    else:
-        if resume and progress:
-            print(f"no checkpoint in {out_dir}: starting afresh", file=sys.stderr)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed + 1000003 * rank)  # rank 0: exactly a single process's seed
+            write_logs(self.out_dir, self.history, self.step_losses, self.cfg.plot)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(self.model, self.history[-1])
 
-    from tqdm.auto import tqdm
+    def start_phase(self, p: int) -> list[int]:
+        """Set up phase p (frozen groups, lr schedule, discriminative lrs); returns its batches per epoch."""
+        phase, cfg = self.phases[p], self.cfg
+        self.p = p
+        freeze_to(self.model, phase.freeze_to)
+        self.sched = make_schedule(phase.schedule or cfg.schedule, cfg)
+        self.base_lrs = group_lrs(phase.lr, self.n_groups, phase.lr_div or cfg.lr_div)
+        self.epoch0 = sum(ph.epochs for ph in self.phases[:p])
+        plan = _phase_plan(self.task, phase, self.epoch0, cfg.seed)
+        self.total = sum(plan)
+        return plan
 
-    t_start = time.time()
-    pending: list = []  # (detached loss tensor, items) of the steps since the last sync
-    flags = {"interrupt": False, "time": False}
+    # ------------------------------------------------------------------------------ an epoch and its steps
 
-    def sync():
+    def epoch(self, j: int, plan: list[int]) -> dict:
+        """Epoch j of the current phase, from the position on: its steps, then its validation and row."""
+        t0 = time.time()
+        stopped, ticks = self.train_epoch(j, plan[j], len(plan))
+        return self.end_epoch(j, len(plan), stopped, ticks, t0)
+
+    def train_epoch(self, j: int, n_batches: int, n_epochs: int) -> tuple[bool, list]:
+        """The steps of epoch j (n_batches in all) from pos["batch"] to its end; stops early at Ctrl-C
+        (a checkpoint, then KeyboardInterrupt) or when the budget is spent. Returns (whether the budget cut
+        it short, the (step, clock) pairs at host syncs that give the steady speed)."""
+        pos, cfg = self.pos, self.cfg
+        ticks = [(pos["step"], time.perf_counter())]
+        batches = self.task.train_batches(self.epoch0 + j, cfg.seed)
+        bar = tqdm(total=n_batches, initial=pos["batch"], disable=not self.progress, leave=False,
+                   desc=f"phase {self.p + 1}/{len(self.phases)} epoch {j + 1}/{n_epochs}", file=sys.stderr)
+        self.model.train()
+        it = iter_from(batches, pos["batch"])
+        ran = trained = 0  # batches of this epoch seen / trained on (under torchrun a tiny one is skipped)
+        while pos["batch"] < n_batches:
+            trained += self.step(next(it))
+            ran += 1
+            bar.update(1)
+            if pos["step"] % SYNC_EVERY == 0 or pos["batch"] == n_batches:
+                self.sync()
+                ticks.append((pos["step"], time.perf_counter()))
+                if self.step_losses:
+                    bar.set_postfix_str(f"loss {ema(self.step_losses[-200:])[-1]:.4f}", refresh=False)
+            if self.interrupted():
+                bar.close()
+                self.stop_interrupted()
+            if cfg.ckpt_every and pos["step"] % cfg.ckpt_every == 0 and pos["batch"] < n_batches:
+                self.checkpoint()
+            if pos["batch"] < n_batches and self.over_budget():
+                bar.close()
+                return True, ticks
+        bar.close()
+        if ran and not trained:
+            raise UlmfitError(f"no step of this epoch could be split over {self.group.world} ranks: every batch "
+                              f"needs at least 2 rows per rank (raise --bs to {2 * self.group.world} or more)")
+        return False, ticks
+
+    def step(self, batch) -> bool:
+        """One optimiser step on the batch (this rank's share of it); False when the batch is too small to
+        split over the ranks and is skipped. The reported loss stays on the device until the next sync."""
+        pos, cfg = self.pos, self.cfg
+        factor, beta1 = self.sched(pos["phase_step"], self.total)
+        set_hyper(self.opt, [lr * factor for lr in self.base_lrs], beta1)
+        share = self.group.train_share(batch)
+        if share is not None:
+            batch, weight = share
+            batch = to_device(batch, self.device)
+            with autocast(self.device, cfg):
+                loss, n, self.state = self.task.train_step(self.model, batch, self.state)
+            loss, reported = loss_parts(loss)
+            self.opt.zero_grad(set_to_none=True)
+            (loss * weight if weight != 1.0 else loss).backward()
+            self.group.average_gradients(self.model)
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_([q for q in self.model.parameters() if q.requires_grad], cfg.clip)
+            self.opt.step()
+            self.pending.append((reported, n))
+        pos["batch"] += 1
+        pos["step"] += 1
+        pos["phase_step"] += 1
+        return share is not None
+
+    # ------------------------------------------------------------------------- host syncs and stopping
+
+    def sync(self) -> None:
         """Bring the pending step losses to the host (averaged over ranks, weighted by their items) and
         agree on whether to stop (Ctrl-C on any rank, or the time budget on rank 0's clock)."""
-        if pending:
-            losses = torch.stack([l.float().reshape(()) for l, _ in pending])
-            items = torch.tensor([float(n) for _, n in pending], device=losses.device)
-            if world > 1:
-                both = D.sum_over_ranks(torch.stack([losses * items, items]))
-                losses, items = both[0] / both[1].clamp(min=1e-12), both[1]
-            first = pos["step"] - len(pending)
+        if self.pending:
+            losses = torch.stack([l.float().reshape(()) for l, _ in self.pending])
+            items = torch.tensor([float(n) for _, n in self.pending], device=losses.device)
+            losses, items = self.group.mean_losses(losses, items)
+            first = self.pos["step"] - len(self.pending)
             values, counts = torch.stack([losses, items]).tolist()  # the one host sync
             for i, (v, n) in enumerate(zip(values, counts)):
                 if not math.isfinite(v):
                     raise UlmfitError(f"the training loss became {v} at step {first + i + 1}: "
                                       "lower the learning rate (see `ulmfit lr-find`)")
-                step_losses.append(v)
-                pos["train_sum"] += v * n
-                pos["train_n"] += n
-            pending.clear()
-        if world > 1:
-            timed_out = cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
-            flags_t = torch.tensor([float(interrupt.flag), float(timed_out and main)], device=device)
-            stop = D.max_over_ranks(flags_t).tolist()
-            flags["interrupt"], flags["time"] = stop[0] > 0, stop[1] > 0
+                self.step_losses.append(v)
+                self.pos["train_sum"] += v * n
+                self.pos["train_n"] += n
+            self.pending.clear()
+        self._stops(at_sync=True)
 
-    def over_budget():
-        if cfg.max_steps is not None and pos["step"] >= cfg.max_steps:
+    def _stops(self, at_sync: bool = False) -> tuple[bool, bool]:
+        """(Ctrl-C, time budget spent). One process acts on its own flag and clock at once; ranks act
+        together on what they agreed at the last host sync (rank 0's clock decides the budget)."""
+        cfg = self.cfg
+        timed_out = cfg.max_minutes is not None and time.time() - self.t_start >= cfg.max_minutes * 60
+        return self.group.agree((self.interrupt.flag, timed_out and self.main), at_sync)
+
+    def interrupted(self) -> bool:
+        return self._stops()[0]
+
+    def over_budget(self) -> bool:
+        if self.cfg.max_steps is not None and self.pos["step"] >= self.cfg.max_steps:
             return True
-        if world == 1:  # reading the clock costs nothing; ranks must agree, so they decide at syncs
-            return cfg.max_minutes is not None and time.time() - t_start >= cfg.max_minutes * 60
-        return flags["time"]
+        return self._stops()[1]
 
-    def checkpoint():
-        sync()
-        if main:
-            save_checkpoint(out_dir, model, opt, pos, history, step_losses, state if world == 1 else None, phases,
-                            cfg, identity)
+    def checkpoint(self) -> None:
+        self.sync()
+        if self.main:
+            save_checkpoint(self.out_dir, self.model, self.opt, self.pos, self.history, self.step_losses,
+                            self.group.portable_state(self.state), self.phases, self.cfg, self.identity)
 
-    with _Interrupt() as interrupt:
-        for p in range(pos["phase"], len(phases)):
-            phase = phases[p]
-            freeze_to(model, phase.freeze_to)
-            sched = make_schedule(phase.schedule or cfg.schedule, cfg)
-            base_lrs = group_lrs(phase.lr, n_groups, phase.lr_div or cfg.lr_div)
-            epoch0 = sum(ph.epochs for ph in phases[:p])
-            plan = _phase_plan(task, phase, epoch0, cfg.seed)
-            total = sum(plan)
-            for j in range(pos["epoch"], len(plan)):
-                if pos["batch"] == 0:
-                    sync()
-                    if over_budget():
-                        checkpoint()
-                        return history
-                e, n_e = epoch0 + j, plan[j]
-                t_epoch = time.time()
-                ticks = [(pos["step"], time.perf_counter())]  # (step, clock) at host syncs: the steady speed
-                batches = task.train_batches(e, cfg.seed)
-                stopped = False
-                bar = tqdm(total=n_e, initial=pos["batch"], disable=not progress, leave=False,
-                           desc=f"phase {p + 1}/{len(phases)} epoch {j + 1}/{len(plan)}", file=sys.stderr)
-                model.train()
-                it = iter_from(batches, pos["batch"])
-                ran = trained = 0  # batches of this epoch seen / trained on (under torchrun a tiny one is skipped)
-                while pos["batch"] < n_e:
-                    batch = next(it)
-                    factor, beta1 = sched(pos["phase_step"], total)
-                    set_hyper(opt, [lr * factor for lr in base_lrs], beta1)
-                    weight = 1.0
-                    if world > 1:
-                        n_rows = D.rows(batch)
-                        batch = D.shard(batch, rank, world)
-                        # this rank's mean loss x its share of the rows x world: the average over ranks is
-                        # then the gradient of the whole batch's mean loss
-                        weight = D.rows(batch) * world / n_rows
-                    skip = world > 1 and n_rows < 2 * world  # too few rows to split (BatchNorm needs 2)
-                    if not skip:
-                        batch = to_device(batch, device)
-                        with autocast(device, cfg):
-                            loss, n, state = task.train_step(model, batch, state)
-                        loss, reported = loss_parts(loss)
-                        opt.zero_grad(set_to_none=True)
-                        (loss * weight if weight != 1.0 else loss).backward()
-                        if world > 1:
-                            D.average_gradients(model)
-                        if cfg.clip:
-                            torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad],
-                                                           cfg.clip)
-                        opt.step()
-                        pending.append((reported, n))
-                        trained += 1
-                    pos["batch"] += 1
-                    pos["step"] += 1
-                    pos["phase_step"] += 1
-                    ran += 1
-                    bar.update(1)
-                    if pos["step"] % SYNC_EVERY == 0 or pos["batch"] == n_e:
-                        sync()
-                        ticks.append((pos["step"], time.perf_counter()))
-                        if step_losses:
-                            bar.set_postfix_str(f"loss {ema(step_losses[-200:])[-1]:.4f}", refresh=False)
-                    # one process stops at the step Ctrl-C came; ranks at the next sync, together
-                    if interrupt.flag if world == 1 else flags["interrupt"]:
-                        bar.close()
-                        checkpoint()
-                        if main:
-                            print(f"checkpoint saved in {out_dir}; resume to continue", file=sys.stderr)
-                        raise KeyboardInterrupt
-                    if cfg.ckpt_every and pos["step"] % cfg.ckpt_every == 0 and pos["batch"] < n_e:
-                        checkpoint()
-                    if pos["batch"] < n_e and over_budget():
-                        stopped = True
-                        break
-                bar.close()
-                if world > 1 and ran and not trained:
-                    raise UlmfitError(f"no step of this epoch could be split over {world} ranks: every batch needs "
-                                      f"at least 2 rows per rank (raise --bs to {2 * world} or more)")
-                if stopped:
-                    checkpoint()  # before validation: resuming continues this epoch where it stopped
-                else:
-                    sync()
-                ticks.append((pos["step"], time.perf_counter()))
-                if world > 1:
-                    D.broadcast_buffers(model)
-                metrics = validate(task, model, device, cfg, interrupt)
-                if metrics is None:
-                    checkpoint()
-                    print(f"checkpoint saved in {out_dir}; resume to continue", file=sys.stderr)
-                    raise KeyboardInterrupt
-                row = {"phase": p + 1, "epoch": e + 1, "step": pos["step"],
-                       "train_loss": pos["train_sum"] / max(pos["train_n"], 1e-12)}
-                row.update({("valid_loss" if k == "loss" else k): float(v) for k, v in metrics.items()})
-                row["lr"] = phase.lr
-                row["time"] = round(time.time() - t_epoch, 3)
-                row["step_s"] = steady_step_s(ticks)
-                if stopped:
-                    row["partial"] = True
-                    if main:
-                        write_logs(out_dir, history + [row], step_losses, cfg.plot)
-                else:
-                    history.append(row)
-                    pos.update(epoch=j + 1, batch=0, train_sum=0.0, train_n=0.0)
-                    state = None
-                    # early stopping, in the last phase only (the earlier ones unfreeze the model step by step);
-                    # decided from the history alone, so every rank and a resumed run decide alike
-                    early = (cfg.patience is not None and p + 1 == len(phases) and j + 1 < len(plan)
-                             and epochs_since_best(history, *monitor_of(task)) >= cfg.patience)
-                    if early:
-                        row["early_stop"] = True
-                        pos.update(phase=len(phases), epoch=0, phase_step=0, done=True)
-                    elif j + 1 == len(plan):
-                        pos.update(phase=p + 1, epoch=0, phase_step=0, done=p + 1 == len(phases))
-                    checkpoint()
-                    if main:
-                        write_logs(out_dir, history, step_losses, cfg.plot)
-                if progress:
-                    tqdm.write(fmt_row(row), file=sys.stderr)
-                if on_epoch_end is not None and main:
-                    on_epoch_end(model, row)
-                D.barrier()  # the other ranks wait for rank 0's files (a resume may read them)
-                if stopped:
-                    return history + [row]
-                if pos["done"]:  # stopped early
-                    return history
-    return history
+    def stop_interrupted(self):
+        """Ctrl-C: save a checkpoint at this exact step, then raise KeyboardInterrupt."""
+        self.checkpoint()
+        if self.main:
+            print(f"checkpoint saved in {self.out_dir}; resume to continue", file=sys.stderr)
+        raise KeyboardInterrupt
 
+    # ------------------------------------------------------------------------------------ end of an epoch
+
+    def end_epoch(self, j: int, n_epochs: int, stopped: bool, ticks: list, t0: float) -> dict:
+        """Validate epoch j and log its row. A finished epoch joins the history and moves the position on,
+        then is checkpointed; one the budget cut short is checkpointed first (resuming continues it) and
+        logged with partial=True, outside the history."""
+        if stopped:
+            self.checkpoint()  # before validation: resuming continues this epoch where it stopped
+        else:
+            self.sync()
+        ticks.append((self.pos["step"], time.perf_counter()))
+        self.group.broadcast_buffers(self.model)
+        metrics = validate(self.task, self.model, self.device, self.cfg, self.interrupt, self.group)
+        if metrics is None:
+            self.stop_interrupted()
+        row = self.row(j, metrics, ticks, t0)
+        if stopped:
+            row["partial"] = True
+            if self.main:
+                write_logs(self.out_dir, self.history + [row], self.step_losses, self.cfg.plot)
+        else:
+            self.history.append(row)
+            self.advance(j, n_epochs, row)
+            self.checkpoint()
+            if self.main:
+                write_logs(self.out_dir, self.history, self.step_losses, self.cfg.plot)
+        if self.progress:
+            tqdm.write(fmt_row(row), file=sys.stderr)
+        if self.on_epoch_end is not None and self.main:
+            self.on_epoch_end(self.model, row)
+        self.group.barrier()  # the other ranks wait for rank 0's files (a resume may read them)
+        return row
+
+    def row(self, j: int, metrics: dict, ticks: list, t0: float) -> dict:
+        """The history row of epoch j of the current phase."""
+        pos = self.pos
+        row = {"phase": self.p + 1, "epoch": self.epoch0 + j + 1, "step": pos["step"],
+               "train_loss": pos["train_sum"] / max(pos["train_n"], 1e-12)}
+        row.update({("valid_loss" if k == "loss" else k): float(v) for k, v in metrics.items()})
+        row["lr"] = self.phases[self.p].lr
+        row["time"] = round(time.time() - t0, 3)
+        row["step_s"] = steady_step_s(ticks)
+        return row
+
+    def advance(self, j: int, n_epochs: int, row: dict) -> None:
+        """The position after finished epoch j: the next epoch, the next phase, or done (after the last
+        phase, or by early stopping, which marks the row)."""
+        pos, last_phase = self.pos, self.p + 1 == len(self.phases)
+        pos.update(epoch=j + 1, batch=0, train_sum=0.0, train_n=0.0)
+        self.state = None
+        # early stopping, in the last phase only (the earlier ones unfreeze the model step by step); decided
+        # from the history alone, so every rank and a resumed run decide alike
+        early = (self.cfg.patience is not None and last_phase and j + 1 < n_epochs
+                 and epochs_since_best(self.history, *monitor_of(self.task)) >= self.cfg.patience)
+        if early:
+            row["early_stop"] = True
+            pos.update(phase=len(self.phases), epoch=0, phase_step=0, done=True)
+        elif j + 1 == n_epochs:
+            pos.update(phase=self.p + 1, epoch=0, phase_step=0, done=last_phase)

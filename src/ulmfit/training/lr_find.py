@@ -38,7 +38,7 @@ def suggest_lr(lrs, smoothed) -> dict:
     return out
 
 
-def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=10.0, steps=100,
+def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", *, start: float, end: float, steps: int,
             diverge=4.0, progress=None):
     """Sweep the lr from `start` to `end` over `steps` steps (stopping early when the smoothed loss
     exceeds `diverge` times its best); writes lr_find.csv, lr_find.json and lr_find.png into out_dir
@@ -110,7 +110,7 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", start=1e-7, end=1
     _plot(out_dir / "lr_find.png", lrs, losses, smoothed, sugg)
     if sugg["inconclusive"]:
         print(f"warning: lr_find: the smoothed loss was lowest at the start of the sweep, so the suggestion is a "
-              f"guess; sweep from a lower --start, over more steps, or look at {out_dir / 'lr_find.png'}",
+              f"guess; sweep from a lower start, over more steps, or look at {out_dir / 'lr_find.png'}",
               file=sys.stderr)
     return sugg["steepest"]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (CPU torch first, so no dependency can pull a CUDA build), install ulmfit, run the tests.
+# Create .venv (CPU torch first, so no dependency can pull a CUDA build), install ulmfit, lint, run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -7,4 +7,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[test]"
+# lint and type-check src/ first (settings in pyproject.toml): CI fails on a finding
+.venv/bin/python -m ruff check src
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -37,7 +37,9 @@ def test_durations_parse_and_bad_ones_are_clear_errors():
 def test_epochs_are_spread_over_the_unfreezing_stages_as_the_preset_spreads_them():
     assert B.spread_epochs(STAGES, 10) == "1:2:0.04,2:2:0.02,3:2:0.01,all:4:0.005"
     assert B.spread_epochs(STAGES, 5) == "1:1:0.04,2:1:0.02,3:1:0.01,all:2:0.005"
-    assert B.spread_epochs(STAGES, 20) == "1:4:0.04,2:4:0.02,3:4:0.01,all:8:0.005"
+    # more than the preset's 10: the unfreezing stages keep theirs, the rest goes to the last
+    assert B.spread_epochs(STAGES, 20) == "1:2:0.04,2:2:0.02,3:2:0.01,all:14:0.005"
+    assert B.spread_epochs(STAGES, 7) == "1:1:0.04,2:1:0.02,3:1:0.01,all:4:0.005"
     # fewer epochs than stages: the head first, everything unfrozen last
     assert B.spread_epochs(STAGES, 2) == "1:1:0.04,all:1:0.005"
     assert B.spread_epochs(STAGES, 1) == "all:1:0.005"
@@ -153,3 +155,17 @@ def test_budget_keys_are_checked_at_load(tmp_path):
     (tmp_path / "c.toml").write_text("budget = '30m'\n[data]\nsource = 'x.csv'\n")
     cfg = load_config(tmp_path / "c.toml")
     assert cfg["budget"] == "30m" and cfg["pretrain"]["folder"] == "en-qrnn" and cfg["data"]["kind"] == "table"
+
+
+def test_short_texts_get_more_classifier_epochs_long_ones_do_not():
+    # TREC-6-like: 4,417 questions of 12 tokens: 1.5M token-visits ask for 28 epochs, the 60k doc-visits for 14
+    short = B.size_to_data(None, 2240, None, 4_417, STAGES, n_train_tokens=53_000)
+    assert short["classifier"]["stages"] == "1:2:0.04,2:2:0.02,3:2:0.01,all:22:0.005"
+    # agnews-like (45 tokens a text) and IMDb-like: the document count decides, as before
+    assert B.size_to_data(None, 2240, None, 5_400, STAGES, n_train_tokens=243_000)["classifier"]["stages"] == \
+        B.spread_epochs(STAGES, 11)
+    assert B.size_to_data(None, 2240, None, 24_000, STAGES, n_train_tokens=6_700_000)["classifier"]["stages"] == \
+        B.spread_epochs(STAGES, B.CLAS_EPOCHS[0])
+    # never past the most epochs, however short
+    tiny = B.size_to_data(None, 2240, None, 500, STAGES, n_train_tokens=3_000)
+    assert tiny["classifier"]["stages"] == B.spread_epochs(STAGES, B.CLAS_EPOCHS[1])

@@ -30,7 +30,7 @@ def test_gpu_pretrain_trains_both_directions_in_budget_and_ships_them(tmp_path):
     run("-m", "ulmfit", "prepare", "corpus", tmp_path / "c.jsonl", "--out", tmp_path / "corpus", "--lm-valid-frac", "0.1")
     run("-m", "ulmfit", "tokenize", tmp_path / "corpus", "--quiet")
     out = tmp_path / "runs"
-    run("scripts/gpu_pretrain.py", tmp_path / "corpus", out, "--budget-s", "40", "--calib-steps", "5",
+    run("scripts/gpu_pretrain.py", tmp_path / "corpus", out, "--budget-s", "60", "--calib-steps", "5",
         "--preset", "tiny", "--bs", "4", "--bptt", "8", "--epochs", "50", "--threads", "1", "--valid-tokens", "300")
     info = json.loads((out / "gpu_pretrain.json").read_text())
     assert info["steps"] >= 10 and info["step_s"] > 0

@@ -26,7 +26,8 @@ from .training.lm_stages import evaluate_lm, finetune_lm, lr_find_lm, pretrain
 __all__ = ["prepare", "tokenize", "pretrain", "finetune_lm", "evaluate_lm", "lr_find_lm", "train_classifier",
            "self_train", "evaluate", "predict", "export_classifier", "baseline"]
 
-PREPARE_KINDS = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings, "corpus": CorpusSettings}
+PREPARE_KINDS: dict[str, type[PrepareSettings]] = {"imdb": ImdbSettings, "table": TableSettings,
+                                                   "folder": FolderSettings, "corpus": CorpusSettings}
 
 
 def prepare(kind: str, source, out, settings: PrepareSettings | None = None) -> dict:
@@ -46,16 +47,16 @@ def prepare(kind: str, source, out, settings: PrepareSettings | None = None) -> 
         raise UlmfitError(f"prepare {kind} takes {PREPARE_KINDS[kind].__name__}, not {type(s).__name__}")
     check_output_dir(out)  # before a download or a read of the source
     common = dict(lm_valid_frac=s.lm_valid_frac, seed=s.seed, force=s.force, progress=not s.quiet)
-    if kind == "imdb":
+    if isinstance(s, ImdbSettings):  # one of the four, by the check above
         meta, cached = prepare_imdb(source, out, **common)
-    elif kind == "table":
+    elif isinstance(s, TableSettings):
         label_col = s.label_col[0] if s.label_col and len(s.label_col) == 1 else s.label_col
         meta, cached = prepare_table(source, out, s.text_col, label_col=label_col, label_sep=s.label_sep,
                                      test=s.test, unlabelled=s.unlabelled, valid_frac=s.valid_frac,
                                      tsv_quotes=s.tsv_quotes, **common)
-    elif kind == "folder":
+    elif isinstance(s, FolderSettings):
         meta, cached = prepare_folder(source, out, valid_frac=s.valid_frac, **common)
-    else:
+    elif isinstance(s, CorpusSettings):
         files = [source] if isinstance(source, str) else list(source)
         meta, cached = prepare_corpus(files, out, text_field=s.text_field, max_docs=s.max_docs,
                                       max_words=s.max_words, **common)

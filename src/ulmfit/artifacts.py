@@ -12,9 +12,14 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UlmfitError
 from .io import atomic_dir, read_json, recover_dir, write_json, write_safetensors
+
+if TYPE_CHECKING:  # for annotations only: importing them would import torch
+    from .models.classifier import ClassifierSettings
+    from .models.config import ModelConfig
 
 CONFIG, WEIGHTS, VOCAB, TOKENIZER = "config.json", "model.safetensors", "vocab.json", "tokenizer.json"
 _ALIASES = "ulmfit_aliases"
@@ -196,7 +201,7 @@ FOLDER_FORMAT = 1  # config.json["format"]; folders written before it was record
 class LanguageModelConfig:
     """config.json of a language-model folder: the model, its reading direction, how it was trained."""
 
-    model: object  # ModelConfig
+    model: ModelConfig
     backwards: bool = False
     training: dict = dataclasses.field(default_factory=dict)
     kind = "language_model"
@@ -216,8 +221,8 @@ class LanguageModelConfig:
 class ClassifierConfig:
     """config.json of a classifier folder: the encoder's model settings, the classifier's, the training."""
 
-    model: object  # ModelConfig
-    classifier: object  # ClassifierSettings
+    model: ModelConfig
+    classifier: ClassifierSettings
     training: dict = dataclasses.field(default_factory=dict)
     kind = "classifier"
 

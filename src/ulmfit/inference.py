@@ -154,7 +154,7 @@ class TextClassifier:
 
     def labels_of(self, probs: np.ndarray) -> list:
         """Probabilities -> [{"label", "probability"}] (multi-label: [{"labels", "probabilities"}])."""
-        out = []
+        out: list[dict] = []
         for p in probs:
             if self.settings.multi_label:
                 on = [k for k in range(len(p)) if p[k] >= self.settings.threshold]

@@ -8,6 +8,7 @@ interrupted run never leaves a half-written file under the final name. A write t
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -204,10 +205,7 @@ def write_safetensors(path, tensors: dict, metadata=None, numpy: bool = False):
     full disk (or any other failed write) becomes a DiskFullError / UlmfitError naming `path`."""
     from safetensors import SafetensorError
 
-    if numpy:
-        from safetensors import numpy as backend
-    else:
-        from safetensors import torch as backend
+    backend = importlib.import_module("safetensors.numpy" if numpy else "safetensors.torch")
     path = Path(path)
     with atomic_path(path) as tmp:
         try:

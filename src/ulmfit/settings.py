@@ -124,6 +124,7 @@ def _range_text(b) -> str:
         return f"in {lo[0]}{_num(lo[1])}, {_num(hi[1])}{hi[0]}"
     if lo:
         return f"{'>=' if lo[0] == '[' else '>'} {_num(lo[1])}"
+    assert hi, "a bound to describe"
     return f"{'<=' if hi[0] == ']' else '<'} {_num(hi[1])}"
 
 
@@ -148,8 +149,9 @@ def check(obj, owner: str | None = None):
     """Check every field of the dataclass `obj` against its type, choices and bounds (its metadata); raise
     SettingsError naming the first wrong one. Normalizes in place: a lone string where a list of strings is
     expected is a one-element list (text_col="text" means ["text"]); a list given for a tuple is a tuple."""
-    owner = owner or type(obj).__name__
-    hints = field_types(type(obj))
+    cls: type = type(obj)  # not inferred: mypy wrongly takes type[Any] for unhashable (field_types is cached)
+    owner = owner or cls.__name__
+    hints = field_types(cls)
     for f in dataclasses.fields(obj):
         v, tp, m = getattr(obj, f.name), hints[f.name], f.metadata
         if isinstance(v, str) and _wants_strings(tp):
@@ -341,7 +343,8 @@ class ComputeSettings(Settings):
 @dataclass
 class RunControlSettings(ComputeSettings):
     max_minutes: float | None = opt(None, "stop after M minutes; the epoch cut short is validated and saved, "
-                                    "--resume continues it (0: stop at the first step, a checkpoint to resume)", metavar="M", ge=0)
+                                    "--resume continues it (0: stop at the first step, a checkpoint to resume)",
+                                    metavar="M", ge=0)
     ckpt_every: int = opt(0, "also write a checkpoint every N steps (0: at epoch ends only)", metavar="N", ge=0)
     patience: int | None = opt(None, "stop the last phase after N epochs without a better validation score (loss "
                                "for a language model, accuracy for a classifier); the folder keeps the best epoch "
@@ -416,8 +419,8 @@ class FinetuneSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
     def __post_init__(self):
         super().__post_init__()
         if self.frozen_epochs == 0 and self.epochs == 0:
-            raise SettingsError(type(self).__name__, "epochs", lambda name: f"nothing to train: {name('frozen_epochs')} "
-                                f"and {name('epochs')} are both 0")
+            raise SettingsError(type(self).__name__, "epochs", lambda name: f"nothing to train: "
+                                f"{name('frozen_epochs')} and {name('epochs')} are both 0")
 
 
 @dataclass
@@ -514,13 +517,14 @@ class SelfTrainSettings(TrainClassifierSettings):
     """`self-train`: few labels, many unlabelled texts: train-classifier, then rounds of labelling the unlabelled
     documents with the classifier (blended with TF-IDF) and training again on labels + the surest of them."""
 
-    rounds: list[float] = opt([0.15, 0.4, 0.67], "one round per entry: add the documents per class the teacher is surest "
-                              "of (N, or a share F < 1 of the unlabelled pool split between the classes), then train "
-                              "a new classifier from --lm", metavar="N|F[,...]", gt=0, min_len=1)
+    rounds: list[float] = opt([0.15, 0.4, 0.67], "one round per entry: add the documents per class the teacher is "
+                              "surest of (N, or a share F < 1 of the unlabelled pool split between the classes), then "
+                              "train a new classifier from --lm", metavar="N|F[,...]", gt=0, min_len=1)
     teacher_weight: float = opt(0.5, "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "
                                 "same labels) having the rest; 1: the classifier alone", metavar="W", ge=0, le=1)
     student_stages: str = opt("1:1:4e-2,2:1:2e-2,all:2:5e-3", "--stages of the rounds after the first, which train on "
-                              "thousands of documents: 4 epochs (measured on IMDb and agnews-small)", metavar="N:E:LR,...")
+                              "thousands of documents: 4 epochs (measured on IMDb and agnews-small)",
+                              metavar="N:E:LR,...")
 
     def __post_init__(self):
         super().__post_init__()

@@ -11,6 +11,7 @@ import json
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,6 +87,7 @@ class _ListOnlyUnpickler(pickle.Unpickler):
 def read_itos(source) -> list:
     """A token list from a Python list, a JSON file (list or {"itos": [...]}), a pickled list
     (fastai's itos_wt103.pkl, read without executing code) or a text file with one token per line."""
+    itos: Any  # whatever the file holds, until checked below
     if isinstance(source, (list, tuple)):
         itos = list(source)
     else:
@@ -136,7 +138,8 @@ _RNN = re.compile(r"(?:^|\.)rnns\.(\d+)\.(?:module\.)?(weight_ih_l0|weight_hh_l0
 
 def _fastai_to_ulmfit(sd: dict, path) -> dict:
     """Rename a fastai AWD-LSTM language model's keys to ours (see module awd_lstm)."""
-    out, hh_raw = {}, {}
+    out: dict = {}
+    hh_raw: dict = {}
     for key, t in sd.items():
         if "encoder_dp" in key or "encoder_with_dropout" in key:
             continue  # fastai's embedding-dropout wrapper: a second reference to the embedding
@@ -219,6 +222,7 @@ def import_fastai_folder(pth_path, itos_path, out):
             write_json(f"{folder}/tokenizer.json", {"backend": "spacy", "lang": "en"})
             write_json(f"{folder}/vocab.json", {"itos": itos}, indent=None)
 
-    config = LanguageModelConfig(cfg, False, {"source": {"fastai_weights": str(pth_path), "fastai_vocab": str(itos_path)}})
+    source = {"fastai_weights": str(pth_path), "fastai_vocab": str(itos_path)}
+    config = LanguageModelConfig(cfg, False, {"source": source})
     save_model(out, state_dict, config.to_dict(), _ForeignVocab())
     return cfg

@@ -141,7 +141,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     say = (lambda *a: None) if s.quiet else (lambda msg: print(msg, file=sys.stderr))
     say(f"self-training: {len(gold):,} labelled documents, {len(pool):,} unlabelled ones to draw from, "
         f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in per_class)} per class")
-    t0, summary = time.time(), []
+    t0, summary = time.time(), list[dict]()
 
     base = work / "baseline"
     if s.teacher_weight < 1 and not (base / "tfidf.json").exists():

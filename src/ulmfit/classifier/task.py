@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,8 +106,8 @@ class ClassifierTask:
         self.model, self.n_classes, self.multi_label = model, n_classes, multi_label
         self.s, self.pad_id = settings, pad_id
         self.train_split, self.valid_split = train_split, valid_split
-        self._train_cache = {}
-        kw = dict(pad_id=pad_id, add_eos=settings.add_eos, backwards=settings.backwards)
+        self._train_cache: dict = {}
+        kw: dict[str, Any] = dict(pad_id=pad_id, add_eos=settings.add_eos, backwards=settings.backwards)
         self.valid = ClassifierBatches(valid_split, settings.bs, limit=settings.limit_valid,
                                        docs=settings.valid_docs, **kw)
         self._kw = kw

@@ -184,7 +184,7 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
         print(f"training a {'backward' if settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
               f"parameters, classes {classes}) on {task.train_batches(0, args.seed).n_docs:,} documents "
               f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({valid_split.name}"
-              f"{f', held out of training' if args.valid_frac else ''}); stages "
+              f"{', held out of training' if args.valid_frac else ''}); stages "
               + ", ".join(f"freeze_to {p.freeze_to} x{p.epochs} lr {p.lr:g}" for p in phases), file=sys.stderr)
 
     best_path = out / "best" / "metrics.json"

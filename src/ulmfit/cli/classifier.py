@@ -88,7 +88,8 @@ COMMANDS = [
         "tokenizer (a tokenized dataset with the same vocab is read directly). Prints one JSON line; --out "
         "writes evaluation.json and evaluation.png (the confusion matrix).",
         lambda a, s: print(json.dumps(api.evaluate(a.model_dir, a.data, s))), EvaluateSettings,
-        [CLASSIFIER, arg("data", metavar="DATA", help="a prepared dataset folder, or a .csv/.tsv/.jsonl/.parquet file")],
+        [CLASSIFIER,
+         arg("data", metavar="DATA", help="a prepared dataset folder, or a .csv/.tsv/.jsonl/.parquet file")],
         "example: ulmfit evaluate models/imdb-fwd data/imdb --ensemble models/imdb-bwd --out reports/"),
     Command(
         "export-classifier", "copy a classifier folder's model files only, optionally marked for int8",

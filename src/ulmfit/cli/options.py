@@ -35,6 +35,11 @@ def _comma(elem):
     return parse
 
 
+def _tuple_of(elem):
+    parse = _comma(elem)
+    return lambda s: tuple(parse(s))
+
+
 def _default_text(v):
     if isinstance(v, (list, tuple)):
         return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) or "none"
@@ -52,7 +57,7 @@ def add_settings(parser, cls, skip=(), group: str | None = None):
         if f.name in skip or not m.get("cli", True):
             continue
         names = [flag_of(cls, f.name), *m.get("aliases", ())]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         tp = _base(hints[f.name])
         kw = {"dest": f.name, "default": default, "help": m["help"]}
         shown = "" if default is None or default is False or default == [] else f" (default {_default_text(default)})"
@@ -60,7 +65,7 @@ def add_settings(parser, cls, skip=(), group: str | None = None):
             kw.update(action="store_true")
             kw["help"] += shown if default is None else ""
         elif typing.get_origin(tp) is tuple:
-            kw.update(type=lambda s, e=typing.get_args(tp)[0]: tuple(_comma(e)(s)), metavar=m.get("metavar"))
+            kw.update(type=_tuple_of(typing.get_args(tp)[0]), metavar=m.get("metavar"))
             kw["help"] += shown
         elif typing.get_origin(tp) is list:
             elem = typing.get_args(tp)[0]

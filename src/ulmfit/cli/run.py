@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-STAGES = ("prepare", "tokenize", "baseline", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd", "finetune_lm-bwd",
-          "lm-bwd", "classifier-bwd", "self_train", "evaluate")
+STAGES = ("prepare", "tokenize", "baseline", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd",
+          "finetune_lm-bwd", "lm-bwd", "classifier-bwd", "self_train", "evaluate")
 
 
 def register(sub):
@@ -18,9 +18,10 @@ def register(sub):
         "run", help="every stage from raw data to an evaluated classifier, from one config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the ULMFiT pipeline described by CONFIG (a TOML/YAML file or a shipped preset): "
-        "prepare -> tokenize -> pretrain (or load, or skip) -> [lr finder] -> fine-tune LM -> classifier (forward, optionally "
-        "backward) -> [self-training] -> evaluate (+ ensemble) -> report.md/report.json. Each stage's output is a folder in the run "
-        "folder, reused when nothing it depends on changed; an interrupted run resumes where it stopped.\n\n"
+        "prepare -> tokenize -> pretrain (or load, or skip) -> [lr finder] -> fine-tune LM -> classifier (forward, "
+        "optionally backward) -> [self-training] -> evaluate (+ ensemble) -> report.md/report.json. Each stage's "
+        "output is a folder in the run folder, reused when nothing it depends on changed; an interrupted run resumes "
+        "where it stopped.\n\n"
         f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise. A config with "
         "only a [data] section gets text-cpu (text-gpu on a GPU).\n\n"
         "Sizing: `budget = \"30m\"` at the top of a config (or in [finetune_lm] / [classifier] for one stage) "
@@ -32,7 +33,8 @@ def register(sub):
         "unlabelled texts the previous round labels; the last round is the model evaluated.",
         epilog="examples:\n  ulmfit run imdb --source ../shared/data/aclImdb_v1.tar.gz\n"
         "  ulmfit run --print-config imdb-cpu > my.toml && ulmfit run my.toml --out runs/mine\n"
-        "  printf 'budget = \"30m\"\\n[data]\\nsource = \"train.csv\"\\ntest = \"test.csv\"\\n' > mine.toml && ulmfit run mine.toml",
+        "  printf 'budget = \"30m\"\\n[data]\\nsource = \"train.csv\"\\ntest = \"test.csv\"\\n' > mine.toml"
+        " && ulmfit run mine.toml",
     )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="a .toml/.yaml file or a preset name")
     p.add_argument("--out", metavar="DIR", help="the run folder (default: runs/NAME)")
@@ -85,7 +87,8 @@ def _run(a):
     bl = (report.get("evaluation") or {}).get("blend")
     score = "" if acc is None else f"  {split} accuracy {100 * acc:.2f} %"
     if bl:
-        score = f"  {split} accuracy {100 * bl['accuracy']:.2f} % blended with the baseline (ULMFiT alone {100 * acc:.2f} %)"
+        score = (f"  {split} accuracy {100 * bl['accuracy']:.2f} % blended with the baseline "
+                 f"(ULMFiT alone {100 * acc:.2f} %)")
     print(f"report: {out}/report.md{score}"
           + (f"  (TF-IDF baseline {100 * base['accuracy']:.2f} %)" if base.get("accuracy") is not None else ""))
     if report.get("verdict") and "NOT" in report["verdict"]:

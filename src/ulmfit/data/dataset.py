@@ -50,7 +50,7 @@ class DatasetWriter:
         self.splits: list[str] = []
         self.labels: list = []
         self.skipped: dict[str, dict] = {}
-        self.n_fields = None
+        self.n_fields: int | None = None
 
     def add(self, doc_id: str, split: str, fields, label=None):
         if isinstance(fields, str):
@@ -226,8 +226,8 @@ def check_out_not_inside(out_dir, root):
     """A prepared folder written inside the folder it reads would be read back as part of it next time."""
     out, src = Path(out_dir).resolve(), Path(root).resolve()
     if out == src or src in out.parents:
-        raise UlmfitError(f"the output folder {out_dir} is inside the source folder {root}: it would be read back as part of "
-                          "the source; write the prepared folder elsewhere")
+        raise UlmfitError(f"the output folder {out_dir} is inside the source folder {root}: it would be read back "
+                          "as part of the source; write the prepared folder elsewhere")
 
 
 def summary(meta) -> str:

@@ -125,7 +125,7 @@ def _records_from_tar(path, counts):
 
 def _folder_files(root: Path) -> list:
     """(match, path) of the reviews of an aclImdb folder, in reading order."""
-    found = []
+    found: list[tuple[re.Match, Path]] = []
     for split in ("train", "test"):
         for cls in ("neg", "pos", "unsup"):
             folder = root / split / cls

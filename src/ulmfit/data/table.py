@@ -133,8 +133,8 @@ class _JsonObject(dict):
 
 def _kind(v) -> str:
     """The JSON kind of a value, for messages (an object parsed with _json_object is still an "object")."""
-    return {dict: "object", list: "list", str: "string", bool: "bool"}.get(
-        next((t for t in (bool, dict, list, str) if isinstance(v, t)), None), type(v).__name__)
+    names = {bool: "bool", dict: "object", list: "list", str: "string"}
+    return next((name for t, name in names.items() if isinstance(v, t)), type(v).__name__)
 
 
 def _json_object(pairs):
@@ -364,7 +364,8 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
     if label_sep == "":
         raise UlmfitError("label_sep must not be empty")
     multi = len(label_cols) > 1 or label_sep is not None
-    files = [("train", Path(train))] + ([("test", Path(test))] if test else []) + [("unsup", Path(u)) for u in unlabelled]
+    files = ([("train", Path(train))] + ([("test", Path(test))] if test else [])
+             + [("unsup", Path(u)) for u in unlabelled])
     for _, p in files:
         if not p.exists():
             raise UlmfitError(f"{p}: no such file")

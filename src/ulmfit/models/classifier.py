@@ -70,26 +70,27 @@ class BPT3C(nn.Module):
             active = host > i  # documents that still have tokens in this chunk
             full = bool(active.all())
             idx_h = active.nonzero().squeeze(1)
-            idx = None if full else idx_h.to(ids.device, non_blocking=True)
+            idx = None if full else idx_h.to(ids.device, non_blocking=True)  # None: every row
             pooled_here = bool(((host_fk[idx_h] < j) & (host[idx_h] > i)).any())
-            x = ids[:, i:j] if full else ids[:, i:j].index_select(0, idx)
+            x = ids[:, i:j] if idx is None else ids[:, i:j].index_select(0, idx)
             if grad and pooled_here and i >= e1:  # a new span (spans start at chunk starts, so j <= e1 within)
                 e0, e1 = i, min(i + span, T)
                 rows = None if full else idx_h
-                embedded = self.encoder.embed(ids[:, e0:e1] if full else ids[:, e0:e1].index_select(0, idx))
-            e = embedded[:, i - e0:j - e0] if i < e1 else None
+                span_ids = ids[:, e0:e1] if idx is None else ids[:, e0:e1].index_select(0, idx)
+                embedded = self.encoder.embed(span_ids)  # type: ignore[operator]  # nn.Module attrs: Tensor | Module
+            e = embedded[:, i - e0:j - e0] if embedded is not None and i < e1 else None
             if e is not None and rows is not None and len(idx_h) < len(rows):  # documents ended within the span
                 e = e.index_select(0, torch.searchsorted(rows, idx_h).to(ids.device, non_blocking=True))
-            elif e is not None and rows is None and not full:
+            elif e is not None and rows is None and idx is not None:
                 e = e.index_select(0, idx)
-            st = state if (full or state is None) else _select_state(state, idx)
-            ln = lengths if full else lengths.index_select(0, idx)
-            fk = first_kept if full else first_kept.index_select(0, idx)
+            st = state if (idx is None or state is None) else _select_state(state, idx)
+            ln = lengths if idx is None else lengths.index_select(0, idx)
+            fk = first_kept if idx is None else first_kept.index_select(0, idx)
             with torch.set_grad_enabled(grad and pooled_here):
                 out, _, st = self.encoder(x, st, embedded=e)  # raw: the head applies its own dropout (output_p)
             st = [tuple(t.detach() for t in layer) for layer in st]
-            state = st if (full or state is None) else _merge_state(state, idx, st)
-            if last is None:  # allocate the running pools once the width is known
+            state = st if (idx is None or state is None) else _merge_state(state, idx, st)
+            if last is None or mx is None or total is None:  # allocate the running pools once the width is known
                 emb = out.shape[-1]
                 last = out.new_zeros(bs, emb, dtype=torch.float32)
                 mx = out.new_full((bs, emb), float("-inf"), dtype=torch.float32)
@@ -104,12 +105,13 @@ class BPT3C(nn.Module):
             ends_here = (ln - 1 >= i) & (ln - 1 < j)
             c_last = out[torch.arange(out.shape[0], device=ids.device), (ln - 1 - i).clamp(0, j - i - 1)]
             c_last = torch.where(ends_here[:, None], c_last, torch.zeros_like(c_last))
-            if full:
+            if idx is None:
                 mx, total, last = torch.maximum(mx, c_max), total + c_sum, last + c_last
             else:
                 mx = mx.index_copy(0, idx, torch.maximum(mx.index_select(0, idx), c_max))
                 total = total.index_add(0, idx, c_sum)
                 last = last.index_add(0, idx, c_last)
+        assert last is not None and mx is not None and total is not None, "an empty batch"
         count = (lengths - first_kept).to(total.dtype)[:, None]
         return torch.cat([last, mx, total / count], dim=1)
 
@@ -124,7 +126,7 @@ class LinBnDrop(nn.Sequential):
     """BatchNorm -> Dropout -> Linear (-> ReLU): one block of the classifier head."""
 
     def __init__(self, n_in: int, n_out: int, p: float = 0.0, relu: bool = True):
-        layers = [nn.BatchNorm1d(n_in)]
+        layers: list[nn.Module] = [nn.BatchNorm1d(n_in)]
         if p > 0:
             layers.append(nn.Dropout(p))
         layers.append(nn.Linear(n_in, n_out, bias=False))  # the next BatchNorm (or the loss) absorbs a bias

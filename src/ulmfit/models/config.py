@@ -12,7 +12,8 @@ DROPOUTS = ("embed_p", "input_p", "hidden_p", "weight_p", "output_p")
 
 @dataclass
 class ModelConfig:
-    """Encoder architecture, sizes and dropouts (the AWD-LSTM recipe's, for the QRNN too). Every dropout is multiplied by `drop_mult` (fastai's knob).
+    """Encoder architecture, sizes and dropouts (the AWD-LSTM recipe's, for the QRNN too). Every dropout is
+    multiplied by `drop_mult` (fastai's knob).
 
     embed_p: whole embedding rows (words) dropped;  input_p: locked dropout on the embeddings;
     hidden_p: locked dropout between LSTM layers;   weight_p: DropConnect on hidden-to-hidden weights;

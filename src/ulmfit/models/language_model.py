@@ -26,7 +26,8 @@ class LanguageModel(nn.Module):
         self.encoder = build_encoder(cfg)
         self.decoder = nn.Linear(cfg.emb_size, cfg.vocab_size, bias=cfg.out_bias)
         if cfg.tie_weights:
-            self.decoder.weight = self.encoder.embedding.weight
+            # nn.Module's attributes are typed Tensor | Module; every registered encoder has an nn.Embedding
+            self.decoder.weight = self.encoder.embedding.weight  # type: ignore[union-attr, assignment]
         else:
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         if cfg.out_bias:

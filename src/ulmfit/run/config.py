@@ -10,22 +10,24 @@ from pathlib import Path
 from ..errors import UlmfitError
 from .budget import parse_duration
 
-from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings, LRFindLMSettings,
-                        PretrainSettings, SelfTrainSettings, TableSettings, TokenizeSettings, TrainClassifierSettings,
-                        from_dict)
+from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings,
+                        LRFindLMSettings, PretrainSettings, SelfTrainSettings, TableSettings, TokenizeSettings,
+                        Settings, TrainClassifierSettings, from_dict)
 
 # Each section's settings class: its keys are the stage's settings (the same names as the command's options).
-SECTION_SETTINGS = {"tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
-                    "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings,
-                    "baseline": BaselineSettings, "self_train": SelfTrainSettings}
-DATA_SETTINGS = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings}
+SECTION_SETTINGS: dict[str, type[Settings]] = {
+    "tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
+    "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings,
+    "baseline": BaselineSettings, "self_train": SelfTrainSettings}
+DATA_SETTINGS: dict[str, type[Settings]] = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings}
 SECTIONS = ("data", "tokenize", "pretrain", "finetune_lm", "classifier", "evaluate")
 # lr_find, self_train: run when present; baseline: always runs, settings optional
 OPTIONAL_SECTIONS = ("lr_find", "baseline", "self_train")
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 # Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
-RUN_KEYS = {"data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
-            "finetune_lm": {"budget": (str, int, float)}, "classifier": {"backwards": bool, "budget": (str, int, float)}}
+RUN_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
+    "finetune_lm": {"budget": (str, int, float)}, "classifier": {"backwards": bool, "budget": (str, int, float)}}
 # Top-level keys: besides name/description/base, how the training stages are sized (ulmfit.run.budget) and
 # how many processes train (torchrun, ulmfit.training.distributed).
 TOP_KEYS = ("name", "description", "base", "budget", "sizing", "nproc")
@@ -132,7 +134,8 @@ def validate(cfg: dict, where: str) -> dict:
         raise UlmfitError(f"{where}: [pretrain] mode must be one of {', '.join(PRETRAIN_MODES)}, not {mode!r}")
     if cfg.setdefault("sizing", "fixed") not in SIZINGS:
         raise UlmfitError(f"{where}: sizing must be one of {', '.join(SIZINGS)}, not {cfg['sizing']!r}")
-    budgets = {k: v for k, v in (("budget", cfg.get("budget")), ("[finetune_lm] budget", cfg["finetune_lm"].get("budget")),
+    budgets = {k: v for k, v in (("budget", cfg.get("budget")),
+                                 ("[finetune_lm] budget", cfg["finetune_lm"].get("budget")),
                                  ("[classifier] budget", cfg["classifier"].get("budget"))) if v is not None}
     for key, value in budgets.items():
         parse_duration(value, f"{where}: {key}")
@@ -150,8 +153,9 @@ def validate(cfg: dict, where: str) -> dict:
         raise UlmfitError(f"{where}: [tokenize] keep_vocab = 'pretrained' keeps the words of the model the run "
                           f"starts from: it needs [pretrain] mode = 'from', not {mode!r}")
     if "self_train" in cfg and (mode == "none" or cfg["classifier"].get("backwards") or nproc > 1):
-        raise UlmfitError(f"{where}: [self_train] trains new forward classifiers from the fine-tuned language model: it "
-                          "needs a [pretrain] mode other than 'none', [classifier] backwards = false and nproc = 1")
+        raise UlmfitError(f"{where}: [self_train] trains new forward classifiers from the fine-tuned language "
+                          "model: it needs a [pretrain] mode other than 'none', [classifier] backwards = false and "
+                          "nproc = 1")
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
         raise UlmfitError(f"{where}: [pretrain] mode = 'corpus' needs corpus = [files]")
     if mode == "from" and not cfg["pretrain"].get("folder"):
@@ -173,7 +177,7 @@ def stage_settings(cfg: dict, section: str, where: str = "config"):
     if owned:
         raise UlmfitError(f"{here}: key {owned[0]!r} is set by `ulmfit run` itself")
     if section == "pretrain" and table.get("mode", "scratch") in ("corpus", "from"):
-        cls = PretrainSettings if table.get("mode") == "corpus" else None
+        cls: type[Settings] | None = PretrainSettings if table.get("mode") == "corpus" else None
     else:
         cls = DATA_SETTINGS[table.get("kind", "imdb")] if section == "data" else SECTION_SETTINGS[section]
     rest = {k: v for k, v in table.items() if k not in run_keys}

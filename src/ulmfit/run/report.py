@@ -54,7 +54,8 @@ def _lm_summary(folder: Path):
         return None
     last = rows[-1]
     return {"folder": folder.name, "epochs": [
-        {k: r.get(k) for k in ("phase", "epoch", "step", "train_loss", "valid_loss", "accuracy", "perplexity", "partial")}
+        {k: r.get(k)
+         for k in ("phase", "epoch", "step", "train_loss", "valid_loss", "accuracy", "perplexity", "partial")}
         for r in rows], "final_perplexity": last.get("perplexity"), "final_accuracy": last.get("accuracy"),
         "curve": f"{folder.name}/training_curve.png" if (folder / "training_curve.png").exists() else None}
 
@@ -185,8 +186,8 @@ def render(r) -> str:
                   f"{100 * r['accuracy']:.2f} % (macro-F1 {_fmt(r.get('macro_f1'))}), the baseline "
                   f"{100 * bl['tfidf_accuracy']:.2f} %.", ""]
         else:
-            L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, macro-F1 {_fmt(r.get('macro_f1'))}{ens} "
-                  f"on {r['evaluation'].get('n', '?')} documents.", ""]
+            L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, "
+                  f"macro-F1 {_fmt(r.get('macro_f1'))}{ens} on {r['evaluation'].get('n', '?')} documents.", ""]
     b = r.get("baseline")
     if b:
         valid = f" (validation {100 * b['valid']['accuracy']:.2f} %)" if b.get("valid") else ""
@@ -225,7 +226,8 @@ def render(r) -> str:
     if r["classifiers"]:
         L += ["## Classifiers (validation during training)", ""]
         L += [f"Validated on: {c['valid']} ({name})." for name, c in r["classifiers"].items() if c.get("valid")]
-        L += ["", "| model | stage (phase) | epoch | train loss | valid loss | accuracy | macro-F1 |", "|---|---|---|---|---|---|---|"]
+        L += ["", "| model | stage (phase) | epoch | train loss | valid loss | accuracy | macro-F1 |",
+              "|---|---|---|---|---|---|---|"]
         for name, c in r["classifiers"].items():
             for e in c["epochs"]:
                 L.append(f"| {name} | {e.get('phase')} | {e.get('epoch')}{' (cut)' if e.get('partial') else ''} | "
@@ -240,8 +242,8 @@ def render(r) -> str:
         L += ["## Self-training", "",
               f"{st['labelled']} labelled documents; each round, the previous round's classifier (blended with the "
               f"TF-IDF baseline, weight {st['teacher_weight']:g} on the classifier) labelled {st['pool']} unlabelled "
-              f"ones and a new classifier trained on the labels plus the surest of them ({st['seconds'] / 60:.1f} min). "
-              "The self-trained classifier is the one evaluated.", "",
+              f"ones and a new classifier trained on the labels plus the surest of them "
+              f"({st['seconds'] / 60:.1f} min). The self-trained classifier is the one evaluated.", "",
               "| round | documents added | agreement with held-back labels | valid accuracy |", "|---|---|---|---|"]
         for row in st["rounds"]:
             agree = row.get("agreement_with_held_labels")

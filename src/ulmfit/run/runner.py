@@ -290,14 +290,17 @@ class Runner:
             from ..classifier.task import holdout
             from ..text.store import labelled
 
-            labels = store.split(clas.train_split).labels
-            n_docs = int(labelled(labels).sum())
+            split = store.split(clas.train_split)
+            labels = split.labels
+            n_labelled = int(labelled(labels).sum())
+            n_docs = n_labelled
             if clas.valid_frac:
                 n_docs = len(holdout(labels, clas.valid_frac)[0])
             if clas.limit_train:
                 n_docs = min(n_docs, clas.limit_train)
+            n_tokens = round(split.n_tokens * n_docs / max(1, len(labels)))  # the training documents' share
             spe = max(1, (lm_tokens or 0) // (fine.bs * fine.bptt))
-            plan = B.size_to_data(lm_tokens, fine.bs * fine.bptt, spe, n_docs, clas.stages)
+            plan = B.size_to_data(lm_tokens, fine.bs * fine.bptt, spe, n_docs, clas.stages, n_tokens)
             plan["seconds"] = {}
         else:
             from ..classifier.train import probe_classifier
@@ -413,7 +416,8 @@ class Runner:
         s = dataclasses.replace(self.settings("evaluate"), ensemble=ens, out=str(ev))
         if s.blend == "baseline":  # this run's own baseline stage. Only single-label data blend, and only with a
             # hold-out to choose the weight on: otherwise the report has no blend rather than the run an error.
-            multi = (json.loads((d / "classifier" / "config.json").read_text()).get("classifier") or {}).get("multi_label")
+            clas_config = json.loads((d / "classifier" / "config.json").read_text())
+            multi = (clas_config.get("classifier") or {}).get("multi_label")
             own = not multi and self.settings("classifier").valid_frac
             s = dataclasses.replace(s, blend=str(d / "baseline") if own else None)
         self._stage("evaluate", _evaluate, [str(d / final / pick), data], s, ev,
@@ -438,6 +442,7 @@ def _self_train(data, out, lm, start, settings):
 
 
 def _evaluate(model, data, settings: EvaluateSettings):
+    assert settings.out is not None, "the runner names the evaluation folder"
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     return api.evaluate(model, data, settings)
 

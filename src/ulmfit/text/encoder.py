@@ -24,7 +24,7 @@ class TextEncoder:
         self.vocab = vocab
         self.folder = Path(folder) if folder is not None else None
         self._where = (where, prefix)  # the file the settings were read from, for errors
-        self._processor = None
+        self._processor: TextProcessor | None = None
 
     @property
     def processor(self) -> TextProcessor:

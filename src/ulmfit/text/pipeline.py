@@ -213,7 +213,7 @@ def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, 
 
         itos = list(table.stoi)
         kept = keep.stoi if keep is not None else {}
-        count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c >= min_freq or (c and itos[i] in kept)}
+        count_of = {w: int(c) for w, c in zip(itos, counts) if c >= min_freq or (c and w in kept)}
         if backend == "sentencepiece":
             count_of = {itos[i]: int(c) for i, c in enumerate(counts[: len(itos)]) if c > 0}
         # count_of holds exactly the candidates now: the cut-off was applied above

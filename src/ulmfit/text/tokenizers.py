@@ -175,8 +175,8 @@ def make_tokenizer(settings: dict, folder=None, where=None, prefix: str = ""):
 
         path = Path(folder) / settings.get("model", "spm.model")
         if path.is_symlink():  # a plain name can still be a link out of the folder: never read (or copy) through it
-            raise InputError(f"{path} is a symbolic link (to {os.readlink(path)}): the model file must be in the folder",
-                             path=where, field=f"{prefix}model")
+            raise InputError(f"{path} is a symbolic link (to {os.readlink(path)}): the model file must be in the "
+                             "folder", path=where, field=f"{prefix}model")
         if not path.exists():
             raise UlmfitError(f"{path}: SentencePiece model missing")
         return SentencePieceTokenizer(path)

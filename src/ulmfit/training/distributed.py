@@ -214,7 +214,7 @@ class Ranks:
 
     def merge_sums(self, sums: dict) -> dict:
         """Validation sums of every rank added up (their keys may differ: a rank can get no rows)."""
-        every = [None] * self.world
+        every: list = [None] * self.world
         dist.all_gather_object(every, sums)
         out: dict = {}
         for s in every:

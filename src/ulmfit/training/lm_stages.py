@@ -104,8 +104,10 @@ def _report(history, out, quiet=False):
 
         last = history[-1]
         saved = read_json(Path(out) / "metrics.json") if (Path(out) / "metrics.json").exists() else last
-        which = "" if saved.get("step") == last["step"] else f" (the best epoch, {saved.get('epoch')}; the last: {last['step']} steps)"
-        print(f"wrote {out}: valid loss {saved['valid_loss']:.4f}, perplexity {saved.get('perplexity', float('nan')):.2f}, "
+        which = ("" if saved.get("step") == last["step"]
+                 else f" (the best epoch, {saved.get('epoch')}; the last: {last['step']} steps)")
+        print(f"wrote {out}: valid loss {saved['valid_loss']:.4f}, "
+              f"perplexity {saved.get('perplexity', float('nan')):.2f}, "
               f"accuracy {saved.get('accuracy', float('nan')):.4f} after {saved['step']} steps{which}"
               + (" (stopped by its budget; resuming continues it)" if last.get("partial") else "")
               + (" (stopped early: no better validation for `patience` epochs)" if last.get("early_stop") else ""))
@@ -145,7 +147,8 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     # From scratch every layer is equally new: one lr for all groups.
     phases = [Phase(epochs=s.epochs, lr=s.lr, steps=s.max_steps, lr_div=1.0)]
     cfg = train_config(s)
-    folder = LanguageModelConfig(mcfg, s.backwards, _training_info("pretrain", store, s, phases, cfg, corpus=str(corpus)))
+    info = _training_info("pretrain", store, s, phases, cfg, corpus=str(corpus))
+    folder = LanguageModelConfig(mcfg, s.backwards, info)
     if not s.quiet:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"pretraining a {s.preset} {s.arch} LM ({n_params / 1e6:.1f}M parameters, vocab {len(store.vocab)}) "

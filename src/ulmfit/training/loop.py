@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from . import precision
 from .checkpoints import CKPT, load_checkpoint, save_checkpoint
 from .logs import ema, fmt_row, write_logs
 from .optim import freeze_to, group_lrs, make_optimizer, model_groups, set_hyper
-from .schedules import make_schedule
+from .schedules import Schedule, make_schedule
 from .task import Task
 
 # Steps between host syncs in fit: the step losses come back from the device, and the time budget and
@@ -150,7 +151,8 @@ def validate(task: Task, model, device, cfg, interrupt=None, group=None):
     each rank validates its share of every batch's rows and the sums are added up."""
     group = D.group(device) if group is None else group
     model.eval()
-    sums, state = {}, None
+    sums: dict[str, float] = {}
+    state = None
     with torch.no_grad():
         for batch in task.valid_batches():
             batch = group.shard(batch)
@@ -310,16 +312,18 @@ class _Run:
         self.group.broadcast_model(self.model)
         self.n_groups = len(model_groups(self.model))
         self.opt = make_optimizer(self.model, cfg)
-        self.pos = {"phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0, "train_sum": 0.0,
-                    "train_n": 0.0, "done": False}
+        self.pos: dict[str, Any] = {"phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0,
+                                    "train_sum": 0.0, "train_n": 0.0, "done": False}
         self.history: list[dict] = []
         self.step_losses: list[float] = []  # every step's reported loss (the training curve)
         self.pending: list = []  # (detached loss tensor, items) of the steps since the last sync
         self.state = None  # the task's carry between batches
-        self.interrupt: _Interrupt | None = None  # set while training
+        self.interrupt = _Interrupt()  # not armed: fit replaces it with an armed one while training
         self.t_start = 0.0
         # the current phase, set by start_phase
-        self.p, self.epoch0, self.total, self.sched, self.base_lrs = 0, 0, 0, None, []
+        self.p, self.epoch0, self.total = 0, 0, 0
+        self.sched: Schedule
+        self.base_lrs: list[float] = []
 
     # ------------------------------------------------------------------ start: afresh or from a checkpoint
 
@@ -435,7 +439,7 @@ class _Run:
         """Bring the pending step losses to the host (averaged over ranks, weighted by their items) and
         agree on whether to stop (Ctrl-C on any rank, or the time budget on rank 0's clock)."""
         if self.pending:
-            losses = torch.stack([l.float().reshape(()) for l, _ in self.pending])
+            losses = torch.stack([loss.float().reshape(()) for loss, _ in self.pending])
             items = torch.tensor([float(n) for _, n in self.pending], device=losses.device)
             losses, items = self.group.mean_losses(losses, items)
             first = self.pos["step"] - len(self.pending)
@@ -514,8 +518,8 @@ class _Run:
     def row(self, j: int, metrics: dict, ticks: list, t0: float) -> dict:
         """The history row of epoch j of the current phase."""
         pos = self.pos
-        row = {"phase": self.p + 1, "epoch": self.epoch0 + j + 1, "step": pos["step"],
-               "train_loss": pos["train_sum"] / max(pos["train_n"], 1e-12)}
+        row: dict[str, Any] = {"phase": self.p + 1, "epoch": self.epoch0 + j + 1, "step": pos["step"],
+                               "train_loss": pos["train_sum"] / max(pos["train_n"], 1e-12)}
         row.update({("valid_loss" if k == "loss" else k): float(v) for k, v in metrics.items()})
         row["lr"] = self.phases[self.p].lr
         row["time"] = round(time.time() - t0, 3)

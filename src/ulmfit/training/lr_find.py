@@ -102,8 +102,8 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", *, start: float, 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["step", "lr", "loss", "smoothed_loss"])
-    for i, (lr, l, s) in enumerate(zip(lrs, losses, smoothed)):
-        w.writerow([i, f"{lr:.6g}", f"{l:.6g}", f"{s:.6g}"])
+    for i, (lr, loss, s) in enumerate(zip(lrs, losses, smoothed)):
+        w.writerow([i, f"{lr:.6g}", f"{loss:.6g}", f"{s:.6g}"])
     write_text(out_dir / "lr_find.csv", buf.getvalue())
     write_json(out_dir / "lr_find.json", {"suggested": sugg["steepest"], **sugg, "start": start, "end": end,
                                            "steps_run": len(lrs)})

@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 PROPOSAL_POWER = 0.75  # flattens the unigram: rare words get sampled, their importance weights stay bounded
 

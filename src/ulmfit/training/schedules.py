@@ -8,6 +8,8 @@ its own cycle over its own steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import UlmfitError
 
@@ -47,10 +49,12 @@ def constant(step: int, total: int):
     return 1.0, None
 
 
-SCHEDULES = {"stlr": stlr, "one_cycle": one_cycle, "constant": constant}
+# (step, total) -> (lr factor, beta1 or None: the optimiser's own)
+Schedule = Callable[[int, int], tuple[float, float | None]]
+SCHEDULES: dict[str, Callable[..., Any]] = {"stlr": stlr, "one_cycle": one_cycle, "constant": constant}
 
 
-def make_schedule(name: str, cfg=None):
+def make_schedule(name: str, cfg=None) -> Schedule:
     """The schedule `name` with its settings taken from a TrainConfig: a function (step, total)."""
     if name not in SCHEDULES:
         raise UlmfitError(f"unknown lr schedule {name!r} (choose from {', '.join(SCHEDULES)})")

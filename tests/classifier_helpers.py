@@ -46,6 +46,20 @@ class StandInEncoder(nn.Module):
         return [[self.embedding.weight]] + [list(r.parameters()) for r in self.rnns]
 
 
+def edit_json(path, **changes):
+    """Set dotted keys of a JSON file (`**{"classifier.threshold": "high"}`): a damaged folder for a test."""
+    import json
+
+    d = json.loads(path.read_text())
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = d
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path.write_text(json.dumps(d))
+
+
 def tiny_classifier(vocab_size=40, n_classes=2, bptt=7, max_len=20, n_layers=3, seed=0, arch="awd_lstm", **kw):
     """A real classifier of the tiny preset (3 layers: groups emb, rnn1-3, head); AWD-LSTM unless `arch`."""
     from ulmfit.models.classifier import ClassifierSettings, build_classifier

@@ -46,14 +46,9 @@ def _copy(src, dst):
 
 
 def _edit_json(path, **changes):
-    d = json.loads(path.read_text())
-    for key, value in changes.items():
-        *parents, last = key.split(".")
-        node = d
-        for p in parents:
-            node = node[p]
-        node[last] = value
-    path.write_text(json.dumps(d))
+    from classifier_helpers import edit_json
+
+    edit_json(path, **changes)
 
 
 def _tree(folder):

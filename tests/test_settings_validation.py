@@ -205,15 +205,9 @@ def folders(tmp_path_factory):
 
 
 def _edit_config(folder, **changes):
-    path = folder / "config.json"
-    config = json.loads(path.read_text())
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        d = config
-        for p in parents:
-            d = d[p]
-        d[key] = value
-    path.write_text(json.dumps(config))
+    from classifier_helpers import edit_json
+
+    edit_json(folder / "config.json", **changes)
 
 
 def _edit_vocab(folder, n_more):

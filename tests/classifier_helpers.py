@@ -46,6 +46,17 @@ class StandInEncoder(nn.Module):
         return [[self.embedding.weight]] + [list(r.parameters()) for r in self.rnns]
 
 
+def train_tiny_classifier(root, n_docs, n_test):
+    """A tiny classifier trained on a synthetic store: root/data and root/clas (shared by modules' fixtures)."""
+    import ulmfit
+    from ulmfit.settings import TrainClassifierSettings
+
+    synthetic_store(root / "data", n_docs=n_docs, n_test=n_test)
+    ulmfit.train_classifier(root / "data", root / "clas", settings=TrainClassifierSettings(
+        preset="tiny", stages="all:1:1e-2", bs=16, threads=1, quiet=True))
+    return root
+
+
 def edit_json(path, **changes):
     """Set dotted keys of a JSON file (`**{"classifier.threshold": "high"}`): a damaged folder for a test."""
     import json

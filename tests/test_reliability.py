@@ -66,11 +66,9 @@ def test_hidden_files_survive_and_a_file_is_never_replaced_by_a_folder(tmp_path)
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rel")
-    synthetic_store(root / "data", n_docs=120, n_test=40)
-    ulmfit.train_classifier(root / "data", root / "clas", settings=TrainClassifierSettings(
-        preset="tiny", stages="all:1:1e-2", bs=16, threads=1, quiet=True))
-    return root
+    from classifier_helpers import train_tiny_classifier
+
+    return train_tiny_classifier(tmp_path_factory.mktemp("rel"), n_docs=120, n_test=40)
 
 
 def test_export_only_replaces_what_it_wrote(classifier, capsys):

@@ -17,7 +17,7 @@ import pytest
 
 import ulmfit
 from ulmfit.errors import UlmfitError
-from ulmfit.settings import EvaluateSettings, FolderSettings, ImdbSettings, TableSettings, TrainClassifierSettings
+from ulmfit.settings import EvaluateSettings, FolderSettings, ImdbSettings, TableSettings
 
 from classifier_helpers import synthetic_store, one_thread  # noqa: F401 (autouse)
 
@@ -228,11 +228,9 @@ def test_an_out_inside_the_source_folder_is_refused(tmp_path, run_cli):
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tables")
-    synthetic_store(root / "data", n_docs=60, n_test=20)
-    ulmfit.train_classifier(root / "data", root / "clas", settings=TrainClassifierSettings(
-        preset="tiny", stages="all:1:1e-2", bs=16, threads=1, quiet=True))
-    return root / "clas"
+    from classifier_helpers import train_tiny_classifier
+
+    return train_tiny_classifier(tmp_path_factory.mktemp("tables"), n_docs=60, n_test=20) / "clas"
 
 
 def test_no_texts_are_no_predictions(classifier, monkeypatch, run_cli):

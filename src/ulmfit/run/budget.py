@@ -108,8 +108,7 @@ def _lm_data_steps(lm_tokens: int | None, tokens_per_step: int, steps_per_epoch:
 
 
 def _clas_data_epochs(n_train_docs: int, n_train_tokens: int | None = None) -> int:
-    want = max(CLAS_TARGET_DOCS / max(1, n_train_docs),
-               CLAS_TARGET_TOKENS / max(1, n_train_tokens or 0) if n_train_tokens else 0)
+    want = max(CLAS_TARGET_DOCS / max(1, n_train_docs), CLAS_TARGET_TOKENS / n_train_tokens if n_train_tokens else 0)
     return min(CLAS_EPOCHS[1], max(CLAS_EPOCHS[0], round(want)))
 
 

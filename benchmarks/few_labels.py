@@ -68,8 +68,8 @@ def main(argv=None):
 def _self_train(a, n, out, base_dir, round0):
     """self-train from the round-0 classifier (trained above with the few-label settings; its students train on
     thousands of documents: batches of 32, --student-stages), and TF-IDF self-trained alike."""
-    from ulmfit.classifier.evaluate import _raw_texts
-    from ulmfit.classifier.self_train import documents_of, most_confident, per_class_counts
+    from ulmfit.stages.evaluate import _raw_texts
+    from ulmfit.stages.self_train import documents_of, most_confident, per_class_counts
     from ulmfit.tfidf import TfidfModel
 
     rounds = [float(k) for k in a.self_train.split(",")]

@@ -133,7 +133,7 @@ def test_a_blend_gain_within_the_noise_of_the_held_out_documents_gives_the_bette
 
 
 def test_evaluate_and_predict_blend_with_the_saved_baseline(tmp_path):
-    from ulmfit.classifier.evaluate import _held_out
+    from ulmfit.stages.evaluate import _held_out
     from ulmfit.inference import TextClassifier
     from ulmfit.settings import EvaluateSettings, PredictSettings, TokenizeSettings, TrainClassifierSettings
     from ulmfit.text.store import TokenStore

@@ -69,7 +69,7 @@ def test_a_finished_last_epoch_is_not_marked_early(tmp_path, patience):
 
 def test_a_language_model_folder_keeps_its_best_epoch(tmp_path, monkeypatch):
     import ulmfit.artifacts as artifacts
-    from ulmfit.training import lm_stages
+    from ulmfit.stages import lm as lm_stages
 
     saved = []
     monkeypatch.setattr(artifacts, "save_language_model", lambda out, model, cfg, text: saved.append(model))

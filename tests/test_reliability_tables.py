@@ -51,7 +51,7 @@ def test_an_unterminated_quote_is_an_error_naming_the_line_it_opens_on(tmp_path,
 
 
 def test_tsv_is_read_without_quote_processing_unless_asked(tmp_path, run_cli):
-    from ulmfit.classifier.evaluate import read_texts
+    from ulmfit.stages.evaluate import read_texts
 
     (tmp_path / "t.tsv").write_text('label\ttext\na\t"Great" movie\nb\tsay "hi"\na\t"\n')
     _prepare_table(tmp_path / "t.tsv", tmp_path / "d")

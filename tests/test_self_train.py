@@ -10,7 +10,7 @@ import torch
 
 import ulmfit
 from ulmfit import settings as S
-from ulmfit.classifier.self_train import most_confident, teacher_blend, unlabelled_pool
+from ulmfit.stages.self_train import most_confident, teacher_blend, unlabelled_pool
 from ulmfit.classifier.task import holdout
 from ulmfit.errors import UlmfitError
 
@@ -63,7 +63,7 @@ def test_unlabelled_pool_leaves_out_labels_test_and_validation(tmp_path):
 
 
 def test_pseudo_labelled_documents_join_the_training_split(tmp_path):
-    from ulmfit.classifier.train import _build
+    from ulmfit.stages.classifier import _build
 
     store = _store(tmp_path / "d")
     s = S.TrainClassifierSettings(preset="tiny", limit_train=10, valid_frac=0.1, quiet=True)
@@ -185,7 +185,7 @@ def test_a_stopped_self_train_continues_its_round_with_resume(tmp_path):
 
 
 def test_rounds_are_documents_per_class_or_shares_of_the_pool():
-    from ulmfit.classifier.self_train import per_class_counts
+    from ulmfit.stages.self_train import per_class_counts
 
     assert per_class_counts([5000, 15000], 74000, 2) == [5000, 15000]
     assert per_class_counts([0.15, 0.4], 74000, 2) == [5550, 14800]

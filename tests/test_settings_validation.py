@@ -287,7 +287,7 @@ def test_a_pretrained_lm_with_a_vocab_longer_than_its_embedding_is_refused_befor
 
     from ulmfit.text.special import SPECIAL_TOKENS
     from ulmfit.text.vocab import Vocab
-    from ulmfit.training.lm_stages import load_pretrained_lm
+    from ulmfit.stages.lm import load_pretrained_lm
 
     shutil.copytree(folders / "lm", tmp_path / "lm")
     store = SimpleNamespace(vocab=Vocab(SPECIAL_TOKENS + WORDS))

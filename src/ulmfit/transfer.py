@@ -64,6 +64,38 @@ def map_vocab(state_dict, old_itos, new_itos):
     return out, len(pairs)
 
 
+def transfer(folder, itos, drop_mult=None, say=True):
+    """The one way a pretrained LM meets a new vocab: a language-model folder (or a shipped model's name) with
+    its vocab-sized weights re-indexed onto `itos` (`map_vocab`) -> (LanguageModel, the folder's
+    LanguageModelConfig). drop_mult: the dropout multiplier to train it with (None: the folder's)."""
+    import dataclasses
+
+    from .artifacts import check_vocab, read_language_model_state
+    from .models.language_model import LanguageModel
+    from .pretrained import resolve_lm
+    from .text.vocab import Vocab
+
+    folder = resolve_lm(folder)
+    folder_config, state_dict = read_language_model_state(folder)
+    old_itos = Vocab.load(Path(folder) / "vocab.json").itos
+    check_vocab(folder, len(old_itos), folder_config.model)
+    new_itos = list(itos)
+    state_dict, n_matched = map_vocab(state_dict, old_itos, new_itos)
+    mcfg = dataclasses.replace(folder_config.model, vocab_size=len(new_itos))
+    if drop_mult is not None:
+        mcfg = dataclasses.replace(mcfg, drop_mult=drop_mult)
+    model = LanguageModel(mcfg)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise UlmfitError(f"the weights in {folder} do not fit its config.json: {e}") from None
+    # Said even when quiet: a low count means the wrong pretrained model or tokenizer.
+    if say:
+        print(f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
+              f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding")
+    return model, folder_config
+
+
 # ---------------------------------------------------------------------------------------------------
 # fastai import
 

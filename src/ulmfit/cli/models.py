@@ -40,7 +40,7 @@ def _import_fastai(a, _):
 
 
 def _generate(a, s):
-    from ..models.sampling import generate
+    from ..api import generate
 
     print(generate(a.model_dir, a.prompt, s))
 

@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 
-STAGES = ("prepare", "tokenize", "baseline", "pretrain", "lr_find", "finetune_lm", "lm", "classifier", "pretrain-bwd",
-          "finetune_lm-bwd", "lm-bwd", "classifier-bwd", "self_train", "evaluate")
+from ..run.graph import ALL_NAMES as STAGES
 
 
 def register(sub):

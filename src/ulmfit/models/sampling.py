@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ..text.detokenize import detokenize
 from ..text.special import PAD_ID, UNK_ID
 
 
@@ -32,21 +31,3 @@ def sample(lm, ids, n_words: int, temperature: float = 1.0, generator=None, bann
         out.append(nxt)
         x = torch.tensor([[nxt]], device=device)  # the state carries the context
     return out
-
-
-def generate(model, prompt: str, settings=None) -> str:
-    """A language-model folder (or shipped name) continues `prompt` -> the detokenized text, prompt included."""
-    from ..artifacts import load_language_model
-    from ..pretrained import resolve_lm
-    from ..settings import GenerateSettings
-    from ..text.vocab import Vocab
-
-    s = settings or GenerateSettings()  # checked when made (n_words >= 1, temperature >= 0)
-    lm, _, encoder = load_language_model(model)
-    itos = Vocab.load(resolve_lm(model) / "vocab.json").itos
-    ids = encoder.encode([prompt])[0]
-    gen = torch.Generator().manual_seed(s.seed) if s.seed is not None else None
-    if s.seed is not None:
-        torch.manual_seed(s.seed)
-    new = sample(lm, ids, s.n_words, s.temperature, generator=gen)
-    return detokenize([itos[int(i)] for i in list(ids) + new])

@@ -129,6 +129,26 @@ def size_to_data(lm_tokens: int | None, tokens_per_step: int, steps_per_epoch: i
     return plan
 
 
+def _lm_plan(lm: dict, share: float, lm_tokens: int | None) -> tuple[dict, float, str]:
+    """The LM fine-tuning steps that fit `share` seconds -> (its settings' changes, its seconds, a line)."""
+    step_s = lm["tokens_per_step"] * lm["train_s_per_token"]
+    valid_s = lm["valid_tokens"] * lm["eval_s_per_token"]
+    spe = max(1, lm["steps_per_epoch"])
+    room = share - STAGE_OVERHEAD_S - 2 * valid_s  # the frozen phase's validation and the last one
+    if math.isinf(room):  # no budget for this stage: as many steps as the data calls for
+        steps = _lm_data_steps(lm_tokens, lm["tokens_per_step"], spe)
+    else:
+        steps = min(max(2, int(room / (step_s + valid_s / spe))), LM_MAX_PASSES * spe)
+    changes = lm_schedule(steps, spe)
+    steps = lm_steps_of(changes, spe)
+    lm_s = STAGE_OVERHEAD_S + steps * step_s + (1 + math.ceil(steps / spe)) * valid_s
+    changes["max_minutes"] = round(HARD_STOP * lm_s / 60, 2)
+    tokens = steps * lm["tokens_per_step"]
+    passes = f", {steps / spe:.1f} passes over the texts" if lm_tokens else ""
+    return changes, lm_s, (f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
+                           f"{1 / lm['train_s_per_token']:,.0f} tokens/s: about {lm_s / 60:.1f} min")
+
+
 def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict, test_tokens: int, stages: str,
                    lm_tokens: int | None = None, directions: int = 1, lm_budget_s: float | None = None,
                    clas_budget_s: float | None = None) -> dict:
@@ -159,24 +179,10 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
         if share <= 2 * STAGE_OVERHEAD_S:
             raise UlmfitError(f"the budget leaves no time for LM fine-tuning ({share / 60:.1f} min): raise `budget` "
                               "or lower [classifier] budget")
-        step_s = lm["tokens_per_step"] * lm["train_s_per_token"]
-        valid_s = lm["valid_tokens"] * lm["eval_s_per_token"]
-        spe = max(1, lm["steps_per_epoch"])
-        room = share - STAGE_OVERHEAD_S - 2 * valid_s  # the frozen phase's validation and the last one
-        if math.isinf(room):  # no budget for this stage: as many steps as the data calls for
-            steps = _lm_data_steps(lm_tokens, lm["tokens_per_step"], spe)
-        else:
-            steps = min(max(2, int(room / (step_s + valid_s / spe))), LM_MAX_PASSES * spe)
-        changes = lm_schedule(steps, spe)
-        steps = lm_steps_of(changes, spe)
-        lm_s = STAGE_OVERHEAD_S + steps * step_s + (1 + math.ceil(steps / spe)) * valid_s
-        changes["max_minutes"] = round(HARD_STOP * lm_s / 60, 2)
+        changes, lm_s, line = _lm_plan(lm, share, lm_tokens)
         plan["finetune_lm"] = changes
         plan["seconds"]["finetune_lm"] = round(lm_s, 1)
-        tokens = steps * lm["tokens_per_step"]
-        passes = f", {steps / spe:.1f} passes over the texts" if lm_tokens else ""
-        plan["lines"].append(f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
-                             f"{1 / lm['train_s_per_token']:,.0f} tokens/s: about {lm_s / 60:.1f} min")
+        plan["lines"].append(line)
     share = clas_budget_s if clas_budget_s is not None else per_dir - lm_s
     if share <= 2 * STAGE_OVERHEAD_S:
         raise UlmfitError(f"the budget leaves no time for the classifier ({share / 60:.1f} min): raise `budget` or "

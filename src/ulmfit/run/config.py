@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from ..errors import UlmfitError
+from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings,
+                        SelfTrainSettings, Settings, TokenizeSettings, TrainClassifierSettings, from_dict)
 from .budget import parse_duration
-
-from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, FolderSettings, ImdbSettings,
-                        LRFindLMSettings, PretrainSettings, SelfTrainSettings, TableSettings, TokenizeSettings,
-                        Settings, TrainClassifierSettings, from_dict)
 
 # Each section's settings class: its keys are the stage's settings (the same names as the command's options).
 SECTION_SETTINGS: dict[str, type[Settings]] = {
     "tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
     "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings,
     "baseline": BaselineSettings, "self_train": SelfTrainSettings}
-DATA_SETTINGS: dict[str, type[Settings]] = {"imdb": ImdbSettings, "table": TableSettings, "folder": FolderSettings}
+
+
+def data_settings(kind: str) -> type[Settings]:
+    """[data] kind -> its settings class: a registered labelled source (`ulmfit.data.sources`)."""
+    from ..data import sources
+
+    return sources.get(kind).settings
+
+
 SECTIONS = ("data", "tokenize", "pretrain", "finetune_lm", "classifier", "evaluate")
 # lr_find, self_train: run when present; baseline: always runs, settings optional
 OPTIONAL_SECTIONS = ("lr_find", "baseline", "self_train")
@@ -36,6 +43,40 @@ CLASSIFIER_KEYS = set(TrainClassifierSettings.__dataclass_fields__)
 SELF_TRAIN_KEYS = set(SelfTrainSettings.__dataclass_fields__) - CLASSIFIER_KEYS
 # Settings the runner owns (where each stage reads and writes, resuming, progress): not for a config.
 RUNNER_OWNED = {"resume", "quiet", "out", "ensemble"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A checked run config (`validate`), typed: the keys that steer the run as fields. The stage sections'
+    own keys stay tables in `raw` (the dict it was read from, which report.json and --print-config write),
+    read through `stage_settings` into each stage's settings object."""
+
+    raw: dict
+    name: str
+    nproc: int
+    sizing: str  # one of SIZINGS
+    budget: str | int | float | None  # the whole run's time budget
+    finetune_budget: str | int | float | None  # [finetune_lm] budget
+    classifier_budget: str | int | float | None  # [classifier] budget
+    data_kind: str  # [data] kind: a labelled source of ulmfit.data.sources
+    source: str | None  # [data] source
+    mode: str  # [pretrain] mode: one of PRETRAIN_MODES
+    corpus: tuple[str, ...]  # [pretrain] corpus (mode corpus)
+    folder: str | None  # [pretrain] folder (mode from): a language-model folder or shipped name
+    backwards: bool  # [classifier] backwards: a backward LM and classifier too, ensembled
+    lr_find: bool  # an [lr_find] section: the lr finder before the first LM training stage
+    self_train: bool  # a [self_train] section: rounds after the classifier
+    blend_baseline: bool  # [evaluate] blend = "baseline": blend with this run's own baseline stage
+
+    @classmethod
+    def of(cls, cfg: dict) -> RunConfig:
+        pre, clas = cfg["pretrain"], cfg["classifier"]
+        return cls(raw=cfg, name=cfg["name"], nproc=cfg["nproc"], sizing=cfg["sizing"], budget=cfg.get("budget"),
+                   finetune_budget=cfg["finetune_lm"].get("budget"), classifier_budget=clas.get("budget"),
+                   data_kind=cfg["data"]["kind"], source=cfg["data"].get("source"), mode=pre["mode"],
+                   corpus=tuple(str(p) for p in pre.get("corpus") or ()), folder=pre.get("folder"),
+                   backwards=bool(clas.get("backwards")), lr_find="lr_find" in cfg, self_train="self_train" in cfg,
+                   blend_baseline=(cfg["evaluate"].get("blend") or None) == "baseline")
 
 
 def preset_names():
@@ -127,8 +168,11 @@ def validate(cfg: dict, where: str) -> dict:
             raise UlmfitError(f"{where}: [{s}] must be a table")
     data = cfg["data"]
     data.setdefault("kind", "imdb")
-    if data["kind"] not in DATA_SETTINGS:
-        raise UlmfitError(f"{where}: [data] kind must be imdb, table or folder, not {data['kind']!r}")
+    from ..data import sources
+
+    if data["kind"] not in sources.names(labelled_only=True):
+        raise UlmfitError(f"{where}: [data] kind must be one of {', '.join(sources.names(labelled_only=True))}, "
+                          f"not {data['kind']!r}")
     mode = cfg["pretrain"].setdefault("mode", "scratch")
     if mode not in PRETRAIN_MODES:
         raise UlmfitError(f"{where}: [pretrain] mode must be one of {', '.join(PRETRAIN_MODES)}, not {mode!r}")
@@ -179,7 +223,7 @@ def stage_settings(cfg: dict, section: str, where: str = "config"):
     if section == "pretrain" and table.get("mode", "scratch") in ("corpus", "from"):
         cls: type[Settings] | None = PretrainSettings if table.get("mode") == "corpus" else None
     else:
-        cls = DATA_SETTINGS[table.get("kind", "imdb")] if section == "data" else SECTION_SETTINGS[section]
+        cls = data_settings(table.get("kind", "imdb")) if section == "data" else SECTION_SETTINGS[section]
     rest = {k: v for k, v in table.items() if k not in run_keys}
     if section == "self_train":  # its rounds only: the classifiers it trains take [classifier]'s settings
         if other := sorted(set(rest) - SELF_TRAIN_KEYS):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..io import read_json, write_json, write_text
+from . import graph as G
 from .config import dump_toml
 
 
@@ -117,22 +118,26 @@ def _sizing(state) -> dict | None:
 def write_report(runner) -> dict:
     d = runner.dir
     state = runner.state
-    ds = _read(d / "data" / "dataset.json") or {}
-    man = _read(d / "data" / "tokens" / "manifest.json") or {}
+    ds = _read(d / G.folder_of(G.PREPARE) / "dataset.json") or {}
+    man = _read(d / G.folder_of(G.TOKENIZE) / "manifest.json") or {}
     stages = [{"stage": n, "seconds": state[n].get("seconds"), "reused": state[n].get("reused", False),
                "settings": state[n].get("settings", {})} for n in runner.order if n in state]
-    lms = {n: _lm_summary(d / f) for n, f in (("pretrain", "pretrain"), ("pretrain_bwd", "pretrain-bwd"),
-                                               ("lm", "lm"), ("lm_bwd", "lm-bwd")) if (d / f).exists()}
-    clas = {n: _clas_summary(d / f) for n, f in (("forward", "classifier"), ("backward", "classifier-bwd"),
-                                                  ("self-trained", "self-train")) if (d / f / "history.json").exists()}
-    st = _read(d / "self-train" / "self_train.json")
-    ev = _read(d / "evaluation" / "evaluation.json") or {}
-    baseline = _read(d / "baseline" / "baseline.json")
-    lf = _read(d / "lr_find" / "lr_find.json")
+    # report.json's keys for the LMs and classifiers (a format scripts read), and the folders they describe
+    lm_keys = {("pretrain", False): G.PRETRAIN, ("pretrain_bwd", True): G.PRETRAIN, ("lm", False): G.FINETUNE_LM,
+               ("lm_bwd", True): G.FINETUNE_LM}
+    lms = {n: _lm_summary(d / f) for (n, bwd), k in lm_keys.items() if (d / (f := G.folder_of(k, bwd))).exists()}
+    clas_keys = {"forward": G.folder_of(G.CLASSIFIER), "backward": G.folder_of(G.CLASSIFIER, True),
+                 "self-trained": G.folder_of(G.SELF_TRAIN)}
+    clas = {n: _clas_summary(d / f) for n, f in clas_keys.items() if (d / f / "history.json").exists()}
+    st = _read(d / G.folder_of(G.SELF_TRAIN) / "self_train.json")
+    ev = _read(d / G.folder_of(G.EVALUATE) / "evaluation.json") or {}
+    baseline = _read(d / G.folder_of(G.BASELINE) / "baseline.json")
+    lf_dir = G.folder_of(G.LR_FIND)
+    lf = _read(d / lf_dir / "lr_find.json")
     lr_find = None
     if lf:
         lr_find = {k: lf.get(k) for k in ("suggested", "steepest", "min_div10", "steps_run")}
-        lr_find["plot"] = "lr_find/lr_find.png" if (d / "lr_find" / "lr_find.png").exists() else None
+        lr_find["plot"] = f"{lf_dir}/lr_find.png" if (d / lf_dir / "lr_find.png").exists() else None
     report = {
         "name": runner.cfg.get("name"), "run_dir": str(d), "date": time.strftime("%Y-%m-%d %H:%M"),
         "data": {"n_docs": ds.get("n_docs"), "splits": ds.get("splits"), "classes": ds.get("classes"),
@@ -142,8 +147,9 @@ def write_report(runner) -> dict:
         "evaluation": ev, "accuracy": ev.get("accuracy"), "macro_f1": ev.get("macro_f1"),
         "self_training": st and {k: st.get(k) for k in ("labelled", "pool", "per_class", "teacher_weight", "rounds",
                                                          "seconds")},
-        "baseline": baseline, "verdict": verdict(clas, baseline, best=bool(runner.settings("classifier").valid_frac),
-                                               blend=ev.get("blend")),
+        "baseline": baseline,
+        "verdict": verdict(clas, baseline, best=bool(runner.settings(G.CLASSIFIER.section).valid_frac),
+                           blend=ev.get("blend")),
         "stages": stages, "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "sizing": _sizing(state),
         "hardware": hardware(), "versions": versions(), "config": runner.cfg,
@@ -172,8 +178,8 @@ def _render_sizing(z, run_seconds) -> list[str]:
     return L + [""]
 
 
-def render(r) -> str:
-    L = [f"# ulmfit run: {r['name']}", "", f"{r['date']} · run folder `{r['run_dir']}`", ""]
+def _headline(r) -> list:
+    L: list = []
     if r.get("accuracy") is not None:
         ens = " (forward + backward ensemble)" if len(r["evaluation"].get("models") or []) > 1 else ""
         split = r["evaluation"].get("split") or "test"
@@ -188,15 +194,31 @@ def render(r) -> str:
         else:
             L += [f"**{split.capitalize()} {kind} {100 * r['accuracy']:.2f} %**, "
                   f"macro-F1 {_fmt(r.get('macro_f1'))}{ens} on {r['evaluation'].get('n', '?')} documents.", ""]
+    return L
+
+
+def _baseline_line(r) -> list:
+    L: list = []
+    kind = "accuracy" if "confusion_matrix" in (r["evaluation"] or {}) else "exact-match accuracy"  # multi-label
     b = r.get("baseline")
     if b:
         valid = f" (validation {100 * b['valid']['accuracy']:.2f} %)" if b.get("valid") else ""
         L += [f"Without the language model — {b['model']} on the same training documents: {b['split']} {kind} "
               f"{100 * b['accuracy']:.2f} %, macro-F1 {_fmt(b['macro_f1'])}{valid}, in {b['seconds']:.0f} s.", ""]
+    return L
+
+
+def _verdict_and_sizing(r) -> list:
+    L: list = []
     if r.get("verdict"):
         L += [f"**{r['verdict']}**" if "NOT" in r["verdict"] else r["verdict"], ""]
     if r.get("sizing"):
         L += _render_sizing(r["sizing"], r["total_seconds"] + (r["sizing"].get("probe_seconds") or 0))
+    return L
+
+
+def _data(r) -> list:
+    L: list = []
     dd, tk = r["data"], r["tokens"]
     L += ["## Data", "", f"- documents: {dd.get('n_docs')}; splits: "
           + ", ".join(f"{k} {v}" for k, v in (dd.get("splits") or {}).items()),
@@ -204,6 +226,11 @@ def render(r) -> str:
           f"- skipped: {dd.get('skipped') or 'nothing'}",
           f"- vocab: {tk.get('vocab_size')} tokens ({(tk.get('tokenizer') or {}).get('backend')}), "
           f"{tk.get('n_tokens')} tokens in all, unknown rate {tk.get('unk_rate')}", ""]
+    return L
+
+
+def _lr_find(r) -> list:
+    L: list = []
     if r.get("lr_find"):
         lf = r["lr_find"]
         L += ["## Learning-rate finder (language model)", "",
@@ -212,6 +239,11 @@ def render(r) -> str:
               "set in the config; this is a check that its lr is in a sensible range.", ""]
         if lf.get("plot"):
             L += [f"![lr finder]({lf['plot']})", ""]
+    return L
+
+
+def _language_models(r) -> list:
+    L: list = []
     if r["language_models"]:
         L += ["## Language models", "", "| model | epoch | step | train loss | valid loss | accuracy | perplexity |",
               "|---|---|---|---|---|---|---|"]
@@ -223,6 +255,11 @@ def render(r) -> str:
         L.append("")
         L += [f"![{n} training curve]({lm['curve']})" for n, lm in r["language_models"].items() if lm["curve"]]
         L.append("")
+    return L
+
+
+def _classifiers(r) -> list:
+    L: list = []
     if r["classifiers"]:
         L += ["## Classifiers (validation during training)", ""]
         L += [f"Validated on: {c['valid']} ({name})." for name, c in r["classifiers"].items() if c.get("valid")]
@@ -237,6 +274,11 @@ def render(r) -> str:
         for name, c in r["classifiers"].items():
             L += [f"![{name} {kind}]({c[kind]})" for kind in ("curve", "confusion") if c.get(kind)]
         L.append("")
+    return L
+
+
+def _self_training(r) -> list:
+    L: list = []
     if r.get("self_training"):
         st = r["self_training"]
         L += ["## Self-training", "",
@@ -250,6 +292,11 @@ def render(r) -> str:
             L.append(f"| {row['round']} | {row['pseudo_labelled']} | {'–' if agree is None else f'{100 * agree:.1f} %'}"
                      f" | {_fmt(row.get('valid_accuracy'))} |")
         L.append("")
+    return L
+
+
+def _evaluation(r) -> list:
+    L: list = []
     if r["evaluation"]:
         ev = r["evaluation"]
         L += ["## Evaluation", "", f"- accuracy {_fmt(ev.get('accuracy'))}, macro-F1 {_fmt(ev.get('macro_f1'))}, "
@@ -270,8 +317,14 @@ def render(r) -> str:
         else:  # multi-label
             L.append("- per-label F1: " + ", ".join(f"{c} {_fmt(f)}" for c, f in zip(ev.get("classes", []), ev["f1"])))
         L.append("")
-        if Path(r["run_dir"], "evaluation", "evaluation.png").exists():
-            L += ["![confusion matrix](evaluation/evaluation.png)", ""]
+        ev_dir = G.folder_of(G.EVALUATE)
+        if Path(r["run_dir"], ev_dir, "evaluation.png").exists():
+            L += [f"![confusion matrix]({ev_dir}/evaluation.png)", ""]
+    return L
+
+
+def _stages_and_machine(r) -> list:
+    L: list = []
     L += ["## Stages", "", "| stage | wall time | reused | settings (besides the defaults) |", "|---|---|---|---|"]
     for s in r["stages"]:
         shown = ", ".join(f"{k}={v}" for k, v in s["settings"].items()) or "defaults"
@@ -279,4 +332,11 @@ def render(r) -> str:
     L += ["", f"Total wall time of the stages: {r['total_seconds']} s.", "", "## Machine", ""]
     L += [f"- {k}: {v}" for k, v in {**r["hardware"], **r["versions"]}.items()]
     L += ["", "## Resolved config", "", "```toml", dump_toml(r["config"]).rstrip(), "```", ""]
+    return L
+
+def render(r) -> str:
+    L = [f"# ulmfit run: {r['name']}", "", f"{r['date']} · run folder `{r['run_dir']}`", ""]
+    for section in (_headline, _baseline_line, _verdict_and_sizing, _data, _lr_find, _language_models,
+                    _classifiers, _self_training, _evaluation, _stages_and_machine):
+        L += section(r)
     return "\n".join(L)

@@ -1,4 +1,4 @@
-"""The stage runner behind `ulmfit run`: the stage functions of `ulmfit.api`, called directly.
+"""The stage runner behind `ulmfit run`: the stages of `run.graph.plan`, each a call of an `ulmfit.api` function.
 
 Each stage writes one folder in the run folder and is keyed by the hash of its settings plus the keys of
 the stages it reads; `stages.json` records key, status, wall time and the settings. A stage whose key is
@@ -23,32 +23,15 @@ from .. import api
 from ..errors import UlmfitError
 from ..io import read_json, write_json
 from ..settings import EvaluateSettings
-from .config import stage_settings
-
-# Training stage functions (every torchrun rank runs them; their settings take resume), each with what in its
-# output folder shows there is a stopped run to resume.
-TRAINING = {"pretrain": "checkpoint.safetensors", "finetune_lm": "checkpoint.safetensors",
-            "train_classifier": "checkpoint.safetensors", "_self_train": "self-train"}
-
+from . import graph as G
+from .config import RunConfig, stage_settings
 
 LOCK_NAME = ".run.lock"
 
 
 def stage_names(cfg: dict) -> list[str]:
     """The stages `Runner.run` goes through for this config, in order: what --from may name."""
-    mode = cfg["pretrain"]["mode"]
-    lr_find = "lr_find" in cfg and mode != "none"
-    names = ["prepare", "tokenize", "baseline"]
-    for bwd in [False] + ([True] if cfg["classifier"].get("backwards") else []):
-        sfx, lr = ("-bwd" if bwd else ""), (["lr_find"] if lr_find and not bwd else [])
-        if mode == "corpus":
-            names += [f"pretrain{sfx}", *lr, f"finetune_lm{sfx}"]
-        elif mode == "from":
-            names += [*lr, f"finetune_lm{sfx}"]
-        elif mode == "scratch":
-            names += [*lr, f"lm{sfx}"]
-        names.append(f"classifier{sfx}")
-    return names + (["self_train"] if "self_train" in cfg else []) + ["evaluate"]
+    return G.names(cfg)
 
 
 def check_force_from(cfg: dict, name: str) -> None:
@@ -125,7 +108,8 @@ class Runner:
         if force_from is not None:
             check_force_from(cfg, force_from)
         self.cfg, self.dir, self.quiet = cfg, Path(run_dir), quiet
-        self.source = source if source is not None else cfg["data"].get("source")
+        self.rc = RunConfig.of(cfg)
+        self.source = source if source is not None else self.rc.source
         self.force_from = force_from
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.dir / "stages.json"
@@ -134,6 +118,8 @@ class Runner:
         self.forced = False
         self.ran: set[str] = set()  # stages that ran (fresh or resumed) in this invocation
         self.order: list[str] = []
+        self.stages = {st.name: st for st in G.plan(self.rc)}
+        self.data = str(self.dir / G.folder_of(G.PREPARE))
         self.plan: dict = {}  # stage settings sized to the data or the budget (ulmfit.run.budget)
         # Started by torchrun: rank 0 runs the stages that are not training (the others wait, then find
         # them done), every rank runs the training stages, and only rank 0 writes stages.json and reports.
@@ -165,27 +151,26 @@ class Runner:
         return dataclasses.replace(s, **{**self.plan.get(section, {}), **changes})
 
     # -- stages --------------------------------------------------------------------------------
-    def _prepare(self):
-        d = self.cfg["data"]
-        out = self.dir / "data"
+    def _prepare(self, st: G.Stage):
+        out = self.dir / st.folder
         t0 = time.time()
-        self._say("stage prepare")
-        s = self.settings("data", force=self._force("prepare"))
+        self._say(f"stage {st.name}")
+        s = self.settings(st.kind.section, force=self._force(st.name))
         source = self.source or None
-        if d["kind"] != "imdb" and not source:
-            raise UlmfitError(f"[data] kind = {d['kind']!r} needs source = 'path' (or --source)")
-        meta = self._main_first(lambda s: api.prepare(d["kind"], source, out, s), s)
-        self._record("prepare", meta["fingerprint"], time.time() - t0, meta["reused"], s)
+        if self.rc.data_kind != "imdb" and not source:
+            raise UlmfitError(f"[data] kind = {self.rc.data_kind!r} needs source = 'path' (or --source)")
+        meta = self._main_first(lambda s: api.prepare(self.rc.data_kind, source, out, s), s)
+        self._record(st.name, meta["fingerprint"], time.time() - t0, meta["reused"], s)
 
-    def _tokenize(self):
+    def _tokenize(self, st: G.Stage):
         t0 = time.time()
-        self._say("stage tokenize")
-        s = self.settings("tokenize", force=self._force("tokenize"))
+        self._say(f"stage {st.name}")
+        s = self.settings(st.kind.section, force=self._force(st.name))
         if s.keep_vocab == "pretrained":  # the words of the model the run starts from (config.validate checks)
-            s = dataclasses.replace(s, keep_vocab=_lm_folder(str(self.cfg["pretrain"]["folder"])))
-        store, cached = self._main_first(lambda s: api.tokenize(self.dir / "data", s), s)
-        key = _key(self.keys["prepare"], store.manifest["key"], store.manifest["vocab_hash"])
-        self._record("tokenize", key, time.time() - t0, cached, s)
+            s = dataclasses.replace(s, keep_vocab=_lm_folder(str(self.rc.folder)))
+        store, cached = self._main_first(lambda s: api.tokenize(self.data, s), s)
+        key = _key(*[self.keys[i] for i in st.inputs], store.manifest["key"], store.manifest["vocab_hash"])
+        self._record(st.name, key, time.time() - t0, cached, s)
 
     def _main_first(self, call, settings):
         """call(settings) on rank 0, then on the other ranks (never forced: they reuse what rank 0 made)."""
@@ -199,9 +184,10 @@ class Runner:
                             "seconds": prev.get("seconds", round(seconds, 2)) if reused else round(seconds, 2)}
         self._save()
 
-    def _stage(self, name, fn, args, settings, out: Path, deps, extra_key=None):
-        """Run one stage function `fn(*args, settings)` writing `out` (reused, resumed or fresh)."""
-        key = _key(fn.__name__, [str(a) for a in args], dataclasses.asdict(settings),
+    def _stage(self, st: G.Stage, fn, args, settings, extra_key=None):
+        """Run one stage function `fn(*args, settings)` writing the stage's folder (reused, resumed or fresh)."""
+        name, out, deps, training = st.name, self.dir / st.folder, st.inputs, st.kind.resume is not None
+        key = _key(st.kind.name, [str(a) for a in args], dataclasses.asdict(settings),
                    [self.keys[d] for d in deps], extra_key)
         prev = self.state.get(name, {})
         # A stage whose input stage ran again must run again too, even when its key is unchanged (keys
@@ -215,19 +201,19 @@ class Runner:
             self._save()
             return
         resume = (not force and prev.get("key") == key and prev.get("status") == "running"
-                  and fn.__name__ in TRAINING and (out / TRAINING[fn.__name__]).exists())
+                  and st.kind.resume is not None and (out / st.kind.resume).exists())
         if not resume and out.exists() and self.main:
             shutil.rmtree(out)
         self.dist.barrier()
         if resume:
             settings = dataclasses.replace(settings, resume=True)
-        self._say(f"stage {name}: {'resuming' if resume else 'running'} {fn.__name__} -> {out}")
+        self._say(f"stage {name}: {'resuming' if resume else 'running'} -> {out}")
         self.state[name] = {"key": key, "status": "running", "settings": _changed(settings),
                             "seconds": prev.get("seconds", 0.0) if resume else 0.0}
         self._save()
         t0 = time.time()
         try:
-            if fn.__name__ in TRAINING or self.main:  # the rest: rank 0 alone, the others wait
+            if training or self.main:  # the rest: rank 0 alone, the others wait
                 fn(*args, settings)
             self.dist.barrier()
         finally:
@@ -237,31 +223,30 @@ class Runner:
         self.ran.add(name)
         self._save()
 
-    def _baseline(self, data):
+    def _baseline(self, st: G.Stage):
         """TF-IDF + logistic regression on the same split and held-out documents as the classifier."""
-        own = self.cfg.get("baseline", {})
-        changes = {"out": str(self.dir / "baseline")}
+        own = self.cfg.get(st.kind.section, {})
+        changes = {"out": str(self.dir / st.folder)}
         for key in ("valid_frac", "limit_train"):  # the classifier's training documents, unless set here
             if key not in own:
-                changes[key] = getattr(self.settings("classifier"), key)
+                changes[key] = getattr(self.settings(G.CLASSIFIER.section), key)
         if "split" not in own:
-            changes["split"] = self.settings("evaluate").split
-        s = self.settings("baseline", **changes)
-        out = self.dir / "baseline"
-        self._stage("baseline", _baseline, [data], s, out, ["prepare"])
+            changes["split"] = self.settings(G.EVALUATE.section).split
+        self._stage(st, _baseline, [self.data], self.settings(st.kind.section, **changes))
 
     def _size(self, data, mode, directions):
         """Size the LM fine-tuning and the classifier to the data or to the budget, once per run: the plan is
         kept in stages.json (a resumed run must not re-plan from a new speed measurement, or its stages'
         keys would change and they would start afresh)."""
-        cfg = self.cfg
-        budgets = {"run": cfg.get("budget"), "finetune_lm": cfg["finetune_lm"].get("budget"),
-                   "classifier": cfg["classifier"].get("budget")}
-        if cfg.get("sizing", "fixed") == "fixed" and all(v is None for v in budgets.values()):
+        rc = self.rc
+        budgets = {"run": rc.budget, G.FINETUNE_LM.section: rc.finetune_budget,
+                   G.CLASSIFIER.section: rc.classifier_budget}
+        if rc.sizing == "fixed" and all(v is None for v in budgets.values()):
             return
-        fine, clas = self.settings("finetune_lm", quiet=True), self.settings("classifier", quiet=True)
-        folder = _lm_folder(str(cfg["pretrain"]["folder"])) if mode == "from" else None
-        key = _key(self.keys["tokenize"], budgets, cfg.get("sizing"), dataclasses.asdict(fine),
+        fine = self.settings(G.FINETUNE_LM.section, quiet=True)
+        clas = self.settings(G.CLASSIFIER.section, quiet=True)
+        folder = _lm_folder(str(rc.folder)) if mode == "from" else None
+        key = _key(self.keys[G.TOKENIZE.name], budgets, rc.sizing, dataclasses.asdict(fine),
                    dataclasses.asdict(clas), mode, folder, directions)
         if not self.main:  # rank 0 plans (and probes); the others read its plan
             self.dist.barrier()
@@ -303,8 +288,8 @@ class Runner:
             plan = B.size_to_data(lm_tokens, fine.bs * fine.bptt, spe, n_docs, clas.stages, n_tokens)
             plan["seconds"] = {}
         else:
-            from ..classifier.train import probe_classifier
-            from ..training.lm_stages import probe_finetune
+            from ..stages.classifier import probe_classifier
+            from ..stages.lm import probe_finetune
 
             self._say("sizing: measuring this machine's speed (a few training steps of each model)")
             lm = probe_finetune(data, folder, fine) if mode == "from" else None
@@ -316,113 +301,124 @@ class Runner:
                 for probe in (lm, cl):
                     if probe:
                         probe["train_s_per_token"] /= self.dist.world()
-            ev = self.settings("evaluate")
+            ev = self.settings(G.EVALUATE.section)
             split = ev.split or ("test" if store.has_split("test") else "valid")
             test_tokens = store.split(split).n_tokens
-            spent = sum(self.state.get(n, {}).get("seconds", 0.0) for n in ("prepare", "tokenize", "baseline"))
+            spent = sum(self.state.get(n, {}).get("seconds", 0.0) for n in self.order)  # the stages before sizing
             spent += time.time() - t0
             total = B.parse_duration(budgets["run"]) if budgets["run"] is not None else math.inf
             plan = B.size_to_budget(
                 total, spent, lm, cl, test_tokens, clas.stages, lm_tokens=lm_tokens, directions=directions,
-                lm_budget_s=None if budgets["finetune_lm"] is None else B.parse_duration(budgets["finetune_lm"]),
-                clas_budget_s=None if budgets["classifier"] is None else B.parse_duration(budgets["classifier"]))
+                lm_budget_s=None if self.rc.finetune_budget is None else B.parse_duration(self.rc.finetune_budget),
+                clas_budget_s=(None if self.rc.classifier_budget is None
+                               else B.parse_duration(self.rc.classifier_budget)))
             plan["budget_s"] = None if math.isinf(total) else total
-            plan["probe"] = {"finetune_lm": lm, "classifier": cl}
+            plan["probe"] = {G.FINETUNE_LM.section: lm, G.CLASSIFIER.section: cl}
         for line in plan["lines"]:
             self._say(f"sizing: {line}")
         self.plan = plan
         self.state["_plan"] = {"key": key, "plan": plan, "seconds": round(time.time() - t0, 2)}
         self._save()
 
-    def _lr_find(self, data, mode):
+    def _lr_find(self, st: G.Stage):
         """A side stage (nothing reads it): the lr finder on the language model that the next stage
         trains: the fresh one (scratch) or the pretrained one's frozen phase (corpus, from)."""
-        train = self.settings("finetune_lm" if mode in ("corpus", "from") else "pretrain")
+        mode = self.rc.mode
+        train = self.settings(G.FINETUNE_LM.section if mode in ("corpus", "from") else G.SCRATCH_LM.section)
         # the training stage's batch shape and threads, unless [lr_find] sets its own
-        common = {f: getattr(train, f) for f in ("bs", "bptt", "threads", "sampled") if f not in self.cfg["lr_find"]}
+        own = self.cfg[st.kind.section]
+        common = {f: getattr(train, f) for f in ("bs", "bptt", "threads", "sampled") if f not in own}
         extra = None
         if mode == "scratch":
-            s = self.settings("lr_find", **common, preset=train.preset, arch=train.arch)
-            pretrained, deps = None, ["tokenize"]
+            s = self.settings(st.kind.section, **common, preset=train.preset, arch=train.arch)
+            pretrained = None
         elif mode == "corpus":
-            s = self.settings("lr_find", **common, frozen=True)
-            pretrained, deps = str(self.dir / "pretrain"), ["tokenize", "pretrain"]
+            s = self.settings(st.kind.section, **common, frozen=True)
+            pretrained = str(self.dir / G.folder_of(G.PRETRAIN))
         else:
-            s = self.settings("lr_find", **common, frozen=True)
-            pretrained, deps = _lm_folder(str(self.cfg["pretrain"]["folder"])), ["tokenize"]
+            s = self.settings(st.kind.section, **common, frozen=True)
+            pretrained = _lm_folder(str(self.rc.folder))
             extra = _file_key(Path(pretrained) / "model.safetensors")
-        out = self.dir / "lr_find"
-        self._stage("lr_find", lambda d, s: api.lr_find_lm(d, out, pretrained, s), [data], s, out, deps, extra)
+        out = self.dir / st.folder
+        self._stage(st, lambda d, s: api.lr_find_lm(d, out, pretrained, s), [self.data], s, extra)
+
+    def _pretrain(self, st: G.Stage):
+        """[pretrain] mode = corpus: an LM pretrained on a general corpus, fine-tuned next."""
+        corpus = [str(Path(p)) for p in self.rc.corpus]
+        missing = [p for p in corpus if not Path(p).exists()]
+        if missing:
+            raise UlmfitError(f"[pretrain] corpus file {missing[0]}: no such file")
+        self._stage(st, api.pretrain, [corpus, self.dir / st.folder],
+                    self.settings(st.kind.section, backwards=st.backwards), extra_key=[_file_key(p) for p in corpus])
+
+    def _finetune_lm(self, st: G.Stage):
+        """A pretrained LM (this run's pretrain stage, or [pretrain] folder) fine-tuned on the target texts."""
+        extra = None
+        if self.rc.mode == "corpus":
+            start = str(self.dir / G.folder_of(G.PRETRAIN, st.backwards))
+        else:
+            start = _lm_folder(str(self.rc.folder) + (G.BWD if st.backwards else ""))
+            extra = _file_key(Path(start) / "model.safetensors")
+        self._stage(st, api.finetune_lm, [self.data, start, self.dir / st.folder], self.settings(st.kind.section),
+                    extra_key=extra)
+
+    def _lm(self, st: G.Stage):
+        """[pretrain] mode = scratch: an LM of the target texts alone."""
+        self._stage(st, api.pretrain, [self.data, self.dir / st.folder],
+                    self.settings(st.kind.section, backwards=st.backwards))
+
+    def _lm_of(self, st: G.Stage) -> str | None:
+        """The folder of the LM stage a stage reads, if any (mode none: no LM)."""
+        lm = [self.stages[i] for i in st.inputs if self.stages[i].kind in (G.FINETUNE_LM, G.SCRATCH_LM)]
+        return str(self.dir / lm[0].folder) if lm else None
+
+    def _classifier(self, st: G.Stage):
+        self._stage(st, api.train_classifier, [self.data, self.dir / st.folder, self._lm_of(st)],
+                    self.settings(st.kind.section, backwards=st.backwards))
+
+    def _self_train(self, st: G.Stage):
+        """Rounds of new forward classifiers on the labels + the unlabelled texts they label."""
+        # [self_train] holds only its own keys (config.validate): every other setting is [classifier]'s
+        s = self.settings(st.kind.section, **dataclasses.asdict(self.settings(G.CLASSIFIER.section)))
+        self._stage(st, _self_train, [self.data, self.dir / st.folder, self._lm_of(st),
+                                      self.dir / G.folder_of(G.CLASSIFIER)], s)
+
+    def _evaluate(self, st: G.Stage):
+        # With a hold-out of the train split, the epoch that did best on it is the model evaluated (selection
+        # never saw the test split); validating on the test split itself, only the last epoch is fair.
+        d = self.dir
+        valid_frac = self.settings(G.CLASSIFIER.section).valid_frac
+        pick = "best" if valid_frac else ""
+        bwd = G.name_of(G.CLASSIFIER, True)
+        ens = [str(d / self.stages[bwd].folder / pick)] if bwd in st.inputs else []
+        s = dataclasses.replace(self.settings(st.kind.section), ensemble=ens, out=str(d / st.folder))
+        if s.blend == "baseline":  # this run's own baseline stage. Only single-label data blend, and only with a
+            # hold-out to choose the weight on: otherwise the report has no blend rather than the run an error.
+            clas_config = json.loads((d / G.folder_of(G.CLASSIFIER) / "config.json").read_text())
+            multi = (clas_config.get("classifier") or {}).get("multi_label")
+            own = not multi and valid_frac
+            s = dataclasses.replace(s, blend=str(d / G.folder_of(G.BASELINE)) if own else None)
+        final = G.final_classifier(self.rc)
+        self._stage(st, _evaluate, [str(d / final.folder / pick), self.data], s)
 
     def run(self):
         # Under torchrun rank 0 holds the lock for the run's ranks (which only read stages.json).
         with _run_lock(self.dir) if self.main else contextlib.nullcontext():
-            self.state = read_stages(self.state_path, redo_all=self.force_from == "prepare")
+            self.state = read_stages(self.state_path, redo_all=self.force_from == G.PREPARE.name)
             return self._run_stages()
 
     def _run_stages(self):
-        cfg, d = self.cfg, self.dir
         t0 = time.time()
-        self._prepare()
-        self._tokenize()
-        data = str(d / "data")
-        self._baseline(data)
-        directions = [False] + ([True] if cfg["classifier"].get("backwards") else [])
-        mode = cfg["pretrain"]["mode"]
-        self._size(data, mode, len(directions))
-        lr_find = "lr_find" in cfg and mode != "none"
-        for bwd in directions:
-            sfx = "-bwd" if bwd else ""
-            lm = d / f"lm{sfx}"
-            if mode == "corpus":
-                corpus = [str(Path(p)) for p in cfg["pretrain"]["corpus"]]
-                missing = [p for p in corpus if not Path(p).exists()]
-                if missing:
-                    raise UlmfitError(f"[pretrain] corpus file {missing[0]}: no such file")
-                pre = d / f"pretrain{sfx}"
-                self._stage(f"pretrain{sfx}", api.pretrain, [corpus, pre], self.settings("pretrain", backwards=bwd),
-                            pre, [], extra_key=[_file_key(p) for p in corpus])
-                if lr_find and not bwd:
-                    self._lr_find(data, mode)
-                self._stage(f"finetune_lm{sfx}", api.finetune_lm, [data, pre, lm], self.settings("finetune_lm"), lm,
-                            ["tokenize", f"pretrain{sfx}"])
-            elif mode == "from":
-                folder = _lm_folder(str(cfg["pretrain"]["folder"]) + sfx)
-                if lr_find and not bwd:
-                    self._lr_find(data, mode)
-                self._stage(f"finetune_lm{sfx}", api.finetune_lm, [data, folder, lm], self.settings("finetune_lm"),
-                            lm, ["tokenize"], extra_key=_file_key(Path(folder) / "model.safetensors"))
-            elif mode == "scratch":
-                if lr_find and not bwd:
-                    self._lr_find(data, mode)
-                self._stage(f"lm{sfx}", api.pretrain, [data, lm], self.settings("pretrain", backwards=bwd), lm,
-                            ["tokenize"])
-            clas = d / f"classifier{sfx}"
-            lm_dep = [] if mode == "none" else [f"finetune_lm{sfx}" if mode in ("corpus", "from") else f"lm{sfx}"]
-            self._stage(f"classifier{sfx}", api.train_classifier, [data, clas, None if mode == "none" else lm],
-                        self.settings("classifier", backwards=bwd), clas, ["tokenize", *lm_dep])
-        final = "classifier"
-        if "self_train" in cfg:  # rounds of new forward classifiers on the labels + the unlabelled texts they label
-            final = "self-train"
-            # [self_train] holds only its own keys (config.validate): every other setting is [classifier]'s
-            s = self.settings("self_train", **dataclasses.asdict(self.settings("classifier")))
-            self._stage("self_train", _self_train, [data, d / final, d / "lm", d / "classifier"], s, d / final,
-                        ["tokenize", "classifier", *lm_dep])  # (forward only: config.validate checks)
-        ev = d / "evaluation"
-        # With a hold-out of the train split, the epoch that did best on it is the model evaluated (selection
-        # never saw the test split); validating on the test split itself, only the last epoch is fair.
-        pick = "best" if self.settings("classifier").valid_frac else ""
-        ens = [str(d / "classifier-bwd" / pick)] if len(directions) == 2 else []
-        s = dataclasses.replace(self.settings("evaluate"), ensemble=ens, out=str(ev))
-        if s.blend == "baseline":  # this run's own baseline stage. Only single-label data blend, and only with a
-            # hold-out to choose the weight on: otherwise the report has no blend rather than the run an error.
-            clas_config = json.loads((d / "classifier" / "config.json").read_text())
-            multi = (clas_config.get("classifier") or {}).get("multi_label")
-            own = not multi and self.settings("classifier").valid_frac
-            s = dataclasses.replace(s, blend=str(d / "baseline") if own else None)
-        self._stage("evaluate", _evaluate, [str(d / final / pick), data], s, ev,
-                    ["tokenize", "classifier"] + (["classifier-bwd"] if ens else []) + (["baseline"] if s.blend else [])
-                    + (["self_train"] if final != "classifier" else []))
+        run = {G.PREPARE: self._prepare, G.TOKENIZE: self._tokenize, G.BASELINE: self._baseline,
+               G.PRETRAIN: self._pretrain, G.LR_FIND: self._lr_find, G.FINETUNE_LM: self._finetune_lm,
+               G.SCRATCH_LM: self._lm, G.CLASSIFIER: self._classifier, G.SELF_TRAIN: self._self_train,
+               G.EVALUATE: self._evaluate}
+        sized = False
+        for st in self.stages.values():
+            if st.kind.sized and not sized:  # once, after the data stages and before any LM or classifier
+                self._size(self.data, self.rc.mode, 2 if self.rc.backwards else 1)
+                sized = True
+            run[st.kind](st)
         from .report import write_report
 
         self.state["_total_seconds"] = round(time.time() - t0, 2)

@@ -159,6 +159,21 @@ def tokenize_dataset(root, backend=TokenizeSettings.tokenizer, max_vocab=Tokeniz
                          progress, keep)
 
 
+def _write_ids(raw_path: Path, path: Path, lookup: np.ndarray, n_tokens: int, dtype) -> int:
+    """The tokens' ids in first-seen order (raw_path, int32) through `lookup` into the vocab's ids at `path`
+    (.npy), in slices that bound the memory; raw_path is removed -> the number of unknown tokens."""
+    src = np.memmap(raw_path, dtype=np.int32, mode="r", shape=(n_tokens,))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n_tokens,))
+    step = 1 << 24
+    for s in range(0, n_tokens, step):
+        out[s : s + step] = lookup[src[s : s + step]]
+    n_unk = int(np.count_nonzero(out == UNK_ID))
+    out.flush()
+    del out, src
+    raw_path.unlink()
+    return n_unk
+
+
 def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress,
               keep=None):
     workers = max(1, workers or os.cpu_count() or 1)
@@ -220,15 +235,7 @@ def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, 
         vocab = Vocab.from_counts(count_of, max_size=max_vocab, min_freq=1)
         lookup = np.array([vocab.stoi.get(t, UNK_ID) for t in itos], dtype=np.int32)
         n_tokens = int(lengths_all.sum())
-        src = np.memmap(raw_path, dtype=np.int32, mode="r", shape=(n_tokens,))
-        out = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=vocab.dtype, shape=(n_tokens,))
-        step = 1 << 24
-        for s in range(0, n_tokens, step):
-            out[s : s + step] = lookup[src[s : s + step]]
-        n_unk = int(np.count_nonzero(out == UNK_ID))
-        out.flush()
-        del out, src
-        raw_path.unlink()
+        n_unk = _write_ids(raw_path, tmp / "ids.npy", lookup, n_tokens, vocab.dtype)
         offsets = np.zeros(n_docs + 1, dtype=np.int64)
         np.cumsum(lengths_all, out=offsets[1:])
         np.save(tmp / "offsets.npy", offsets)

@@ -209,7 +209,7 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     import numpy as np
 
     from ..inference import check_ensemble
-    from .metrics import confusion, scores, write_report
+    from ..classifier.metrics import confusion, scores, write_report
 
     s = settings or EvaluateSettings()
     if s.out:
@@ -246,7 +246,7 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
 def _evaluate_multi_label(s, clfs, p, y, extra):
     """Exact-match accuracy over documents, macro-F1 and per-label precision/recall/F1 at the threshold."""
     from ..io import write_json
-    from .metrics import multilabel_scores
+    from ..classifier.metrics import multilabel_scores
 
     pred, true = p > clfs[0].settings.threshold, y > 0
     tp, fp, fn = ((pred & true).sum(0), (pred & ~true).sum(0), (~pred & true).sum(0))
@@ -293,7 +293,7 @@ def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
 
     from ..io import read_json
     from ..tfidf import blend, choose_weight
-    from .metrics import confusion, scores
+    from ..classifier.metrics import confusion, scores
 
     clf = clfs[0]
     base = _tfidf_for(s, clf)
@@ -332,7 +332,7 @@ def _held_out(clf, data):
     import numpy as np
 
     from ..io import read_json
-    from .task import holdout
+    from ..classifier.task import holdout
 
     t = clf.config.training
     root = Path(data)

@@ -87,7 +87,7 @@ def _done(folder: Path) -> bool:
 
 def _gold_and_valid(store, s: TrainClassifierSettings):
     """The labelled training documents and the validation documents (store indices), as train-classifier takes them."""
-    from .task import training_docs
+    from ..classifier.task import training_docs
 
     train = store.split(s.train_split)
     keep, valid = training_docs(train.labels, s.valid_frac, s.limit_train)
@@ -96,7 +96,7 @@ def _gold_and_valid(store, s: TrainClassifierSettings):
 
 def documents_of(data, s: TrainClassifierSettings):
     """(store, the labelled training documents, the pool a teacher labels) of a dataset under these settings."""
-    from .train import open_classifier_store
+    from .classifier import open_classifier_store
 
     valid_name = s.train_split if s.valid_frac else s.valid_split
     store, _, valid_split = open_classifier_store(data, s.train_split, valid_name)
@@ -111,6 +111,21 @@ def documents_of(data, s: TrainClassifierSettings):
     return store, gold, pool
 
 
+def _label_surest(store, pool, probs, per_class: int, path: Path):
+    """The teacher's step: the `per_class` surest documents of the pool per class, with their labels, saved to
+    `path` with how the teacher did on the ones whose labels are known -> (document indices, class indices)."""
+    pos, cls = most_confident(probs, per_class)
+    chosen = pool[pos]
+    held_labels = store.labels[chosen] if store.labels is not None else np.full(len(chosen), -1)
+    known = held_labels >= 0  # e.g. train documents beyond --limit-train: their labels check the teacher
+    teacher = {"added_per_class": np.bincount(cls, minlength=probs.shape[1]).tolist(),
+               "least_confidence": float(probs[pos, cls].min()),
+               "agreement_with_held_labels": float((held_labels[known] == cls[known]).mean()) if known.any() else None,
+               "held_labels_seen": int(known.sum())}
+    write_json(path, {"teacher": teacher, "docs": chosen.tolist(), "labels": cls.tolist()})
+    return chosen, cls
+
+
 def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=None) -> dict:
     """Train a classifier on the labels (round 0), then once per entry of settings.rounds: label the unlabelled
     documents with the current classifier (blended with a TF-IDF baseline), add the `rounds[r]` surest per
@@ -120,8 +135,8 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     from ..inference import TextClassifier
     from ..tfidf import TfidfModel
     from .evaluate import _raw_texts
-    from .task import parse_stages
-    from .train import train_classifier
+    from ..classifier.task import parse_stages
+    from .classifier import train_classifier
 
     s = settings or SelfTrainSettings()
     if lm is None:
@@ -145,7 +160,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
 
     base = work / "baseline"
     if s.teacher_weight < 1 and not (base / "tfidf.json").exists():
-        from ..baseline import baseline
+        from .baseline import baseline
 
         baseline(data, BaselineSettings(train_split=s.train_split, valid_frac=s.valid_frac,
                                         limit_train=s.limit_train, out=str(base), quiet=True))
@@ -184,17 +199,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
                 order = [tf.classes.index(c) for c in clf.classes]
                 p_tfidf = tf.predict_proba(texts)[:, order]
             probs = teacher_blend(probs, p_tfidf, s.teacher_weight)
-        pos, cls = most_confident(probs, per_class[r])
-        chosen = pool[pos]
-        held_labels = store.labels[chosen] if store.labels is not None else np.full(len(chosen), -1)
-        known = held_labels >= 0  # e.g. train documents beyond --limit-train: their labels check the teacher
-        teacher = {"added_per_class": np.bincount(cls, minlength=len(clf.classes)).tolist(),
-                   "least_confidence": float(probs[pos, cls].min()),
-                   "agreement_with_held_labels":
-                       float((held_labels[known] == cls[known]).mean()) if known.any() else None,
-                   "held_labels_seen": int(known.sum())}
-        write_json(labelled_next, {"teacher": teacher, "docs": chosen.tolist(), "labels": cls.tolist()})
-        pseudo = (chosen, cls)
+        pseudo = _label_surest(store, pool, probs, per_class[r], labelled_next)
     result = {"data": str(data), "lm": str(lm), "labelled": int(len(gold)), "pool": int(len(pool)),
               "per_class": per_class, "rounds": summary, "teacher_weight": s.teacher_weight,
               "seconds": round(time.time() - t0, 1)}

@@ -7,11 +7,29 @@ import dataclasses
 import hashlib
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 from ..errors import UlmfitError
 from ..io import check_output_dir
 from ..settings import TrainClassifierSettings, identity
+from .common import train_config
+
+
+@dataclasses.dataclass
+class Built:
+    """What `_build` makes for train_classifier and the speed probe: the store, the model in its task, the
+    phases, the loop's config, the folder's ClassifierConfig, and what the reports need."""
+
+    store: Any
+    task: Any
+    phases: list
+    cfg: Any  # training.TrainConfig
+    config: Any  # artifacts.ClassifierConfig
+    classes: list
+    labels: Any  # np.ndarray: the training labels
+    multi_label: bool
+    encoder_text: Any  # text.encoder.TextEncoder
+    settings: Any  # models.classifier.ClassifierSettings
 
 
 def open_classifier_store(path, train_split, valid_split):
@@ -44,7 +62,7 @@ def text_encoder_of(store):
 
 def _encoder_from_lm(lm_dir, store, backwards):
     """The fine-tuned LM's ModelConfig, encoder weights and reading direction (vocab mapped onto the store's)."""
-    from ..training.lm_stages import load_pretrained_lm
+    from .lm import load_pretrained_lm
 
     lm, lm_config = load_pretrained_lm(lm_dir, store)
     if backwards is not None and bool(backwards) != lm_config.backwards:
@@ -53,7 +71,7 @@ def _encoder_from_lm(lm_dir, store, backwards):
     return lm.cfg, lm.encoder.state_dict(), lm_config.backwards
 
 
-def _build(data, lm, args, pseudo=None):
+def _build(data, lm, s, pseudo=None):
     """Everything train_classifier trains: the store, the model inside its task, the phases, the loop's
     config and the folder config (shared with the speed probe)."""
     import numpy as np
@@ -62,79 +80,73 @@ def _build(data, lm, args, pseudo=None):
     from ..artifacts import ClassifierConfig
     from ..models.classifier import ClassifierSettings, build_classifier, head_dropouts
     from ..models.config import classifier_dropouts, preset
-    from ..training import TrainConfig
-    from .task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
+    from ..classifier.task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
 
-    stages = parse_stages(args.stages)
-    valid_name = args.train_split if args.valid_frac else args.valid_split
-    store, train_split, valid_split = open_classifier_store(data, args.train_split, valid_name)
-    if args.patience is not None and valid_split.name == "test":
+    stages = parse_stages(s.stages)
+    valid_name = s.train_split if s.valid_frac else s.valid_split
+    store, train_split, valid_split = open_classifier_store(data, s.train_split, valid_name)
+    if s.patience is not None and valid_split.name == "test":
         raise UlmfitError("patience stops training on the validation score, and it would be the test split's here: "
                           "hold out training documents to validate on (valid_frac) or give a valid split")
     classes = list(store.classes)
     labels = np.asarray(train_split.labels)
     train_docs = valid_docs = None
-    if args.valid_frac:
-        train_docs, valid_docs = holdout(labels, args.valid_frac)
-    limit_train = args.limit_train
+    if s.valid_frac:
+        train_docs, valid_docs = holdout(labels, s.valid_frac)
+    limit_train = s.limit_train
     if pseudo is not None:
-        train_split = _with_pseudo(store, train_split, args, *pseudo)
+        train_split = _with_pseudo(store, train_split, s, *pseudo)
         labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
-    if args.multi_label and labels.ndim != 2:
+    if s.multi_label and labels.ndim != 2:
         raise UlmfitError(f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
                           "(prepared with label_sep, or several label_col)")
     multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
     encoder_text = text_encoder_of(store)
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(s.seed)
     if lm:
-        mcfg, enc_state, backwards = _encoder_from_lm(lm, store, args.backwards)
+        mcfg, enc_state, backwards = _encoder_from_lm(lm, store, s.backwards)
     else:
-        mcfg, enc_state = preset(args.preset, vocab_size=len(store.vocab), arch=args.arch), None
-        backwards = bool(args.backwards)
-        print(f"note: no language model: training a fresh {args.preset} encoder (ULMFiT starts from a fine-tuned LM)",
+        mcfg, enc_state = preset(s.preset, vocab_size=len(store.vocab), arch=s.arch), None
+        backwards = bool(s.backwards)
+        print(f"note: no language model: training a fresh {s.preset} encoder (ULMFiT starts from a fine-tuned LM)",
               file=sys.stderr)
     # The classifier regularizes more than the LM (its arch's classifier dropouts), scaled by drop_mult.
-    mcfg = dataclasses.replace(mcfg, **classifier_dropouts(mcfg.arch), drop_mult=args.drop_mult)
+    mcfg = dataclasses.replace(mcfg, **classifier_dropouts(mcfg.arch), drop_mult=s.drop_mult)
     settings = ClassifierSettings(
-        classes=classes, head_hidden=list(args.head), head_dropouts=head_dropouts(mcfg.p("output_p"), len(args.head)),
-        max_len=args.max_len, bptt=args.bptt, backwards=backwards, add_eos=args.eos,
-        multi_label=multi_label, threshold=args.threshold)
+        classes=classes, head_hidden=list(s.head), head_dropouts=head_dropouts(mcfg.p("output_p"), len(s.head)),
+        max_len=s.max_len, bptt=s.bptt, backwards=backwards, add_eos=s.eos,
+        multi_label=multi_label, threshold=s.threshold)
     model = build_classifier(mcfg, settings)
     if enc_state is not None:
         model.encoder.encoder.load_state_dict(enc_state)
 
     task = ClassifierTask(model, train_split, valid_split, len(classes),
-                          BatchSettings(bs=args.bs, add_eos=args.eos, backwards=settings.backwards,
-                                        limit_train=limit_train, limit_valid=args.limit_valid,
+                          BatchSettings(bs=s.bs, add_eos=s.eos, backwards=settings.backwards,
+                                        limit_train=limit_train, limit_valid=s.limit_valid,
                                         train_docs=train_docs, valid_docs=valid_docs),
                           multi_label=multi_label, pad_id=mcfg.pad_id)
-    phases = make_phases(stages, args.lr_mult)
-    cfg = TrainConfig(schedule=args.schedule, lr_div=args.lr_div, wd=args.wd, betas=tuple(args.betas),
-                      moms=tuple(args.moms) if args.schedule == "one_cycle" else None, clip=args.clip or None,
-                      seed=args.seed, ckpt_every=args.ckpt_every, max_steps=args.max_steps,
-                      max_minutes=args.max_minutes, device=args.device, threads=args.threads, bf16=not args.fp32,
-                      progress=not args.quiet, patience=args.patience)
+    phases = make_phases(stages, s.lr_mult)
+    cfg = train_config(s, lr_div=s.lr_div, max_steps=s.max_steps,
+                       moms=tuple(s.moms) if s.schedule == "one_cycle" else None)
     config = ClassifierConfig(mcfg, settings, {
         "data": str(data), "lm": None if lm is None else str(lm), "vocab_hash": store.vocab.hash,
-        "train_split": args.train_split, "valid_split": valid_split.name, "valid_frac": args.valid_frac,
-        "bs": args.bs, "limit_train": args.limit_train, "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+        "train_split": s.train_split, "valid_split": valid_split.name, "valid_frac": s.valid_frac,
+        "bs": s.bs, "limit_train": s.limit_train, "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
         "phases": [dataclasses.asdict(p) for p in phases],
         "train": dataclasses.asdict(cfg)})
-    return SimpleNamespace(store=store, task=task, phases=phases, cfg=cfg, config=config, classes=classes,
-                           labels=labels, multi_label=multi_label, encoder_text=encoder_text, settings=settings,
-                           valid_split=valid_split)
+    return Built(store, task, phases, cfg, config, classes, labels, multi_label, encoder_text, settings)
 
 
-def _with_pseudo(store, train_split, args, docs, labels):
+def _with_pseudo(store, train_split, s, docs, labels):
     """The labelled training documents (after --valid-frac and --limit-train, as without pseudo-labels) plus
     documents `docs` of the store labelled `labels` by a teacher (self-training): one split, "train+pseudo"."""
     import numpy as np
 
     from ..text.store import Split
-    from .task import training_docs
+    from ..classifier.task import training_docs
 
-    keep, _ = training_docs(train_split.labels, args.valid_frac, args.limit_train)
+    keep, _ = training_docs(train_split.labels, s.valid_frac, s.limit_train)
     gold = train_split.index[keep]
     docs, labels = np.asarray(docs, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     if len(docs) != len(labels) or np.isin(docs, gold).any() or len(np.unique(docs)) != len(docs):
@@ -167,47 +179,46 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     from ..io import check_not_an_input
     from ..pretrained import resolve_lm
 
-    args = settings or TrainClassifierSettings()
+    s = settings or TrainClassifierSettings()
     check_output_dir(out, replaced=True)
     check_output_dir(Path(out) / "best", replaced=True)  # else refused only at the first best epoch
     check_not_an_input(out, {"DATA": data, "--lm": None if lm is None else resolve_lm(lm)})
-    b = _build(data, lm, args, pseudo)
-    store, task, phases, cfg, config, classes = b.store, b.task, b.phases, b.cfg, b.config, b.classes
-    labels, multi_label, encoder_text, settings, valid_split = (b.labels, b.multi_label, b.encoder_text, b.settings,
-                                                               b.valid_split)
+    b = _build(data, lm, s, pseudo)
+    task, phases, classes = b.task, b.phases, b.classes
     out = Path(out)
-    if args.lr_find:
-        return _lr_find(task, cfg, phases[0], out, args)
-    if not args.quiet:
+    if s.lr_find:
+        return _lr_find(task, b.cfg, phases[0], out, s)
+    if not s.quiet:
         n_params = sum(p.numel() for p in task.model.parameters())
-        n_batches = len(task.train_batches(0, args.seed))
-        print(f"training a {'backward' if settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
-              f"parameters, classes {classes}) on {task.train_batches(0, args.seed).n_docs:,} documents "
-              f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({valid_split.name}"
-              f"{', held out of training' if args.valid_frac else ''}); stages "
+        n_batches = len(task.train_batches(0, s.seed))
+        print(f"training a {'backward' if b.settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
+              f"parameters, classes {classes}) on {task.train_batches(0, s.seed).n_docs:,} documents "
+              f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({task.valid_split.name}"
+              f"{', held out of training' if s.valid_frac else ''}); stages "
               + ", ".join(f"freeze_to {p.freeze_to} x{p.epochs} lr {p.lr:g}" for p in phases), file=sys.stderr)
 
     best_path = out / "best" / "metrics.json"
-    best = [_read_accuracy(best_path) if args.resume else -1.0]
+    best = [_read_accuracy(best_path) if s.resume else -1.0]
 
     def on_epoch_end(m, row):
-        save_classifier(out, m, config, encoder_text)
+        save_classifier(out, m, b.config, b.encoder_text)
         write_json(out / "metrics.json", row)
         if row.get("accuracy", -1.0) > best[0]:
             best[0] = row["accuracy"]
-            save_classifier(out / "best", m, config, encoder_text)
+            save_classifier(out / "best", m, b.config, b.encoder_text)
             write_json(best_path, row)
 
-    history = fit(task, phases, cfg, out, resume=args.resume, on_epoch_end=on_epoch_end,
-                  identity=identity(args, ignore=("max_steps",),  # max_steps: a budget here, not the plan
-                                    vocab=store.vocab.hash, labels=hashlib.sha256(labels.tobytes()).hexdigest()[:16],
-                                    n_docs=int(store.manifest["n_docs"]), lm=None if lm is None else str(lm)))
+    labels_hash = hashlib.sha256(b.labels.tobytes()).hexdigest()[:16]
+    history = fit(task, phases, b.cfg, out, resume=s.resume, on_epoch_end=on_epoch_end,
+                  identity=identity(s, ignore=("max_steps",),  # max_steps: a budget here, not the plan
+                                    vocab=b.store.vocab.hash, labels=labels_hash,
+                                    n_docs=int(b.store.manifest["n_docs"]), lm=None if lm is None else str(lm)))
     from ..training import distributed
 
     if not history or not distributed.is_main():  # under torchrun, rank 0 writes the reports
         return history
     final = history[-1]
-    if not multi_label:
+    if not b.multi_label:
         report = write_confusion(task, out, classes, final)
         final = {**final, "macro_f1": report["macro_f1"]}
     print(f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
@@ -216,16 +227,16 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     return history
 
 
-def _lr_find(task, cfg, first, out, args):
+def _lr_find(task, cfg, first, out, s):
     """fastai's `learn.lr_find()` before fitting: the sweep runs with the first stage's groups trainable."""
     from ..training.lr_find import lr_find
     from ..training.optim import freeze_to
 
-    if len(args.lr_find_range) != 2:
+    if len(s.lr_find_range) != 2:
         raise UlmfitError("lr_find_range takes two numbers: start, end")
     freeze_to(task.model, first.freeze_to)
-    start, end = args.lr_find_range
-    lr = lr_find(task, cfg, out, start=start, end=end, steps=args.lr_find_steps)
+    start, end = s.lr_find_range
+    lr = lr_find(task, cfg, out, start=start, end=end, steps=s.lr_find_steps)
     trainable = "all" if first.freeze_to == 0 else -first.freeze_to
     print(f"suggested lr for the first stage ({trainable} trainable group(s)): {lr:.2e} "
           f"(e.g. --stages {trainable}:{first.epochs}:{lr:.1e},...; plot in {out / 'lr_find.png'})")
@@ -243,8 +254,8 @@ def _read_accuracy(path) -> float:
 
 def write_confusion(task, out, classes, row):
     """confusion.json + confusion.png for the final model on the valid split."""
-    from .metrics import confusion, write_report
-    from .task import predict_batches
+    from ..classifier.metrics import confusion, write_report
+    from ..classifier.task import predict_batches
 
     model = task.model
     device = next(model.parameters()).device

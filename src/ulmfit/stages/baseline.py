@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UlmfitError
-from .settings import BaselineSettings
+from ..errors import UlmfitError
+from ..settings import BaselineSettings
 
 NAME = "TF-IDF (sublinear tf) + logistic regression"
 
 
 def _scores(y_true, y_pred, multi_label: bool, n_classes: int) -> dict:
-    from .classifier.metrics import confusion, multilabel_scores, scores
+    from ..classifier.metrics import confusion, multilabel_scores, scores
 
     if multi_label:
         pred, true = y_pred > 0, y_true > 0
@@ -39,10 +39,10 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
-    from .data.dataset import read_texts
-    from .classifier.task import training_docs
-    from .io import check_output_dir, read_json, write_json
-    from .text.store import labelled
+    from ..data.dataset import read_texts
+    from ..classifier.task import training_docs
+    from ..io import check_output_dir, read_json, write_json
+    from ..text.store import labelled
 
     s = settings or BaselineSettings()
     if s.out:
@@ -96,7 +96,7 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
               "valid": score(valid_idx) if valid_idx is not None and len(valid_idx) else None,
               "split": split, **score(report_idx), "seconds": round(time.time() - t0, 2)}
     if s.out:
-        from .tfidf import save_tfidf
+        from ..tfidf import save_tfidf
 
         save_tfidf(s.out, vec, model, classes, multi)  # a model folder: `evaluate --blend` and `predict` read it
         write_json(Path(s.out) / "baseline.json", result)

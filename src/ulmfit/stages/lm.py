@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import UlmfitError
 from ..io import check_not_an_input, check_output_dir
+from .common import train_config
 from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings, identity
 
 def open_lm_store(path):
@@ -52,16 +53,6 @@ def resolve_corpus(paths, out, max_words, max_vocab, min_freq, tokenizer, quiet=
     return target
 
 
-def train_config(s, **kw):
-    """The loop's TrainConfig from a stage's settings (optimisation + run control)."""
-    from .loop import TrainConfig
-
-    return TrainConfig(schedule=s.schedule, wd=s.wd, betas=tuple(s.betas), moms=tuple(s.moms), clip=s.clip or None,
-                       seed=s.seed, ckpt_every=getattr(s, "ckpt_every", 0), max_minutes=getattr(s, "max_minutes", None),
-                       patience=getattr(s, "patience", None),
-                       device=s.device, threads=s.threads, bf16=not s.fp32, progress=not s.quiet, **kw)
-
-
 def _training_info(stage, store, s, phases, cfg, **extra):
     """config.json["training"]: how the folder's weights were made."""
     return {"stage": stage, **extra, "vocab_hash": store.vocab.hash, "bs": s.bs, "bptt": s.bptt,
@@ -92,7 +83,7 @@ def _saver(out, store, folder_config, resume=False):
 
 
 def _warn_existing(out, resume, quiet):
-    from .loop import CKPT
+    from ..training.loop import CKPT
 
     if not resume and (Path(out) / CKPT).exists() and not quiet:
         print(f"note: {out} holds a training checkpoint; starting afresh (resume continues it)")
@@ -122,14 +113,14 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     from ..artifacts import LanguageModelConfig
     from ..models.config import preset
     from ..models.language_model import LanguageModel
-    from .lm_task import LMTask
-    from .loop import Phase, fit
+    from ..training.lm_task import LMTask
+    from ..training.loop import Phase, fit
 
     import torch
 
     s = settings or PretrainSettings()
     check_output_dir(out, replaced=True)
-    from . import distributed
+    from ..training import distributed
 
     corpus = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
     # a corpus inside --out is fine (raw files are prepared into OUT/corpus); the folder itself is not
@@ -160,38 +151,15 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
 
 
 def load_pretrained_lm(folder, store, drop_mult=None, say=True):
-    """A pretrained LM folder (or a shipped model's name) re-indexed onto `store`'s vocab
-    -> (LanguageModel, LanguageModelConfig of the folder)."""
-    from ..artifacts import check_vocab, read_language_model_state
-    from ..models.language_model import LanguageModel
-    from ..pretrained import resolve_lm
-    from ..text.vocab import Vocab
-    from ..transfer import map_vocab
+    """A pretrained LM folder (or shipped name) mapped onto `store`'s vocab (`ulmfit.transfer.transfer`)."""
+    from ..transfer import transfer
 
-    folder = resolve_lm(folder)
-    folder_config, state_dict = read_language_model_state(folder)
-    old_itos = Vocab.load(Path(folder) / "vocab.json").itos
-    check_vocab(folder, len(old_itos), folder_config.model)
-    new_itos = store.vocab.itos
-    state_dict, n_matched = map_vocab(state_dict, old_itos, new_itos)
-    mcfg = dataclasses.replace(folder_config.model, vocab_size=len(new_itos))
-    if drop_mult is not None:
-        mcfg = dataclasses.replace(mcfg, drop_mult=drop_mult)
-    model = LanguageModel(mcfg)
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as e:
-        raise UlmfitError(f"the weights in {folder} do not fit its config.json: {e}") from None
-    # Said even when quiet: a low count means the wrong pretrained model or tokenizer.
-    if say:
-        print(f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
-              f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding")
-    return model, folder_config
+    return transfer(folder, store.vocab.itos, drop_mult, say)
 
 
 def _finetune_task(data, pretrained, s, say=True):
     """The store, the pretrained model mapped onto its vocab (in its LMTask) and the pretrained folder's config."""
-    from .lm_task import LMTask
+    from ..training.lm_task import LMTask
 
     import torch
 
@@ -205,7 +173,7 @@ def _finetune_task(data, pretrained, s, say=True):
 
 def probe_finetune(data, pretrained, settings: FinetuneSettings) -> dict:
     """This machine's LM fine-tuning speed on `data` (ulmfit.training.probe) and what an epoch holds."""
-    from .probe import measure
+    from ..training.probe import measure
 
     _, task, _ = _finetune_task(data, pretrained, settings, say=False)
     train = task.train_batches(0, settings.seed)
@@ -220,7 +188,7 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     `frozen_epochs` with only the embedding/decoder trainable, then `epochs` with everything unfrozen
     and discriminative lrs (group k from the top gets lr / lr_div^k)."""
     from ..artifacts import LanguageModelConfig
-    from .loop import Phase, fit
+    from ..training.loop import Phase, fit
 
     from ..pretrained import resolve_lm
 
@@ -246,8 +214,8 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
 
 def evaluate_lm(model, data, settings: EvaluateLMSettings | None = None) -> dict:
     """Loss, accuracy and perplexity (full softmax) of a language model (folder or shipped name) on a split."""
-    from .lm_task import LMTask
-    from .loop import TrainConfig, pick_device, validate
+    from ..training.lm_task import LMTask
+    from ..training.loop import TrainConfig, pick_device, validate
 
     s = settings or EvaluateLMSettings()
     store = open_lm_store(data)
@@ -268,9 +236,9 @@ def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = N
     and returns the suggested lr."""
     from ..models.config import preset
     from ..models.language_model import LanguageModel
-    from .lm_task import LMTask
-    from .lr_find import lr_find
-    from .optim import freeze_to
+    from ..training.lm_task import LMTask
+    from ..training.lr_find import lr_find
+    from ..training.optim import freeze_to
 
     import torch
 
@@ -290,3 +258,25 @@ def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = N
     task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
                   backwards=backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
     return lr_find(task, train_config(s), out, start=s.start, end=s.end, steps=s.steps)
+
+
+def generate(model, prompt: str, settings=None) -> str:
+    """A language-model folder (or shipped name) continues `prompt` -> the detokenized text, prompt included."""
+    import torch
+
+    from ..artifacts import load_language_model
+    from ..models.sampling import sample
+    from ..text.detokenize import detokenize
+    from ..pretrained import resolve_lm
+    from ..settings import GenerateSettings
+    from ..text.vocab import Vocab
+
+    s = settings or GenerateSettings()  # checked when made (n_words >= 1, temperature >= 0)
+    lm, _, encoder = load_language_model(model)
+    itos = Vocab.load(resolve_lm(model) / "vocab.json").itos
+    ids = encoder.encode([prompt])[0]
+    gen = torch.Generator().manual_seed(s.seed) if s.seed is not None else None
+    if s.seed is not None:
+        torch.manual_seed(s.seed)
+    new = sample(lm, ids, s.n_words, s.temperature, generator=gen)
+    return detokenize([itos[int(i)] for i in list(ids) + new])

@@ -4,9 +4,11 @@
 
 Prints one JSON line: `n_reviews`, `reviews_per_s` (batch prediction of `--limit` test reviews) and
 `p50_ms` / `p95_ms` (single-review `predict` on `--single` other reviews) of the best mode, then the
-figures of each mode under "float32" and "int8" (int8: dynamic quantized LSTMs). With DIR (a trained
+figures of each mode: "float32" and "int8" (torch; int8: dynamic quantized recurrent layers), "onnx" and
+"onnx_int8" (the folder's ONNX export run by onnxruntime, float32 / dynamic int8), each mode's largest
+probability difference from float32 and its agreement with float32's labels. With DIR (a trained
 classifier whose classes include pos and neg) it also reports each mode's accuracy on those reviews and
-the int8 accuracy cost. Without DIR it builds a `paper`-preset classifier with untrained weights and a
+the int8 accuracy costs. Without DIR it builds a `paper`-preset classifier with untrained weights and a
 vocab counted from `--vocab-docs` train reviews (speed does not depend on the weights).
 `--float32-limit` bounds the float32 batch run (it is the slow one) to keep the benchmark short.
 """
@@ -17,8 +19,11 @@ import argparse
 import json
 import os
 import sys
+import platform
 import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 # Threads that sleep at OpenMP barriers instead of spinning: on a machine whose cores are shared,
 # spinning threads wait for descheduled ones and prediction gets up to 10x slower. Set before torch loads.
@@ -64,6 +69,14 @@ def untrained_classifier(source, vocab_docs, size="paper", arch="awd_lstm"):
     return TextClassifier(model, encoder, config)
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return platform.processor() or None
+
+
 def measure(clf, texts, singles, bs, workers=1):
     clf.encoder.processor.cache.clear()  # tokenization starts cold, as for new text
     t = time.perf_counter()
@@ -80,6 +93,9 @@ def measure(clf, texts, singles, bs, workers=1):
                    "n_single": len(lat)}
 
 
+MODES = ("float32", "int8", "onnx", "onnx_int8")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", nargs="?", metavar="DIR", help="a classifier folder (default: untrained paper model)")
@@ -88,7 +104,7 @@ def main(argv=None):
     p.add_argument("--float32-limit", type=int, default=None, help="fewer reviews for the float32 batch run")
     p.add_argument("--single", type=int, default=41, help="single-review predictions timed (default 41, 1 warm-up)")
     p.add_argument("--bs", type=int, default=64, help="documents per batch (default 64)")
-    p.add_argument("--modes", default="float32,int8", help="comma-separated: float32,int8 (default both)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {','.join(MODES)} (default all)")
     p.add_argument("--vocab-docs", type=int, default=25000, help="train reviews to count the vocab from (no DIR)")
     p.add_argument("--preset", default="paper", help="model size of the untrained classifier (no DIR; default paper)")
     p.add_argument("--arch", default="awd_lstm", help="encoder of the untrained classifier (no DIR; default awd_lstm)")
@@ -100,19 +116,35 @@ def main(argv=None):
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
     texts_all, labels_all = read_reviews(a.source, "test", a.limit + a.single)
     texts, labels, singles = texts_all[: a.limit], labels_all[: a.limit], texts_all[a.limit :]
-    if a.model_dir:
-        from ulmfit.inference import TextClassifier
+    from ulmfit.inference import TextClassifier
 
-        make = lambda int8: TextClassifier.load(a.model_dir, int8=int8)  # noqa: E731
-    else:
+    modes = [m for m in MODES if m in a.modes.split(",")]
+    work = tempfile.TemporaryDirectory(prefix="predict_imdb.")
+    folder = a.model_dir
+    if not folder:  # a folder, so that every mode loads (and exports) the same weights as a user would
+        from ulmfit.artifacts import save_classifier
+
         base = untrained_classifier(a.source, a.vocab_docs, a.preset, a.arch)
-        make = lambda int8: base.quantize() if int8 else base  # noqa: E731 (float32 runs first)
+        folder = save_classifier(Path(work.name) / "clas", base.model, base.config, base.encoder)
+
+    def make(mode):
+        if mode.startswith("onnx"):
+            out = Path(work.name) / mode
+            t = time.time()
+            TextClassifier.load(folder, int8=False).export(out, onnx=True, int8=mode == "onnx_int8")
+            print(f"# exported {mode} in {time.time() - t:.0f}s", file=sys.stderr)
+            return TextClassifier.load(out, backend="onnx")  # onnxruntime threads: torch's, set above
+        return TextClassifier.load(folder, int8=mode == "int8")
+
+    ort = __import__("onnxruntime").__version__ if any(m.startswith("onnx") for m in modes) else None
     result = {"model": a.model_dir or f"untrained {a.preset} preset ({a.arch})", "threads": torch.get_num_threads(),
+              "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "torch": torch.__version__, "onnxruntime": ort,
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
               "load_avg_1m": round(os.getloadavg()[0], 2), "bs": a.bs, "workers": a.workers}
     preds = {}
-    for mode in [m for m in ("float32", "int8") if m in a.modes.split(",")]:
-        clf = make(mode == "int8")
+    for mode in modes:
+        clf = make(mode)
         n = a.float32_limit if mode == "float32" and a.float32_limit else a.limit
         probs, r = measure(clf, texts[:n], singles, a.bs, a.workers)
         preds[mode] = probs
@@ -121,14 +153,16 @@ def main(argv=None):
             r["accuracy"] = round(float(((probs[:, pos] > 0.5).astype(int) == labels[:n]).mean()), 4)
         result[mode] = r
         print(f"# {mode}: {json.dumps(r)}", file=sys.stderr)
-    if "float32" in preds and "int8" in preds:
-        n = len(preds["float32"])
-        result["int8_agreement"] = round(float((preds["float32"].argmax(1) == preds["int8"][:n].argmax(1)).mean()), 4)
+    for mode in [m for m in modes if m != "float32" and "float32" in preds]:
+        n = min(len(preds["float32"]), len(preds[mode]))
+        ref, got = preds["float32"][:n], preds[mode][:n]
+        result[f"{mode}_agreement"] = round(float((ref.argmax(1) == got.argmax(1)).mean()), 4)
+        result[f"{mode}_max_abs_diff"] = float(f"{np.abs(ref - got).max():.2e}")
         if "accuracy" in result["float32"]:
-            f32 = preds["float32"].argmax(1) == labels[:n]
-            i8 = preds["int8"][:n].argmax(1) == labels[:n]
-            result["int8_accuracy_cost_points"] = round(100 * float(f32.mean() - i8.mean()), 2)
-    best = max((m for m in ("float32", "int8") if m in result), key=lambda m: result[m]["reviews_per_s"])
+            cost = (ref.argmax(1) == labels[:n]).mean() - (got.argmax(1) == labels[:n]).mean()
+            result[f"{mode}_accuracy_cost_points"] = round(100 * float(cost), 2)
+    work.cleanup()
+    best = max((m for m in modes if m in result), key=lambda m: result[m]["reviews_per_s"])
     result = {"mode": best, **{k: result[best][k] for k in ("n_reviews", "reviews_per_s", "p50_ms", "p95_ms")},
               **result}
     print(json.dumps(result))

@@ -47,6 +47,9 @@ def test_predict_imdb_without_a_folder_and_with_one(tmp_path):
                     "--vocab-docs", "10", "--preset", "tiny", "--arch", "qrnn", "--threads", "1")
     assert js["n_reviews"] == 8 and js["reviews_per_s"] > 0 and js["p50_ms"] > 0
     assert set(js) >= {"float32", "int8", "int8_agreement"} and "tiny" in js["model"]
+    # every backend in the same run: the ONNX export (float32) gives torch's probabilities, int8 ONNX close to them
+    assert all(js[m]["reviews_per_s"] > 0 and js[m]["p50_ms"] > 0 for m in ("onnx", "onnx_int8"))
+    assert js["onnx_max_abs_diff"] < 1e-4 and js["onnx_int8_max_abs_diff"] < 0.05
     # with a trained classifier folder: accuracy per mode and the int8 cost
     data, lm, clas = tmp_path / "data", tmp_path / "lm", tmp_path / "clas"
     cli = [sys.executable, "-m", "ulmfit"]
@@ -119,3 +122,17 @@ def test_peers_score_every_bag_of_words_model_on_the_same_split(tmp_path):
     js = run_script("benchmarks/peers.py", "--train", tmp_path / "train.csv", "--test", tmp_path / "test.csv",
                     "--valid-frac", "0.25", "--peers", "nbsvm")
     assert js["scored_on"] == "valid" and js["n_scored"] == 20 and js["n_train"] == 60
+
+
+def test_fastai_predict_says_when_fastai_is_missing(tmp_path):
+    # ulmfit's environment has no fastai (it is no dependency): the anchor script says so and exits 0; where fastai
+    # is installed it measures a tiny model instead
+    import importlib.util
+
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=6)
+    js = run_script("benchmarks/fastai_predict.py", "--source", tar, "--limit", "4", "--single", "3", "--bs", "2",
+                    "--vocab-docs", "12", "--tiny", "--threads", "1")
+    if importlib.util.find_spec("fastai") is None:
+        assert "fastai is not importable" in js["skipped"]
+    else:
+        assert js["n_reviews"] == 4 and js["reviews_per_s"] > 0

@@ -12,8 +12,10 @@ model.safetensors, tokenizer.json and vocab.json.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,9 +24,41 @@ import torch
 from torch import nn
 
 from .errors import UlmfitError
-from .settings import InferenceSettings
+from .settings import ExplainSettings, InferenceSettings
 
 CLASSIFIER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "spm.model")
+ONNX_FILES = ("chunk.onnx", "head.onnx")  # what an ONNX export adds (ulmfit.onnx_export)
+
+# torch's CPU thread count is process-wide. predict_ids(workers > 1) drops it to 1 while its batches run (one
+# thread each); overlapping calls (a threaded server) share that one drop, counted here, so the last to finish
+# restores what was set before the first began, and set_threads meanwhile changes that saved value.
+_threads_lock = threading.Lock()
+_threads_state = {"inside": 0, "saved": 0}
+
+
+def set_threads(n: int):
+    """Set torch's CPU threads (process-wide), also while multi-worker predictions run (they restore n)."""
+    with _threads_lock:
+        if _threads_state["inside"]:
+            _threads_state["saved"] = n
+        else:
+            torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _one_thread_each():
+    with _threads_lock:
+        if not _threads_state["inside"]:
+            _threads_state["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_state["inside"] += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_state["inside"] -= 1
+            if not _threads_state["inside"]:
+                torch.set_num_threads(_threads_state["saved"])
 
 
 def plain_lstms(model: nn.Module) -> nn.Module:
@@ -70,27 +104,64 @@ class TextClassifier:
         self.classes = list(self.settings.classes)
         self.folder = Path(folder) if folder is not None else None
         self.int8 = False
+        self.backend = "torch"
 
     @classmethod
-    def load(cls, folder, int8: bool | None = None, threads: int | None = None) -> "TextClassifier":
+    def load(cls, folder, int8: bool | None = None, threads: int | None = None,
+             backend: str = "torch") -> "TextClassifier":
         """Load a classifier folder. int8: None follows the folder's `quantized` setting.
-        threads: torch CPU threads to use (default: leave torch's setting)."""
+        threads: torch CPU threads to use (default: leave torch's setting).
+        backend "onnx": run the folder's ONNX export (`export(out, onnx=True)`) with onnxruntime instead, on
+        `threads` intra-op threads (default: torch's count) fixed in its session; int8 as exported."""
         from .artifacts import load_classifier
 
+        if backend == "onnx":
+            return cls._load_onnx(folder, int8, threads)
+        if backend != "torch":
+            raise UlmfitError(f"unknown backend {backend!r} (choose from: torch, onnx)")
         if threads:
-            torch.set_num_threads(threads)
+            set_threads(threads)
         model, config, encoder = load_classifier(folder)
         clf = cls(model, encoder, config, folder)
         if config.classifier.quantized if int8 is None else int8:
             clf.quantize()
         return clf
 
+    @classmethod
+    def _load_onnx(cls, folder, int8, threads) -> "TextClassifier":
+        from .artifacts import ClassifierConfig, check_vocab, load_encoder, read_config
+        from .onnx_export import OnnxModel, read_spec
+
+        folder = Path(folder)
+        d = read_config(folder)
+        config = ClassifierConfig.from_dict(d, where=str(folder / "config.json"))
+        spec = read_spec(folder, d)
+        if int8 is not None and bool(int8) != spec["int8"]:
+            want = "int8" if int8 else "float32"
+            raise UlmfitError(f"{folder}'s ONNX graphs are {'int8' if spec['int8'] else 'float32'}, not {want}: "
+                              f"export again with `ulmfit export-classifier ... --onnx{' --int8' if int8 else ''}`")
+        encoder = load_encoder(folder)
+        check_vocab(folder, len(encoder.vocab), config.model)
+        clf = cls(OnnxModel(folder, spec, threads or torch.get_num_threads()), encoder, config, folder)
+        clf.int8, clf.backend = spec["int8"], "onnx"
+        return clf
+
     def quantize(self):
         """Switch to int8 dynamic quantized LSTMs (in place)."""
+        if self.backend == "onnx" and not self.int8:
+            raise UlmfitError("an ONNX classifier is quantized when exported: ulmfit export-classifier DIR OUT --onnx "
+                              "--int8")
         if not self.int8:
             self.model = quantize_int8(self.model)
             self.int8 = True
         return self
+
+    def explain(self, text: str, steps: int = ExplainSettings.steps) -> dict:
+        """Why `text` got its label: {"label", "probability", "probabilities", "tokens", "scores", ...}, one score
+        per token as the user reads it (integrated gradients: `ulmfit.explain`)."""
+        from .explain import explain
+
+        return explain(self, text, steps)
 
     # ------------------------------------------------------------------------------ prediction
 
@@ -118,7 +189,7 @@ class TextClassifier:
             return probs
         order = sort_order([len(d) for d in docs])
         eos = EOS_ID if self.settings.add_eos else None
-        pad = self.model.encoder.pad_id
+        pad = self.config.model.pad_id
         batches = [order[s : s + bs] for s in range(0, n, bs)]
         bar = tqdm(total=n, desc="predicting", unit="doc", file=sys.stderr, leave=False,
                    disable=not progress or len(batches) < 2)
@@ -132,7 +203,6 @@ class TextClassifier:
             bar.update(len(idx))
 
         workers = min(workers or 1, len(batches))
-        threads = torch.get_num_threads()
         try:
             if workers <= 1:
                 for idx in batches:
@@ -140,11 +210,10 @@ class TextClassifier:
             else:
                 from concurrent.futures import ThreadPoolExecutor
 
-                torch.set_num_threads(1)
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(run, batches))  # longest batches first, each to the next free worker
+                with _one_thread_each():
+                    with ThreadPoolExecutor(workers) as pool:
+                        list(pool.map(run, batches))  # longest batches first, each to the next free worker
         finally:
-            torch.set_num_threads(threads)
             bar.close()
         return probs
 
@@ -171,9 +240,11 @@ class TextClassifier:
 
     # -------------------------------------------------------------------------------- export
 
-    def export(self, out, int8: bool = False):
+    def export(self, out, int8: bool = False, onnx: bool = False):
         """Copy the folder's model files (no training files) to `out`; int8 marks it to load quantized.
-        Weights stay float32 in the file: quantization happens on load, in a second or two."""
+        Weights stay float32 in the file: quantization happens on load, in a second or two.
+        onnx: also write the ONNX graphs that `load(backend="onnx")` and other runtimes run (`ulmfit.onnx_export`);
+        with int8 they are quantized by onnxruntime."""
         if self.folder is None:
             raise UlmfitError("this classifier was not loaded from a folder; nothing to export")
         from .io import atomic_dir, recover_dir, write_json
@@ -182,7 +253,7 @@ class TextClassifier:
         if out.resolve() == self.folder.resolve():
             raise UlmfitError(f"{out} is the classifier folder itself: export to another folder")
         if out.is_dir():
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in CLASSIFIER_FILES)
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in CLASSIFIER_FILES + ONNX_FILES)
             if foreign:
                 raise UlmfitError(f"{out} holds files an export does not write ({', '.join(foreign[:5])}"
                                   f"{', ...' if len(foreign) > 5 else ''}): refusing to replace it; export to a new "
@@ -192,7 +263,14 @@ class TextClassifier:
             for name in CLASSIFIER_FILES:
                 if (self.folder / name).exists():
                     shutil.copyfile(self.folder / name, tmp / name)
-            write_json(tmp / "config.json", config.to_dict())
+            d = config.to_dict()
+            if onnx:
+                from .artifacts import load_classifier
+                from .onnx_export import write_onnx
+
+                exact = self.backend == "torch" and not self.int8  # else trace the folder's float weights
+                d["onnx"] = write_onnx(self.model if exact else load_classifier(self.folder)[0], config, tmp, int8)
+            write_json(tmp / "config.json", d)
         return Path(out)
 
 

@@ -542,6 +542,7 @@ class InferenceSettings(Settings):
                             "folder says", negative="--float32")
     bs: int = opt(64, "documents per batch", metavar="N", ge=1)
     threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N", ge=1)
+    onnx: bool = opt(False, "run the folder's ONNX export with onnxruntime (`export-classifier --onnx`)")
     quiet: bool = opt(False, "no progress bar")
     ensemble: list[str] = opt([], "average probabilities with this classifier too (e.g. the backward model); "
                               "repeatable", metavar="DIR2")
@@ -577,7 +578,38 @@ class EvaluateSettings(InferenceSettings):
 class ExportSettings(Settings):
     """`export-classifier`: a serving copy of a classifier folder."""
 
-    int8: bool = opt(False, "load quantized (int8 dynamic recurrent layers) by default")
+    int8: bool = opt(False, "load quantized (int8 dynamic recurrent layers) by default; with --onnx: int8 ONNX graphs")
+    onnx: bool = opt(False, "also write ONNX graphs of the chunk step and the head (chunk.onnx, head.onnx), which "
+                     "`predict --onnx`, `serve --onnx` and any ONNX runtime run")
+
+
+@dataclass
+class ExplainSettings(Settings):
+    """`explain`: per-token contributions to a prediction (integrated gradients on the input embeddings)."""
+
+    steps: int = opt(32, "integration steps from the zero-embedding baseline to the text (more: closer to the exact "
+                     "integral, slower)", metavar="N", ge=1)
+    html: str | None = opt(None, "also write a standalone HTML page of the shaded tokens to FILE", metavar="FILE")
+    threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N", ge=1)
+
+
+@dataclass
+class ServeSettings(InferenceSettings):
+    """`serve`: a classifier behind an HTTP API with dynamic batching and request limits (`ulmfit.serve`).
+    bs is the largest batch the server gathers; threads are set once at start-up (per worker)."""
+
+    host: str = opt("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    port: int = opt(8000, "TCP port (0: any free port)", metavar="PORT", ge=0, le=65535)
+    workers: int = opt(1, "inference threads, each running one batch at a time (torch threads per worker: --threads, "
+                       "default all cores / N)", metavar="N", ge=1)
+    batch_ms: float = opt(5.0, "how long a batch waits for more requests once a worker is free (milliseconds)",
+                          metavar="MS", ge=0)
+    max_texts: int = opt(64, "texts per request (more: 413)", metavar="N", ge=1)
+    max_chars: int = opt(20000, "characters per text (more: 413)", metavar="N", ge=1)
+    max_body: int = opt(2_000_000, "bytes per request body (more: 413)", metavar="BYTES", ge=1)
+    max_queue: int = opt(1024, "texts waiting for a worker (more: 503 with Retry-After)", metavar="N", ge=1)
+    timeout: float = opt(30.0, "seconds a request may wait for its result (more: 504)", metavar="S", gt=0)
+    explain_steps: int = opt(ExplainSettings.steps, "integration steps of POST /explain (the page)", metavar="N", ge=1)
 
 
 # -------------------------------------------------------------------------------- model tools

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "ulmfit.cli.models",  # models, generate, import-fastai
     "ulmfit.cli.lm",  # pretrain, finetune-lm, evaluate-lm, lr-find
     "ulmfit.cli.classifier",  # train-classifier, predict, evaluate, export-classifier
+    "ulmfit.cli.serve",  # serve, explain
     "ulmfit.cli.run",  # run
 ]
 

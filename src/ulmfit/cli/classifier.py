@@ -36,7 +36,8 @@ def _predict(a, s):
 
 def _export(a, s):
     out = api.export_classifier(a.model_dir, a.out, s)
-    print(f"wrote {out}" + (" (loads with int8 recurrent layers)" if s.int8 else ""))
+    what = " with ONNX graphs" + (" (int8)" if s.int8 else "") if s.onnx else ""
+    print(f"wrote {out}{what}" + (" (loads with int8 recurrent layers)" if s.int8 and not s.onnx else ""))
 
 
 COMMANDS = [
@@ -95,7 +96,9 @@ COMMANDS = [
         "export-classifier", "copy a classifier folder's model files only, optionally marked for int8",
         "Write a serving copy of a classifier folder: config.json, model.safetensors, tokenizer.json, vocab.json "
         "(no checkpoints or logs). --int8 marks it to load with int8 dynamic quantized recurrent layers (2-4x "
-        "faster on CPU; the accuracy cost is measured by `ulmfit evaluate --int8`).",
+        "faster on CPU; the accuracy cost is measured by `ulmfit evaluate --int8`). --onnx adds chunk.onnx and "
+        "head.onnx: the BPT3C chunk step and the pooling head as ONNX graphs (config.json's \"onnx\" block says how "
+        "to drive them), run by `predict/evaluate/serve --onnx` with onnxruntime; with --int8 they are quantized.",
         _export, ExportSettings, [CLASSIFIER, arg("out", metavar="OUT", help="the folder to write")]),
     Command(
         "baseline", "TF-IDF + logistic regression on a prepared dataset: what you would get without the LM",

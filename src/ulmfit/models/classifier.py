@@ -97,14 +97,8 @@ class BPT3C(nn.Module):
                 total = out.new_zeros(bs, emb, dtype=torch.float32)
             if not pooled_here:
                 continue
-            out = out.float()  # pool in float32 even under bf16 autocast: sums run over up to max_len steps
-            pos = torch.arange(i, j, device=ids.device)[None, :]
-            valid = (pos >= fk[:, None]) & (pos < ln[:, None])  # [n, L]
-            c_max = out.masked_fill(~valid[..., None], float("-inf")).amax(1)
-            c_sum = (out * valid[..., None]).sum(1)
-            ends_here = (ln - 1 >= i) & (ln - 1 < j)
-            c_last = out[torch.arange(out.shape[0], device=ids.device), (ln - 1 - i).clamp(0, j - i - 1)]
-            c_last = torch.where(ends_here[:, None], c_last, torch.zeros_like(c_last))
+            # pool in float32 even under bf16 autocast: sums run over up to max_len steps
+            c_max, c_sum, c_last = chunk_pool(out.float(), i, ln, fk)
             if idx is None:
                 mx, total, last = torch.maximum(mx, c_max), total + c_sum, last + c_last
             else:
@@ -114,6 +108,23 @@ class BPT3C(nn.Module):
         assert last is not None and mx is not None and total is not None, "an empty batch"
         count = (lengths - first_kept).to(total.dtype)[:, None]
         return torch.cat([last, mx, total / count], dim=1)
+
+
+def chunk_pool(out, start, lengths, first_kept):
+    """One chunk's share of concat pooling: out [n, L, emb] holds positions [start, start + L) of n documents,
+    each pooling positions [first_kept, length). -> (max, sum over the pooled positions, the output at
+    length - 1 where it lies in this chunk, else zeros), each [n, emb]; a document with nothing to pool here
+    gives -inf, 0, 0. Shape-generic and free of host syncs: the ONNX chunk step is traced from it too
+    (`start` may be a 0-d tensor)."""
+    n, L, emb = out.shape
+    pos = start + torch.arange(L, device=out.device)[None, :]
+    valid = (pos >= first_kept[:, None]) & (pos < lengths[:, None])  # [n, L]
+    c_max = out.masked_fill(~valid[..., None], float("-inf")).amax(1)
+    c_sum = (out * valid[..., None]).sum(1)
+    off = lengths - 1 - start  # the last position's offset in this chunk
+    ends_here = (off >= 0) & (off < L)
+    c_last = out.gather(1, off.clamp(0, L - 1)[:, None, None].expand(n, 1, emb)).squeeze(1)
+    return c_max, c_sum, torch.where(ends_here[:, None], c_last, torch.zeros_like(c_last))
 
 
 def _span_tokens(bptt: int, max_len: int) -> int:

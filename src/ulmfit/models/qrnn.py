@@ -54,6 +54,16 @@ class ForgetMult(torch.autograd.Function):
         return grad_f, torch.addcmul(g, g, f, value=-1), f[0] * g[0]  # dz = g * (1 - f)
 
 
+def forget_mult_steps(f, z, c0):
+    """ForgetMult's forward as plain ops, no writes into a preallocated output: what the ONNX exporter can
+    trace (it unrolls the loop over the chunk's steps)."""
+    prev, cs = c0, []
+    for t in range(z.shape[0]):
+        prev = torch.lerp(z[t], prev, f[t])
+        cs.append(prev)
+    return torch.stack(cs)
+
+
 class QRNNLayer(nn.Module):
     """One QRNN layer: window-sized input -> (z, f, o) gates by one Linear -> fo-pooling.
 
@@ -84,7 +94,8 @@ class QRNNLayer(nn.Module):
         # The recurrence runs in float32 (under bf16 autocast too): it sums over many steps.
         z, f, o = gates.float().chunk(3, dim=-1)
         c0 = gates.new_zeros(bs, self.n_out, dtype=torch.float32) if state is None else state[0][0].float()
-        c = ForgetMult.apply(torch.sigmoid(f), torch.tanh(z), c0)  # activations of chunks come out contiguous
+        fo = forget_mult_steps if torch.onnx.is_in_onnx_export() else ForgetMult.apply
+        c = fo(torch.sigmoid(f), torch.tanh(z), c0)  # activations of chunks come out contiguous
         h = (torch.sigmoid(o) * c).transpose(0, 1)
         new_state = (c[-1].unsqueeze(0),)
         if self.window == 2:

@@ -35,7 +35,10 @@ class ArchSpec:
     classifier_dropouts: the five dropouts (config.DROPOUTS) a classifier replaces the LM's with.
     int8_targets: model -> what int8 dynamic quantization converts in it (module types and/or qualified
       names, torch's `quantize_dynamic` qconfig set); None: the architecture stays float under int8.
-    onnx: whether the encoder's chunk step exports to ONNX (a placeholder until ONNX export exists).
+    onnx: how the BPT3C chunk step exports to ONNX (`ulmfit.onnx_export`, traced with torch's TorchScript-based
+      exporter): "any_len" (the graph takes chunks of any width: the AWD-LSTM, whose layers are ONNX LSTM ops),
+      "fixed_len" (the time loop is unrolled at the chunk length: the QRNN's fo-pooling; the runtime pads the last
+      chunk), None: no ONNX export.
     """
 
     name: str
@@ -43,7 +46,7 @@ class ArchSpec:
     presets: Mapping[str, Mapping] = field(default_factory=lambda: PRESETS)
     classifier_dropouts: Mapping[str, float] = field(default_factory=lambda: CLASSIFIER_DROPOUTS)
     int8_targets: Callable[[nn.Module], set] | None = None
-    onnx: bool = False
+    onnx: str | None = None
 
 
 def lstm_int8_targets(model: nn.Module) -> set:
@@ -56,6 +59,7 @@ def rnn_linear_int8_targets(model: nn.Module) -> set:
     return {name for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".rnns." in name}
 
 
+ONNX_KINDS = ("any_len", "fixed_len", None)
 _SPECS: dict[str, ArchSpec] = {}
 
 
@@ -71,6 +75,8 @@ def register(spec: ArchSpec) -> None:
     if set(spec.classifier_dropouts) != set(DROPOUTS):
         raise UlmfitError(f"{at}: classifier_dropouts must give exactly {', '.join(DROPOUTS)}, got "
                           f"{', '.join(spec.classifier_dropouts) or 'none'}")
+    if spec.onnx not in ONNX_KINDS:
+        raise UlmfitError(f"{at}: onnx must be one of {', '.join(map(repr, ONNX_KINDS))}, got {spec.onnx!r}")
     if not spec.presets:
         raise UlmfitError(f"{at} has no presets")
     settable = {f.name for f in fields(ModelConfig)} - {"vocab_size", "arch"}
@@ -119,5 +125,5 @@ def build_encoder(cfg: ModelConfig) -> nn.Module:
     return get(cfg.arch).encoder(cfg)
 
 
-register(ArchSpec("awd_lstm", AWDLSTM, int8_targets=lstm_int8_targets))
-register(ArchSpec("qrnn", QRNN, int8_targets=rnn_linear_int8_targets))
+register(ArchSpec("awd_lstm", AWDLSTM, int8_targets=lstm_int8_targets, onnx="any_len"))
+register(ArchSpec("qrnn", QRNN, int8_targets=rnn_linear_int8_targets, onnx="fixed_len"))

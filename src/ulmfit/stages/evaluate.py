@@ -17,7 +17,7 @@ def _load_all(s, dirs):
     from ..inference import TextClassifier
 
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
-    return [TextClassifier.load(d, int8=s.int8) for d in dirs]
+    return [TextClassifier.load(d, int8=s.int8, backend="onnx" if s.onnx else "torch") for d in dirs]
 
 
 def read_texts(texts=None, input=None, text_col=PredictSettings.text_col, tsv_quotes=False):
@@ -356,4 +356,4 @@ def export_classifier(model, out, settings: ExportSettings | None = None) -> Pat
 
     s = settings or ExportSettings()
     check_output_dir(out, replaced=True)
-    return TextClassifier.load(model, int8=False).export(out, int8=s.int8)
+    return TextClassifier.load(model, int8=False).export(out, int8=s.int8, onnx=s.onnx)

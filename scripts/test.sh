@@ -16,5 +16,6 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 # lint and type-check src/ first (settings in pyproject.toml): CI fails on a finding
 .venv/bin/python -m ruff check src
+.venv/bin/python -m ruff format --check src
 .venv/bin/python -m mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -10,11 +10,36 @@ Shipped language models: `ulmfit.pretrained` (names usable wherever an LM folder
 __version__ = "0.1.0"
 
 # The stage modules import torch only inside their functions, so `import ulmfit` stays light.
-from .api import (baseline, evaluate, evaluate_lm, export_classifier, finetune_lm, lr_find_lm, predict,  # noqa: E402
-                  prepare, pretrain, self_train, tokenize, train_classifier)
+from .api import (
+    baseline,
+    evaluate,
+    evaluate_lm,
+    export_classifier,
+    finetune_lm,
+    lr_find_lm,
+    predict,  # noqa: E402
+    prepare,
+    pretrain,
+    self_train,
+    tokenize,
+    train_classifier,
+)
 
-__all__ = ["prepare", "tokenize", "pretrain", "finetune_lm", "evaluate_lm", "lr_find_lm", "train_classifier",
-           "self_train", "evaluate", "predict", "export_classifier", "baseline", "TextClassifier"]
+__all__ = [
+    "prepare",
+    "tokenize",
+    "pretrain",
+    "finetune_lm",
+    "evaluate_lm",
+    "lr_find_lm",
+    "train_classifier",
+    "self_train",
+    "evaluate",
+    "predict",
+    "export_classifier",
+    "baseline",
+    "TextClassifier",
+]
 
 
 def __getattr__(name):

@@ -22,5 +22,18 @@ from .stages.evaluate import evaluate, export_classifier, predict
 from .stages.lm import evaluate_lm, finetune_lm, generate, lr_find_lm, pretrain
 from .stages.self_train import self_train
 
-__all__ = ["prepare", "tokenize", "pretrain", "finetune_lm", "evaluate_lm", "lr_find_lm", "generate",
-           "train_classifier", "self_train", "evaluate", "predict", "export_classifier", "baseline"]
+__all__ = [
+    "prepare",
+    "tokenize",
+    "pretrain",
+    "finetune_lm",
+    "evaluate_lm",
+    "lr_find_lm",
+    "generate",
+    "train_classifier",
+    "self_train",
+    "evaluate",
+    "predict",
+    "export_classifier",
+    "baseline",
+]

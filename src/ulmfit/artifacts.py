@@ -132,7 +132,7 @@ def read_config(folder) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         raise UlmfitError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise UlmfitError(f"{path} has no \"model\" settings object")
+        raise UlmfitError(f'{path} has no "model" settings object')
     return config
 
 
@@ -156,8 +156,10 @@ def load_state_dict(folder) -> dict:
         state_dict[alias] = state_dict[target]
     for name, t in state_dict.items():  # loading would cast integer weights silently
         if not t.is_floating_point() and not name.endswith("num_batches_tracked"):
-            raise UlmfitError(f"{path}: tensor {name} is {str(t.dtype).replace('torch.', '')}, not floating point "
-                              "(model weights are float32 or float16)")
+            raise UlmfitError(
+                f"{path}: tensor {name} is {str(t.dtype).replace('torch.', '')}, not floating point "
+                "(model weights are float32 or float16)"
+            )
     return state_dict
 
 
@@ -207,14 +209,20 @@ class LanguageModelConfig:
     kind = "language_model"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "format": FOLDER_FORMAT, "model": self.model.to_dict(),
-                "backwards": bool(self.backwards), "training": _jsonable(self.training)}
+        return {
+            "kind": self.kind,
+            "format": FOLDER_FORMAT,
+            "model": self.model.to_dict(),
+            "backwards": bool(self.backwards),
+            "training": _jsonable(self.training),
+        }
 
     @classmethod
     def from_dict(cls, d: dict, where="config.json") -> "LanguageModelConfig":
         _check_kind(d, cls.kind, where)
-        return cls(model_config(d, where), _field(d, "backwards", bool, False, where),
-                   _field(d, "training", dict, {}, where))
+        return cls(
+            model_config(d, where), _field(d, "backwards", bool, False, where), _field(d, "training", dict, {}, where)
+        )
 
 
 @dataclasses.dataclass
@@ -227,8 +235,13 @@ class ClassifierConfig:
     kind = "classifier"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "format": FOLDER_FORMAT, "model": self.model.to_dict(),
-                "classifier": dataclasses.asdict(self.classifier), "training": _jsonable(self.training)}
+        return {
+            "kind": self.kind,
+            "format": FOLDER_FORMAT,
+            "model": self.model.to_dict(),
+            "classifier": dataclasses.asdict(self.classifier),
+            "training": _jsonable(self.training),
+        }
 
     @classmethod
     def from_dict(cls, d: dict, where="config.json") -> "ClassifierConfig":
@@ -239,8 +252,11 @@ class ClassifierConfig:
             raise UlmfitError(f"{where}: field 'classifier' is missing")
         if not isinstance(d["classifier"], dict):
             raise UlmfitError(f"{where}: field 'classifier' must be an object, got {d['classifier']!r}")
-        return cls(model_config(d, where), ClassifierSettings.from_dict(d["classifier"], where=where),
-                   _field(d, "training", dict, {}, where))
+        return cls(
+            model_config(d, where),
+            ClassifierSettings.from_dict(d["classifier"], where=where),
+            _field(d, "training", dict, {}, where),
+        )
 
 
 def _field(d, name, tp, default, where):
@@ -249,8 +265,9 @@ def _field(d, name, tp, default, where):
     if v is None:
         return default
     if not isinstance(v, tp):
-        raise UlmfitError(f"{where}: field {name!r} must be {'true or false' if tp is bool else 'an object'}, "
-                          f"got {v!r}")
+        raise UlmfitError(
+            f"{where}: field {name!r} must be {'true or false' if tp is bool else 'an object'}, got {v!r}"
+        )
     return v
 
 
@@ -261,11 +278,13 @@ def _check_kind(d, kind, where):
         raise UlmfitError(f"{where}: field 'kind' is {found!r}, not {kind!r}{hint}")
     fmt = d.get("format", FOLDER_FORMAT)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
-        raise UlmfitError(f"{where}: field 'format' must be a whole number from 1 (this ulmfit writes "
-                          f"{FOLDER_FORMAT}), got {fmt!r}")
+        raise UlmfitError(
+            f"{where}: field 'format' must be a whole number from 1 (this ulmfit writes {FOLDER_FORMAT}), got {fmt!r}"
+        )
     if fmt > FOLDER_FORMAT:
-        raise UlmfitError(f"{where}: folder format {d['format']} is newer than this ulmfit reads ({FOLDER_FORMAT}); "
-                          "upgrade ulmfit")
+        raise UlmfitError(
+            f"{where}: folder format {d['format']} is newer than this ulmfit reads ({FOLDER_FORMAT}); upgrade ulmfit"
+        )
 
 
 def save_language_model(folder, model, config: LanguageModelConfig, text_encoder=None):
@@ -281,8 +300,10 @@ def read_language_model_state(folder):
     config = LanguageModelConfig.from_dict(config, where=str(folder / CONFIG))
     emb = state_dict.get("encoder.embedding.weight")
     if emb is not None and emb.shape[0] != config.model.vocab_size:
-        raise UlmfitError(f"{folder / WEIGHTS}: the embedding has {emb.shape[0]:,} rows, but {folder / CONFIG}'s "
-                          f"field 'model.vocab_size' is {config.model.vocab_size:,}")
+        raise UlmfitError(
+            f"{folder / WEIGHTS}: the embedding has {emb.shape[0]:,} rows, but {folder / CONFIG}'s "
+            f"field 'model.vocab_size' is {config.model.vocab_size:,}"
+        )
     return config, state_dict
 
 
@@ -290,8 +311,10 @@ def check_vocab(folder, n_words: int, model):
     """The folder's vocab.json (of `n_words` tokens) has one token per row of the embedding (model: the
     ModelConfig): a longer or shorter one would map words to other words' rows."""
     if n_words != model.vocab_size:
-        raise UlmfitError(f"{Path(folder) / VOCAB}: {n_words:,} tokens, but {Path(folder) / CONFIG}'s field "
-                          f"'model.vocab_size' (the embedding's rows) is {model.vocab_size:,}")
+        raise UlmfitError(
+            f"{Path(folder) / VOCAB}: {n_words:,} tokens, but {Path(folder) / CONFIG}'s field "
+            f"'model.vocab_size' (the embedding's rows) is {model.vocab_size:,}"
+        )
 
 
 def load_language_model(folder, with_encoder: bool = True):

@@ -95,8 +95,10 @@ def integrated_gradients(model, x, lengths, target: int, steps: int, multi_label
         emb = torch.cat([e for e, _ in p.pieces], 1)
         g = torch.cat([_grad_or_zero(s, grads) for _, s in p.pieces], 1)
         if emb.shape[1] != T:
-            raise UlmfitError(f"explain: the encoder embedded {emb.shape[1]} positions of a {T}-token input; it "
-                              "must read its embeddings through `embed` (the encoder contract)")
+            raise UlmfitError(
+                f"explain: the encoder embedded {emb.shape[1]} positions of a {T}-token input; it "
+                "must read its embeddings through `embed` (the encoder contract)"
+            )
         total += (emb * g).sum((0, 2)).double()  # baseline 0: (x - 0) * gradient
     return (total / steps).numpy(), p_x.numpy(), p_base
 
@@ -188,12 +190,22 @@ def explain(clf, text: str, steps: int, lock=None) -> dict:
         scores = scores[::-1]
     scores = scores[: len(ids)]  # an appended xxeos is not the user's
     tokens, shown, spaces = readable(words, scores)
-    out = {"label": clf.classes[target], "probability": float(probs[target]),
-           "probabilities": {c: round(float(v), 6) for c, v in zip(clf.classes, probs)}}
+    out = {
+        "label": clf.classes[target],
+        "probability": float(probs[target]),
+        "probabilities": {c: round(float(v), 6) for c, v in zip(clf.classes, probs)},
+    }
     if s.multi_label:
         out["labels"] = [c for c, v in zip(clf.classes, probs) if v >= s.threshold]
-    return {**out, "tokens": tokens, "scores": [round(v, 6) for v in shown], "spaces": spaces,
-            "baseline_probability": round(p_base, 6), "total": round(float(np.sum(scores)), 6), "steps": steps}
+    return {
+        **out,
+        "tokens": tokens,
+        "scores": [round(v, 6) for v in shown],
+        "spaces": spaces,
+        "baseline_probability": round(p_base, 6),
+        "total": round(float(np.sum(scores)), 6),
+        "steps": steps,
+    }
 
 
 def to_html(result: dict, title: str = "ulmfit explain") -> str:
@@ -203,13 +215,17 @@ def to_html(result: dict, title: str = "ulmfit explain") -> str:
     spans = []
     for t, v, sp in zip(result["tokens"], result["scores"], result["spaces"]):
         rgb = "22,163,74" if v >= 0 else "220,38,38"
-        spans.append(f'{" " if sp else ""}<span class="tok" data-score="{v:.6f}" title="{v:+.4f}" '
-                     f'style="background: rgba({rgb},{abs(v) / scale:.3f})">{html.escape(t)}</span>')
+        spans.append(
+            f'{" " if sp else ""}<span class="tok" data-score="{v:.6f}" title="{v:+.4f}" '
+            f'style="background: rgba({rgb},{abs(v) / scale:.3f})">{html.escape(t)}</span>'
+        )
     probs = "".join(f"<tr><td>{html.escape(c)}</td><td>{p:.4f}</td></tr>" for c, p in result["probabilities"].items())
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.tok{padding:0 1px;border-radius:3px}"
-            "#tokens{line-height:1.8}</style></head><body>"
-            f"<h1>{html.escape(result['label'])} <small>({result['probability']:.3f})</small></h1>"
-            f"<table>{probs}</table><p id=\"tokens\">{''.join(spans)}</p>"
-            f"<p><small>integrated gradients, {result['steps']} steps; green: for the label, red: against</small></p>"
-            "</body></html>\n")
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}.tok{padding:0 1px;border-radius:3px}"
+        "#tokens{line-height:1.8}</style></head><body>"
+        f"<h1>{html.escape(result['label'])} <small>({result['probability']:.3f})</small></h1>"
+        f'<table>{probs}</table><p id="tokens">{"".join(spans)}</p>'
+        f"<p><small>integrated gradients, {result['steps']} steps; green: for the label, red: against</small></p>"
+        "</body></html>\n"
+    )

@@ -66,8 +66,14 @@ def plain_lstms(model: nn.Module) -> nn.Module:
     weights: what int8 dynamic quantization recognises. Inference only: weight dropout is gone."""
     for name, child in model.named_children():
         if isinstance(child, nn.LSTM) and type(child) is not nn.LSTM:
-            plain = nn.LSTM(child.input_size, child.hidden_size, num_layers=child.num_layers, bias=child.bias,
-                            batch_first=child.batch_first, bidirectional=child.bidirectional)
+            plain = nn.LSTM(
+                child.input_size,
+                child.hidden_size,
+                num_layers=child.num_layers,
+                bias=child.bias,
+                batch_first=child.batch_first,
+                bidirectional=child.bidirectional,
+            )
             plain.load_state_dict(child.state_dict())
             setattr(model, name, plain)
         else:
@@ -107,8 +113,9 @@ class TextClassifier:
         self.backend = "torch"
 
     @classmethod
-    def load(cls, folder, int8: bool | None = None, threads: int | None = None,
-             backend: str = "torch") -> "TextClassifier":
+    def load(
+        cls, folder, int8: bool | None = None, threads: int | None = None, backend: str = "torch"
+    ) -> "TextClassifier":
         """Load a classifier folder. int8: None follows the folder's `quantized` setting.
         threads: torch CPU threads to use (default: leave torch's setting).
         backend "onnx": run the folder's ONNX export (`export(out, onnx=True)`) with onnxruntime instead, on
@@ -138,8 +145,10 @@ class TextClassifier:
         spec = read_spec(folder, d)
         if int8 is not None and bool(int8) != spec["int8"]:
             want = "int8" if int8 else "float32"
-            raise UlmfitError(f"{folder}'s ONNX graphs are {'int8' if spec['int8'] else 'float32'}, not {want}: "
-                              f"export again with `ulmfit export-classifier ... --onnx{' --int8' if int8 else ''}`")
+            raise UlmfitError(
+                f"{folder}'s ONNX graphs are {'int8' if spec['int8'] else 'float32'}, not {want}: "
+                f"export again with `ulmfit export-classifier ... --onnx{' --int8' if int8 else ''}`"
+            )
         encoder = load_encoder(folder)
         check_vocab(folder, len(encoder.vocab), config.model)
         clf = cls(OnnxModel(folder, spec, threads or torch.get_num_threads()), encoder, config, folder)
@@ -149,8 +158,9 @@ class TextClassifier:
     def quantize(self):
         """Switch to int8 dynamic quantized LSTMs (in place)."""
         if self.backend == "onnx" and not self.int8:
-            raise UlmfitError("an ONNX classifier is quantized when exported: ulmfit export-classifier DIR OUT --onnx "
-                              "--int8")
+            raise UlmfitError(
+                "an ONNX classifier is quantized when exported: ulmfit export-classifier DIR OUT --onnx --int8"
+            )
         if not self.int8:
             self.model = quantize_int8(self.model)
             self.int8 = True
@@ -191,8 +201,14 @@ class TextClassifier:
         eos = EOS_ID if self.settings.add_eos else None
         pad = self.config.model.pad_id
         batches = [order[s : s + bs] for s in range(0, n, bs)]
-        bar = tqdm(total=n, desc="predicting", unit="doc", file=sys.stderr, leave=False,
-                   disable=not progress or len(batches) < 2)
+        bar = tqdm(
+            total=n,
+            desc="predicting",
+            unit="doc",
+            file=sys.stderr,
+            leave=False,
+            disable=not progress or len(batches) < 2,
+        )
 
         def run(idx):
             with torch.inference_mode():  # grad mode is per thread
@@ -217,8 +233,9 @@ class TextClassifier:
             bar.close()
         return probs
 
-    def predict_proba(self, texts, bs: int = InferenceSettings.bs, workers: int = 1,
-                      progress: bool = False) -> np.ndarray:
+    def predict_proba(
+        self, texts, bs: int = InferenceSettings.bs, workers: int = 1, progress: bool = False
+    ) -> np.ndarray:
         return self.predict_ids(self.encode(texts), bs, workers, progress)
 
     def labels_of(self, probs: np.ndarray) -> list:
@@ -227,8 +244,12 @@ class TextClassifier:
         for p in probs:
             if self.settings.multi_label:
                 on = [k for k in range(len(p)) if p[k] >= self.settings.threshold]
-                out.append({"labels": [self.classes[k] for k in on],
-                            "probabilities": {c: round(float(v), 6) for c, v in zip(self.classes, p)}})
+                out.append(
+                    {
+                        "labels": [self.classes[k] for k in on],
+                        "probabilities": {c: round(float(v), 6) for c, v in zip(self.classes, p)},
+                    }
+                )
             else:
                 k = int(p.argmax())
                 out.append({"label": self.classes[k], "probability": float(p[k])})
@@ -255,9 +276,11 @@ class TextClassifier:
         if out.is_dir():
             foreign = sorted(p.name for p in out.iterdir() if p.name not in CLASSIFIER_FILES + ONNX_FILES)
             if foreign:
-                raise UlmfitError(f"{out} holds files an export does not write ({', '.join(foreign[:5])}"
-                                  f"{', ...' if len(foreign) > 5 else ''}): refusing to replace it; export to a new "
-                                  "or empty folder, or to an earlier export")
+                raise UlmfitError(
+                    f"{out} holds files an export does not write ({', '.join(foreign[:5])}"
+                    f"{', ...' if len(foreign) > 5 else ''}): refusing to replace it; export to a new "
+                    "or empty folder, or to an earlier export"
+                )
         config = dataclasses.replace(self.config, classifier=dataclasses.replace(self.settings, quantized=bool(int8)))
         with atomic_dir(out) as tmp:
             for name in CLASSIFIER_FILES:
@@ -280,12 +303,16 @@ def check_ensemble(classifiers):
     first = classifiers[0]
     for c in classifiers[1:]:
         if c.classes != first.classes:
-            raise UlmfitError(f"cannot ensemble classifiers with different classes: {first.classes} ({first.folder}) "
-                              f"vs {c.classes} ({c.folder})")
+            raise UlmfitError(
+                f"cannot ensemble classifiers with different classes: {first.classes} ({first.folder}) "
+                f"vs {c.classes} ({c.folder})"
+            )
         if c.settings.multi_label != first.settings.multi_label:
             single, multi = (first, c) if c.settings.multi_label else (c, first)
-            raise UlmfitError(f"cannot ensemble a single-label classifier ({single.folder}) with a multi-label one "
-                              f"({multi.folder}): their probabilities mean different things")
+            raise UlmfitError(
+                f"cannot ensemble a single-label classifier ({single.folder}) with a multi-label one "
+                f"({multi.folder}): their probabilities mean different things"
+            )
 
 
 def ensemble_proba(classifiers, texts, bs: int = InferenceSettings.bs, progress: bool = False) -> np.ndarray:
@@ -293,4 +320,3 @@ def ensemble_proba(classifiers, texts, bs: int = InferenceSettings.bs, progress:
     Each classifier tokenizes with its own folder's encoder; they must pass `check_ensemble`."""
     check_ensemble(classifiers)
     return np.mean([c.predict_proba(texts, bs, progress=progress) for c in classifiers], axis=0)
-

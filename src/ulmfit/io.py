@@ -138,8 +138,10 @@ def check_output_dir(path, replaced: bool = False):
     would turn it into a real folder (a folder that only gets files written into it may be a link)."""
     path = Path(path)
     if replaced and path.is_symlink():
-        raise UlmfitError(f"{path} is a symbolic link (to {os.readlink(path)}): refusing to replace it or write "
-                          "through it; give the folder it points to, or another path")
+        raise UlmfitError(
+            f"{path} is a symbolic link (to {os.readlink(path)}): refusing to replace it or write "
+            "through it; give the folder it points to, or another path"
+        )
     if path.exists() and not path.is_dir():
         raise UlmfitError(f"{path} is a file, not a folder: refusing to replace it (choose another output path)")
     if (bad := _existing_ancestor_not_a_folder(path)) is not None:
@@ -164,8 +166,10 @@ def _check_writable(folders, path):
     for folder in folders:
         folder = next((p for p in (folder, *folder.parents) if p.exists()), folder)
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise UlmfitError(f"{folder} is not writable (a read-only disk, or no permission): cannot write "
-                              f"{path} there; choose another output path")
+            raise UlmfitError(
+                f"{folder} is not writable (a read-only disk, or no permission): cannot write "
+                f"{path} there; choose another output path"
+            )
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -180,16 +184,20 @@ def check_not_an_input(output, inputs, what: str = "--out", inside: bool = True)
     (label, path) pairs), compared as resolved paths (links and hard links included). inside: also refuse an
     input within the output folder (the whole folder is replaced, so what the command reads from it can be)."""
     out = Path(output)
-    for label, given in (inputs.items() if isinstance(inputs, dict) else inputs):
+    for label, given in inputs.items() if isinstance(inputs, dict) else inputs:
         if given is None:
             continue
         src = Path(given)
         if _same(out, src):
-            raise UlmfitError(f"{what} {output} is also the {label} input ({given}): writing it would replace what "
-                              f"the command reads; choose another {what}")
+            raise UlmfitError(
+                f"{what} {output} is also the {label} input ({given}): writing it would replace what "
+                f"the command reads; choose another {what}"
+            )
         if inside and out.resolve() in src.resolve().parents:
-            raise UlmfitError(f"{what} {output} holds the {label} input {given}: rewriting the folder could replace "
-                              f"what the command reads; choose another {what}")
+            raise UlmfitError(
+                f"{what} {output} holds the {label} input {given}: rewriting the folder could replace "
+                f"what the command reads; choose another {what}"
+            )
 
 
 def plain_file_name(name, where, field: str) -> str:

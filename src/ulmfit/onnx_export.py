@@ -93,22 +93,50 @@ def write_onnx(model, config, tmp: Path, int8: bool = False) -> dict:
     dense = tmp / (".chunk.float.onnx" if int8 else CHUNK)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-        torch.onnx.export(step, (ids, torch.tensor(0), lengths, *state), str(dense), dynamo=False,
-                          opset_version=OPSET, input_names=["ids", "start", "lengths", *names],
-                          output_names=[f"new_{n}" for n in names] + ["max", "sum", "last"],
-                          dynamic_axes={"ids": batch, "lengths": {0: "batch"}, "max": {0: "batch"}, "sum": {0: "batch"},
-                                        "last": {0: "batch"}, **{n: {1: "batch"} for n in names},
-                                        **{f"new_{n}": {1: "batch"} for n in names}})
+        torch.onnx.export(
+            step,
+            (ids, torch.tensor(0), lengths, *state),
+            str(dense),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["ids", "start", "lengths", *names],
+            output_names=[f"new_{n}" for n in names] + ["max", "sum", "last"],
+            dynamic_axes={
+                "ids": batch,
+                "lengths": {0: "batch"},
+                "max": {0: "batch"},
+                "sum": {0: "batch"},
+                "last": {0: "batch"},
+                **{n: {1: "batch"} for n in names},
+                **{f"new_{n}": {1: "batch"} for n in names},
+            },
+        )
         pools = [torch.zeros(bs, emb) for _ in range(3)]
-        torch.onnx.export(PooledHead(model.head).eval(), (*pools, torch.ones(bs, 1)), str(tmp / HEAD), dynamo=False,
-                          opset_version=OPSET, input_names=["last", "max", "sum", "count"], output_names=["logits"],
-                          dynamic_axes={k: {0: "batch"} for k in ("last", "max", "sum", "count", "logits")})
+        torch.onnx.export(
+            PooledHead(model.head).eval(),
+            (*pools, torch.ones(bs, 1)),
+            str(tmp / HEAD),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["last", "max", "sum", "count"],
+            output_names=["logits"],
+            dynamic_axes={k: {0: "batch"} for k in ("last", "max", "sum", "count", "logits")},
+        )
     if int8:
         quantize_onnx(dense, tmp / CHUNK)
         dense.unlink()
-    return {"chunk": CHUNK, "head": HEAD, "state": [[n, int(t.shape[-1])] for n, t in zip(names, state)],
-            "chunk_len": L, "fixed_len": fixed, "max_len": bpt3c.max_len, "emb": emb, "pad_id": config.model.pad_id,
-            "int8": bool(int8), "opset": OPSET}
+    return {
+        "chunk": CHUNK,
+        "head": HEAD,
+        "state": [[n, int(t.shape[-1])] for n, t in zip(names, state)],
+        "chunk_len": L,
+        "fixed_len": fixed,
+        "max_len": bpt3c.max_len,
+        "emb": emb,
+        "pad_id": config.model.pad_id,
+        "int8": bool(int8),
+        "opset": OPSET,
+    }
 
 
 def quantize_onnx(src: Path, dst: Path):
@@ -134,10 +162,21 @@ def read_spec(folder: Path, config: dict) -> dict:
     where = folder / "config.json"
     spec = config.get("onnx")
     if not isinstance(spec, dict):
-        raise UlmfitError(f"{where} has no \"onnx\" block: {folder} is not an ONNX export (make one with "
-                          f"`ulmfit export-classifier {folder} OUT --onnx`)")
-    for key, tp in (("chunk", str), ("head", str), ("state", list), ("chunk_len", int), ("fixed_len", bool),
-                    ("max_len", int), ("emb", int), ("pad_id", int), ("int8", bool)):
+        raise UlmfitError(
+            f'{where} has no "onnx" block: {folder} is not an ONNX export (make one with '
+            f"`ulmfit export-classifier {folder} OUT --onnx`)"
+        )
+    for key, tp in (
+        ("chunk", str),
+        ("head", str),
+        ("state", list),
+        ("chunk_len", int),
+        ("fixed_len", bool),
+        ("max_len", int),
+        ("emb", int),
+        ("pad_id", int),
+        ("int8", bool),
+    ):
         if not isinstance(spec.get(key), tp):
             raise UlmfitError(f"{where}: field 'onnx.{key}' is missing or not {tp.__name__}")
     for key in ("chunk", "head"):
@@ -188,8 +227,12 @@ class OnnxModel:
             keep = host[rows] > i
             if not keep.all():
                 rows, state = rows[keep], [s[:, keep] for s in state]
-            feed = {"ids": ids[rows, i : i + L], "start": np.array(i, dtype=np.int64), "lengths": host[rows],
-                    **{name: s for (name, _), s in zip(self.state, state)}}
+            feed = {
+                "ids": ids[rows, i : i + L],
+                "start": np.array(i, dtype=np.int64),
+                "lengths": host[rows],
+                **{name: s for (name, _), s in zip(self.state, state)},
+            }
             out = self.chunk.run(None, {k: v for k, v in feed.items() if k in self.inputs})
             state, (c_max, c_sum, c_last) = out[: len(self.state)], out[len(self.state) :]
             mx[rows] = np.maximum(mx[rows], c_max)
@@ -198,4 +241,3 @@ class OnnxModel:
         count = np.minimum(host, max_len).astype(np.float32)[:, None]
         (logits,) = self.head.run(None, {"last": last, "max": mx, "sum": total, "count": count})
         return torch.from_numpy(logits)
-

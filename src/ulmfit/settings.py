@@ -24,10 +24,14 @@ SCHEDULES = ("one_cycle", "stlr", "constant")
 TOKENIZERS = ("spacy", "sentencepiece")
 PAPER_STAGES = "1:1:2e-2,2:1:1e-2,3:1:5e-3,all:2:1e-3"  # fast.ai's IMDb recipe (see classifier.task)
 # How the table readers read what they are given (ulmfit.data.table), said once for every command that reads tables.
-TSV_QUOTES = ("read a .tsv with CSV-style double quotes (a field in \"...\" may hold tabs and line breaks, \"\" is a "
-              "quote); by default a TSV field is its text as it stands, quotes and all")
-NUMERIC_LABELS = ("A label that is a number is the class of its value, in every format: 1, 1.0, 01, +1 and 1e0 are all "
-                  "class 1, 2.50 is 2.5; other labels are their text, stripped of surrounding spaces")
+TSV_QUOTES = (
+    'read a .tsv with CSV-style double quotes (a field in "..." may hold tabs and line breaks, "" is a '
+    "quote); by default a TSV field is its text as it stands, quotes and all"
+)
+NUMERIC_LABELS = (
+    "A label that is a number is the class of its value, in every format: 1, 1.0, 01, +1 and 1e0 are all "
+    "class 1, 2.50 is 2.5; other labels are their text, stripped of surrounding spaces"
+)
 SEED_MAX = 2**32 - 1  # numpy's seeds are unsigned 32-bit numbers
 BATCHNORM = "the head's BatchNorm needs two documents per batch"
 # Defaults that several settings classes share (each field names one of these rather than repeating it).
@@ -35,16 +39,36 @@ MAX_VOCAB = 60000  # tokens kept, specials aside
 BPTT = 70  # tokens per backprop-through-time step: the LM's mean sequence length, the classifier's chunk
 
 
-def opt(default, help: str, *, flag: str | None = None, choices=None, metavar: str | None = None,
-        aliases=(), negative: str | None = None, nargs: str | None = None, cli: bool = True, **limits):
+def opt(
+    default,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices=None,
+    metavar: str | None = None,
+    aliases=(),
+    negative: str | None = None,
+    nargs: str | None = None,
+    cli: bool = True,
+    **limits,
+):
     """A settings field: its default, its limits and what the CLI needs to offer it.
 
     flag: the option's name if not `--field-name`; aliases: more names for it; negative: a second flag that
     sets the field to False (for a tri-state bool whose None means "decide"); nargs "+": several values after
     one flag (lists default to a repeatable flag); cli=False: settable from Python and run configs only.
     limits: see `bounds` (ge=0, lt=1, length=2, ...), checked whenever the settings are made."""
-    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "aliases": tuple(aliases),
-            "negative": negative, "nargs": nargs, "cli": cli, "bounds": bounds(**limits)}
+    meta = {
+        "help": help,
+        "flag": flag,
+        "choices": choices,
+        "metavar": metavar,
+        "aliases": tuple(aliases),
+        "negative": negative,
+        "nargs": nargs,
+        "cli": cli,
+        "bounds": bounds(**limits),
+    }
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -84,8 +108,14 @@ def type_name(tp) -> str:
         return "nothing"
     if typing.get_origin(tp) in (list, tuple):
         return f"a list of {type_name(typing.get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
-            dict: "a table"}.get(tp, str(tp))
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }.get(tp, str(tp))
 
 
 # ------------------------------------------------------------------------- checking settings
@@ -95,8 +125,11 @@ def bounds(*, ge=None, gt=None, le=None, lt=None, length=None, min_len=None, why
     """A field's limits (field metadata "bounds"): ge/gt/le/lt bound a number, or each number of a list or
     tuple; length: a tuple's exact number of values; min_len: a list's fewest values; why: the reason for
     a bound that is not obvious, told with it."""
-    return {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, length=length, min_len=min_len, why=why).items()
-            if v is not None}
+    return {
+        k: v
+        for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, length=length, min_len=min_len, why=why).items()
+        if v is not None
+    }
 
 
 class SettingsError(UlmfitError):
@@ -130,8 +163,12 @@ def _range_text(b) -> str:
 
 def _in_range(v, b) -> bool:
     # written as `not`-free comparisons so that NaN is out of every range
-    return (("ge" not in b or v >= b["ge"]) and ("gt" not in b or v > b["gt"]) and
-            ("le" not in b or v <= b["le"]) and ("lt" not in b or v < b["lt"]))
+    return (
+        ("ge" not in b or v >= b["ge"])
+        and ("gt" not in b or v > b["gt"])
+        and ("le" not in b or v <= b["le"])
+        and ("lt" not in b or v < b["lt"])
+    )
 
 
 def _wants(tp, origin) -> bool:
@@ -267,8 +304,13 @@ class PrepareSettings(Settings):
 
 @dataclass
 class LabelledPrepareSettings(PrepareSettings):
-    valid_frac: float = opt(0.0, "share of the labelled training rows held out as a `valid` split (0: the test "
-                            "set, if any, is used for validation)", ge=0, lt=1)
+    valid_frac: float = opt(
+        0.0,
+        "share of the labelled training rows held out as a `valid` split (0: the test "
+        "set, if any, is used for validation)",
+        ge=0,
+        lt=1,
+    )
 
 
 @dataclass
@@ -280,18 +322,29 @@ class ImdbSettings(PrepareSettings):
 class TableSettings(LabelledPrepareSettings):
     """`prepare table`: CSV/TSV, Parquet or JSON Lines with text and label columns."""
 
-    text_col: list[str] = opt(["text"], "a text column (repeat for several fields: `xxfld N` before field N)",
-                              metavar="COL", min_len=1)
-    label_col: list[str] | None = opt(None, "the label column (omit for unlabelled data); repeat it for multi-label "
-                                      "data held as 0/1 columns, one per label. " + NUMERIC_LABELS, metavar="COL",
-                                      min_len=1)
-    label_sep: str | None = opt(None, "multi-label: the label cell holds several labels separated by SEP (e.g. "
-                                "'|'), or in JSONL/Parquet a list of labels; an empty cell means no label applies",
-                                metavar="SEP")
+    text_col: list[str] = opt(
+        ["text"], "a text column (repeat for several fields: `xxfld N` before field N)", metavar="COL", min_len=1
+    )
+    label_col: list[str] | None = opt(
+        None,
+        "the label column (omit for unlabelled data); repeat it for multi-label "
+        "data held as 0/1 columns, one per label. " + NUMERIC_LABELS,
+        metavar="COL",
+        min_len=1,
+    )
+    label_sep: str | None = opt(
+        None,
+        "multi-label: the label cell holds several labels separated by SEP (e.g. "
+        "'|'), or in JSONL/Parquet a list of labels; an empty cell means no label applies",
+        metavar="SEP",
+    )
     test: str | None = opt(None, "a labelled test table (same columns)", metavar="FILE")
-    unlabelled: list[str] = opt([], "tables of texts without labels, for the language model (and the pool that "
-                                "`self-train` labels)", metavar="FILE",
-                                nargs="+")
+    unlabelled: list[str] = opt(
+        [],
+        "tables of texts without labels, for the language model (and the pool that `self-train` labels)",
+        metavar="FILE",
+        nargs="+",
+    )
     tsv_quotes: bool = opt(False, TSV_QUOTES)
 
 
@@ -314,16 +367,24 @@ class CorpusSettings(PrepareSettings):
 
 @dataclass
 class TokenizeSettings(Settings):
-    tokenizer: str = opt("spacy", "tokenizer backend (spacy: blank English rules; sentencepiece: a unigram model "
-                         "trained on the LM training texts)", choices=TOKENIZERS)
+    tokenizer: str = opt(
+        "spacy",
+        "tokenizer backend (spacy: blank English rules; sentencepiece: a unigram model "
+        "trained on the LM training texts)",
+        choices=TOKENIZERS,
+    )
     max_vocab: int = opt(MAX_VOCAB, "most tokens kept, specials aside", metavar="N", ge=1)
     min_freq: int = opt(3, "least count for a token to be kept", metavar="N", ge=1)
-    sp_vocab_size: int | None = opt(None, "SentencePiece pieces to learn (default min(max-vocab, 30000))", metavar="N",
-                                    ge=1)
-    keep_vocab: str | None = opt(None, "also keep every word of this language model's vocab (a folder, a shipped "
-                                 "model's name or a vocab.json) that occurs at all, below --min-freq too: its "
-                                 "embedding is pretrained (`ulmfit run`: \"pretrained\" = the [pretrain] folder)",
-                                 metavar="LM")
+    sp_vocab_size: int | None = opt(
+        None, "SentencePiece pieces to learn (default min(max-vocab, 30000))", metavar="N", ge=1
+    )
+    keep_vocab: str | None = opt(
+        None,
+        "also keep every word of this language model's vocab (a folder, a shipped "
+        "model's name or a vocab.json) that occurs at all, below --min-freq too: its "
+        'embedding is pretrained (`ulmfit run`: "pretrained" = the [pretrain] folder)',
+        metavar="LM",
+    )
     workers: int | None = opt(None, "processes to tokenize with (default: all cores)", metavar="N", ge=1)
     force: bool = opt(False, "tokenize again even if the cached store matches")
     quiet: bool = opt(False, "no progress bar")
@@ -342,55 +403,93 @@ class ComputeSettings(Settings):
 
 @dataclass
 class RunControlSettings(ComputeSettings):
-    max_minutes: float | None = opt(None, "stop after M minutes; the epoch cut short is validated and saved, "
-                                    "--resume continues it (0: stop at the first step, a checkpoint to resume)",
-                                    metavar="M", ge=0)
+    max_minutes: float | None = opt(
+        None,
+        "stop after M minutes; the epoch cut short is validated and saved, "
+        "--resume continues it (0: stop at the first step, a checkpoint to resume)",
+        metavar="M",
+        ge=0,
+    )
     ckpt_every: int = opt(0, "also write a checkpoint every N steps (0: at epoch ends only)", metavar="N", ge=0)
-    patience: int | None = opt(None, "stop the last phase after N epochs without a better validation score (loss "
-                               "for a language model, accuracy for a classifier); the folder keeps the best epoch "
-                               "(default: every epoch runs)", metavar="N", ge=1)
-    resume: bool = opt(False, "continue from the checkpoint in the output folder (same settings); exact, as if "
-                       "never stopped")
+    patience: int | None = opt(
+        None,
+        "stop the last phase after N epochs without a better validation score (loss "
+        "for a language model, accuracy for a classifier); the folder keeps the best epoch "
+        "(default: every epoch runs)",
+        metavar="N",
+        ge=1,
+    )
+    resume: bool = opt(
+        False, "continue from the checkpoint in the output folder (same settings); exact, as if never stopped"
+    )
 
 
 @dataclass
 class LMDataSettings(Settings):
-    valid_tokens: int | None = opt(None, "validate on the first N tokens of lm_valid only (default: all; a cap "
-                                   "keeps CPU runs short)", metavar="N", ge=1)
+    valid_tokens: int | None = opt(
+        None,
+        "validate on the first N tokens of lm_valid only (default: all; a cap keeps CPU runs short)",
+        metavar="N",
+        ge=1,
+    )
     bs: int = opt(64, "batch size: parallel text streams", metavar="N", ge=1)
     bptt: int = opt(BPTT, "mean sequence length for backprop through time; varied per batch", metavar="N", ge=1)
 
 
 @dataclass
 class LMOptimSettings(Settings):
-    schedule: str = opt("one_cycle", "lr schedule of each phase: fastai's one-cycle, the paper's slanted triangular "
-                        "lr (cut_frac 0.1, ratio 32), or constant", choices=SCHEDULES)
+    schedule: str = opt(
+        "one_cycle",
+        "lr schedule of each phase: fastai's one-cycle, the paper's slanted triangular "
+        "lr (cut_frac 0.1, ratio 32), or constant",
+        choices=SCHEDULES,
+    )
     wd: float = opt(0.01, "decoupled weight decay of AdamW", ge=0)
-    moms: tuple[float, ...] = opt((0.8, 0.7, 0.8), "one-cycle Adam beta1 cycle: start, middle, end (fastai's text "
-                                  "learners)", metavar="M0,M1,M2", ge=0, lt=1, length=3)
-    betas: tuple[float, ...] = opt((0.9, 0.99), "Adam betas; beta1 is cycled by --moms under one-cycle",
-                                   metavar="B1,B2", ge=0, lt=1, length=2)
+    moms: tuple[float, ...] = opt(
+        (0.8, 0.7, 0.8),
+        "one-cycle Adam beta1 cycle: start, middle, end (fastai's text learners)",
+        metavar="M0,M1,M2",
+        ge=0,
+        lt=1,
+        length=3,
+    )
+    betas: tuple[float, ...] = opt(
+        (0.9, 0.99), "Adam betas; beta1 is cycled by --moms under one-cycle", metavar="B1,B2", ge=0, lt=1, length=2
+    )
     clip: float = opt(0.4, "gradient norm clipping, 0 for none", ge=0)
     alpha: float = opt(2.0, "AR: activation regularization weight", ge=0)
     beta: float = opt(1.0, "TAR: temporal activation regularization weight", ge=0)
     seed: int = opt(0, "random seed of initialisation, dropout and batches", ge=0, le=SEED_MAX)
-    sampled: int = opt(0, "train with a sampled softmax of N words per step instead of the full vocab (e.g. 2048: "
-                       "about 10x faster per token with a 60k vocab on a CPU); validation stays exact (0: off)",
-                       metavar="N", ge=0)
+    sampled: int = opt(
+        0,
+        "train with a sampled softmax of N words per step instead of the full vocab (e.g. 2048: "
+        "about 10x faster per token with a 60k vocab on a CPU); validation stays exact (0: off)",
+        metavar="N",
+        ge=0,
+    )
 
 
 @dataclass
 class PretrainSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
     """`pretrain`: a language model from scratch (ULMFiT stage 1)."""
 
-    arch: str = opt("awd_lstm", "encoder architecture: awd_lstm, or qrnn (several times faster on a CPU with bf16)",
-                    choices=ARCHS)
-    preset: str = opt("small", "model size: paper (400/1150/3 layers), medium (256/1024/3), small (200/600/3, "
-                      "CPU-friendly), cpu (128/384/3, for 2-core CPUs), tiny (tests)", choices=MODEL_PRESETS)
+    arch: str = opt(
+        "awd_lstm", "encoder architecture: awd_lstm, or qrnn (several times faster on a CPU with bf16)", choices=ARCHS
+    )
+    preset: str = opt(
+        "small",
+        "model size: paper (400/1150/3 layers), medium (256/1024/3), small (200/600/3, "
+        "CPU-friendly), cpu (128/384/3, for 2-core CPUs), tiny (tests)",
+        choices=MODEL_PRESETS,
+    )
     drop_mult: float = opt(1.0, "multiplier of all the preset's dropouts", ge=0)
     epochs: int = opt(10, "epochs", metavar="N", ge=1)
-    max_steps: int | None = opt(None, "train at most N steps (the last epoch is cut short); the lr schedule is "
-                                "fitted to them", metavar="N", ge=1)
+    max_steps: int | None = opt(
+        None,
+        "train at most N steps (the last epoch is cut short); the lr schedule is fitted to them",
+        metavar="N",
+        ge=1,
+    )
     backwards: bool = opt(False, "train on the reversed text (for a backwards model)")
     lr: float = opt(5e-3, "peak learning rate", metavar="LR", gt=0)
     # when the corpus is given as files (prepared and tokenized into OUT/corpus first)
@@ -404,14 +503,17 @@ class PretrainSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
 class FinetuneSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
     """`finetune-lm`: a pretrained language model on the target texts (ULMFiT stage 2)."""
 
-    frozen_epochs: int = opt(1, "epochs training only the embedding/decoder group (0 skips the phase)", metavar="N",
-                             ge=0)
+    frozen_epochs: int = opt(
+        1, "epochs training only the embedding/decoder group (0 skips the phase)", metavar="N", ge=0
+    )
     frozen_lr: float = opt(2e-2, "peak lr of the frozen phase", metavar="LR", gt=0)
-    frozen_steps: int | None = opt(None, "stop the frozen phase after N steps (its lr schedule is fitted to them)",
-                                   metavar="N", ge=1)
+    frozen_steps: int | None = opt(
+        None, "stop the frozen phase after N steps (its lr schedule is fitted to them)", metavar="N", ge=1
+    )
     epochs: int = opt(10, "epochs with everything unfrozen", metavar="N", ge=0)
-    max_steps: int | None = opt(None, "stop the unfrozen phase after N steps (its lr schedule is fitted to them)",
-                                metavar="N", ge=1)
+    max_steps: int | None = opt(
+        None, "stop the unfrozen phase after N steps (its lr schedule is fitted to them)", metavar="N", ge=1
+    )
     lr: float = opt(2e-3, "peak learning rate of the unfrozen phase", metavar="LR", gt=0)
     lr_div: float = opt(2.6, "discriminative lr factor between layer groups when unfrozen; 1 for one lr", gt=0)
     drop_mult: float = opt(0.3, "multiplier of the model's dropouts while fine-tuning (the fast.ai course's 0.3)", ge=0)
@@ -419,8 +521,11 @@ class FinetuneSettings(LMDataSettings, LMOptimSettings, RunControlSettings):
     def __post_init__(self):
         super().__post_init__()
         if self.frozen_epochs == 0 and self.epochs == 0:
-            raise SettingsError(type(self).__name__, "epochs", lambda name: f"nothing to train: "
-                                f"{name('frozen_epochs')} and {name('epochs')} are both 0")
+            raise SettingsError(
+                type(self).__name__,
+                "epochs",
+                lambda name: f"nothing to train: {name('frozen_epochs')} and {name('epochs')} are both 0",
+            )
 
 
 @dataclass
@@ -446,8 +551,11 @@ class LRFindLMSettings(LMDataSettings, LMOptimSettings, ComputeSettings):
     def __post_init__(self):
         super().__post_init__()
         if not self.start < self.end:
-            raise SettingsError(type(self).__name__, "start", lambda name: f"{name('start')} must be below "
-                                f"{name('end')}, got {self.start:g} and {self.end:g}")
+            raise SettingsError(
+                type(self).__name__,
+                "start",
+                lambda name: f"{name('start')} must be below {name('end')}, got {self.start:g} and {self.end:g}",
+            )
 
 
 # ---------------------------------------------------------------------------------- classifier
@@ -463,11 +571,16 @@ class TrainClassifierSettings(RunControlSettings):
     # data
     train_split: str = opt("train", "split to train on")
     valid_split: str | None = opt(None, "split to validate on (default: valid if the dataset has one, else test)")
-    valid_frac: float | None = opt(None, "validate on a fixed random fraction F of the train split instead "
-                                   "(stratified by class), which is then left out of training: keeps the test "
-                                   "split unseen until evaluation", metavar="F", gt=0, lt=1)
-    limit_train: int | None = opt(None, "train on a fixed random N documents only", metavar="N", ge=2,
-                                  why=BATCHNORM)
+    valid_frac: float | None = opt(
+        None,
+        "validate on a fixed random fraction F of the train split instead "
+        "(stratified by class), which is then left out of training: keeps the test "
+        "split unseen until evaluation",
+        metavar="F",
+        gt=0,
+        lt=1,
+    )
+    limit_train: int | None = opt(None, "train on a fixed random N documents only", metavar="N", ge=2, why=BATCHNORM)
     limit_valid: int | None = opt(None, "validate on a fixed random N documents only", metavar="N", ge=1)
     bs: int = opt(64, "documents per batch", metavar="N", ge=2, why=BATCHNORM)
     bptt: int = opt(BPTT, "tokens per BPT3C chunk", metavar="N", ge=1)
@@ -476,40 +589,52 @@ class TrainClassifierSettings(RunControlSettings):
     # model
     drop_mult: float = opt(0.5, "multiplier of the classifier dropouts (fastai's awd_lstm_clas_config)", ge=0)
     head: list[int] = opt([50], "hidden sizes of the head", metavar="N[,N]", ge=1, min_len=1)
-    multi_label: bool = opt(False, "independent labels (sigmoid + threshold); the default when the dataset is "
-                            "multi-label")
+    multi_label: bool = opt(
+        False, "independent labels (sigmoid + threshold); the default when the dataset is multi-label"
+    )
     threshold: float = opt(0.5, "multi-label decision threshold", gt=0, lt=1)
     # optimisation
-    stages: str = opt(PAPER_STAGES, "training phases as TRAINABLE:EPOCHS:LR: the top TRAINABLE layer groups train "
-                      "(1 = the head, 2 = + the top layer, ..., all), for EPOCHS epochs at peak lr LR (the head's)",
-                      metavar="N:E:LR,...")
+    stages: str = opt(
+        PAPER_STAGES,
+        "training phases as TRAINABLE:EPOCHS:LR: the top TRAINABLE layer groups train "
+        "(1 = the head, 2 = + the top layer, ..., all), for EPOCHS epochs at peak lr LR (the head's)",
+        metavar="N:E:LR,...",
+    )
     lr_mult: float = opt(1.0, "multiply every stage's lr", gt=0)
     lr_div: float = opt(2.6, "discriminative lr factor between groups", gt=0)
-    schedule: str = opt("stlr", "lr schedule of each stage (stlr: slanted triangular, cut_frac 0.1, ratio 32)",
-                        choices=SCHEDULES)
+    schedule: str = opt(
+        "stlr", "lr schedule of each stage (stlr: slanted triangular, cut_frac 0.1, ratio 32)", choices=SCHEDULES
+    )
     betas: tuple[float, ...] = opt((0.7, 0.99), "Adam betas", metavar="B1,B2", ge=0, lt=1, length=2)
-    moms: tuple[float, ...] = opt((0.8, 0.7, 0.8), "beta1 cycle under --schedule one_cycle", metavar="M0,M1,M2",
-                                  ge=0, lt=1, length=3)
+    moms: tuple[float, ...] = opt(
+        (0.8, 0.7, 0.8), "beta1 cycle under --schedule one_cycle", metavar="M0,M1,M2", ge=0, lt=1, length=3
+    )
     wd: float = opt(0.01, "AdamW weight decay", ge=0)
     clip: float = opt(0.0, "gradient norm clipping, 0 for none", ge=0)
     seed: int = opt(0, "random seed", ge=0, le=SEED_MAX)
     max_steps: int | None = opt(None, "stop after N steps in all (--resume continues)", metavar="N", ge=1)
     # learning-rate finder
-    lr_find: bool = opt(False, "instead of training: sweep the lr over --lr-find-steps batches with the first "
-                        "stage's layers trainable, write lr_find.csv/.json/.png and print the suggested lr")
+    lr_find: bool = opt(
+        False,
+        "instead of training: sweep the lr over --lr-find-steps batches with the first "
+        "stage's layers trainable, write lr_find.csv/.json/.png and print the suggested lr",
+    )
     lr_find_steps: int = opt(100, "batches in the sweep", metavar="N", ge=1)
-    lr_find_range: tuple[float, ...] = opt((1e-7, 10.0), "lrs swept, exponentially", metavar="START,END", gt=0,
-                                           length=2)
+    lr_find_range: tuple[float, ...] = opt(
+        (1e-7, 10.0), "lrs swept, exponentially", metavar="START,END", gt=0, length=2
+    )
 
     def __post_init__(self):
         super().__post_init__()
         me = type(self).__name__
         if self.valid_frac is not None and self.valid_split is not None:
-            raise SettingsError(me, "valid_frac", lambda name: f"give {name('valid_split')} or {name('valid_frac')}, "
-                                "not both")
+            raise SettingsError(
+                me, "valid_frac", lambda name: f"give {name('valid_split')} or {name('valid_frac')}, not both"
+            )
         if not self.lr_find_range[0] < self.lr_find_range[1]:
-            raise SettingsError(me, "lr_find_range", f"must go from a lower to a higher lr, got "
-                                f"{_values_text(self.lr_find_range)}")
+            raise SettingsError(
+                me, "lr_find_range", f"must go from a lower to a higher lr, got {_values_text(self.lr_find_range)}"
+            )
 
 
 @dataclass
@@ -517,39 +642,73 @@ class SelfTrainSettings(TrainClassifierSettings):
     """`self-train`: few labels, many unlabelled texts: train-classifier, then rounds of labelling the unlabelled
     documents with the classifier (blended with TF-IDF) and training again on labels + the surest of them."""
 
-    rounds: list[float] = opt([0.15, 0.4, 0.67], "one round per entry: add the documents per class the teacher is "
-                              "surest of (N, or a share F < 1 of the unlabelled pool split between the classes), then "
-                              "train a new classifier from --lm", metavar="N|F[,...]", gt=0, min_len=1)
-    teacher_weight: float = opt(0.5, "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "
-                                "same labels) having the rest; 1: the classifier alone", metavar="W", ge=0, le=1)
-    student_stages: str = opt("1:1:4e-2,2:1:2e-2,all:2:5e-3", "--stages of the rounds after the first, which train on "
-                              "thousands of documents: 4 epochs (measured on IMDb and agnews-small)",
-                              metavar="N:E:LR,...")
+    rounds: list[float] = opt(
+        [0.15, 0.4, 0.67],
+        "one round per entry: add the documents per class the teacher is "
+        "surest of (N, or a share F < 1 of the unlabelled pool split between the classes), then "
+        "train a new classifier from --lm",
+        metavar="N|F[,...]",
+        gt=0,
+        min_len=1,
+    )
+    teacher_weight: float = opt(
+        0.5,
+        "the classifier's weight in the teacher, the TF-IDF baseline (trained on the "
+        "same labels) having the rest; 1: the classifier alone",
+        metavar="W",
+        ge=0,
+        le=1,
+    )
+    student_stages: str = opt(
+        "1:1:4e-2,2:1:2e-2,all:2:5e-3",
+        "--stages of the rounds after the first, which train on "
+        "thousands of documents: 4 epochs (measured on IMDb and agnews-small)",
+        metavar="N:E:LR,...",
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if any(k > 1 and not float(k).is_integer() for k in self.rounds):
-            raise SettingsError(type(self).__name__, "rounds", "takes documents per class (whole numbers) or shares "
-                                f"of the pool (below 1), got {_values_text(self.rounds)}")
+            raise SettingsError(
+                type(self).__name__,
+                "rounds",
+                "takes documents per class (whole numbers) or shares "
+                f"of the pool (below 1), got {_values_text(self.rounds)}",
+            )
         if self.lr_find:
-            raise SettingsError(type(self).__name__, "lr_find", "belongs to train-classifier (the sweep of round 0 "
-                                "is the same there)")
+            raise SettingsError(
+                type(self).__name__, "lr_find", "belongs to train-classifier (the sweep of round 0 is the same there)"
+            )
 
 
 @dataclass
 class InferenceSettings(Settings):
-    int8: bool | None = opt(None, "int8 dynamic quantized recurrent layers (fast CPU serving); default: as the "
-                            "folder says", negative="--float32")
+    int8: bool | None = opt(
+        None,
+        "int8 dynamic quantized recurrent layers (fast CPU serving); default: as the folder says",
+        negative="--float32",
+    )
     bs: int = opt(64, "documents per batch", metavar="N", ge=1)
     threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N", ge=1)
     onnx: bool = opt(False, "run the folder's ONNX export with onnxruntime (`export-classifier --onnx`)")
     quiet: bool = opt(False, "no progress bar")
-    ensemble: list[str] = opt([], "average probabilities with this classifier too (e.g. the backward model); "
-                              "repeatable", metavar="DIR2")
-    blend: str | None = opt(None, "blend with a saved TF-IDF baseline (the folder `ulmfit baseline --out` or a run's "
-                            "baseline/ writes): the weighted mean of the two models' probabilities", metavar="DIR")
-    blend_weight: float | None = opt(None, "ULMFiT's weight in the blend, 0-1 (evaluate: default the weight that does "
-                                     "best on the classifier's held-out validation documents)", metavar="W", ge=0, le=1)
+    ensemble: list[str] = opt(
+        [], "average probabilities with this classifier too (e.g. the backward model); repeatable", metavar="DIR2"
+    )
+    blend: str | None = opt(
+        None,
+        "blend with a saved TF-IDF baseline (the folder `ulmfit baseline --out` or a run's "
+        "baseline/ writes): the weighted mean of the two models' probabilities",
+        metavar="DIR",
+    )
+    blend_weight: float | None = opt(
+        None,
+        "ULMFiT's weight in the blend, 0-1 (evaluate: default the weight that does "
+        "best on the classifier's held-out validation documents)",
+        metavar="W",
+        ge=0,
+        le=1,
+    )
 
 
 @dataclass
@@ -579,16 +738,23 @@ class ExportSettings(Settings):
     """`export-classifier`: a serving copy of a classifier folder."""
 
     int8: bool = opt(False, "load quantized (int8 dynamic recurrent layers) by default; with --onnx: int8 ONNX graphs")
-    onnx: bool = opt(False, "also write ONNX graphs of the chunk step and the head (chunk.onnx, head.onnx), which "
-                     "`predict --onnx`, `serve --onnx` and any ONNX runtime run")
+    onnx: bool = opt(
+        False,
+        "also write ONNX graphs of the chunk step and the head (chunk.onnx, head.onnx), which "
+        "`predict --onnx`, `serve --onnx` and any ONNX runtime run",
+    )
 
 
 @dataclass
 class ExplainSettings(Settings):
     """`explain`: per-token contributions to a prediction (integrated gradients on the input embeddings)."""
 
-    steps: int = opt(32, "integration steps from the zero-embedding baseline to the text (more: closer to the exact "
-                     "integral, slower)", metavar="N", ge=1)
+    steps: int = opt(
+        32,
+        "integration steps from the zero-embedding baseline to the text (more: closer to the exact integral, slower)",
+        metavar="N",
+        ge=1,
+    )
     html: str | None = opt(None, "also write a standalone HTML page of the shaded tokens to FILE", metavar="FILE")
     threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N", ge=1)
 
@@ -600,10 +766,16 @@ class ServeSettings(InferenceSettings):
 
     host: str = opt("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
     port: int = opt(8000, "TCP port (0: any free port)", metavar="PORT", ge=0, le=65535)
-    workers: int = opt(1, "inference threads, each running one batch at a time (torch threads per worker: --threads, "
-                       "default all cores / N)", metavar="N", ge=1)
-    batch_ms: float = opt(5.0, "how long a batch waits for more requests once a worker is free (milliseconds)",
-                          metavar="MS", ge=0)
+    workers: int = opt(
+        1,
+        "inference threads, each running one batch at a time (torch threads per worker: --threads, "
+        "default all cores / N)",
+        metavar="N",
+        ge=1,
+    )
+    batch_ms: float = opt(
+        5.0, "how long a batch waits for more requests once a worker is free (milliseconds)", metavar="MS", ge=0
+    )
     max_texts: int = opt(64, "texts per request (more: 413)", metavar="N", ge=1)
     max_chars: int = opt(20000, "characters per text (more: 413)", metavar="N", ge=1)
     max_body: int = opt(2_000_000, "bytes per request body (more: 413)", metavar="BYTES", ge=1)
@@ -632,15 +804,25 @@ class BaselineSettings(Settings):
     """`baseline`: what you would get without the language model, in seconds (TF-IDF + logistic regression)."""
 
     train_split: str = opt("train", "split to train on")
-    valid_frac: float | None = opt(None, "hold out the same stratified fraction of the train split as "
-                                   "train-classifier --valid-frac does (same documents), and report on it too",
-                                   metavar="F", gt=0, lt=1)
+    valid_frac: float | None = opt(
+        None,
+        "hold out the same stratified fraction of the train split as "
+        "train-classifier --valid-frac does (same documents), and report on it too",
+        metavar="F",
+        gt=0,
+        lt=1,
+    )
     split: str | None = opt(None, "the split to report on (default: test, else valid)")
-    limit_train: int | None = opt(None, "train on the same fixed random N documents as train-classifier "
-                                  "--limit-train N", metavar="N", ge=2)
+    limit_train: int | None = opt(
+        None, "train on the same fixed random N documents as train-classifier --limit-train N", metavar="N", ge=2
+    )
     ngram_max: int = opt(2, "word n-grams from 1 to N", metavar="N", ge=1)
     min_df: int = opt(1, "least number of training documents an n-gram must appear in", metavar="N", ge=1)
     c: float = opt(4.0, "inverse regularization strength of the logistic regression", metavar="C", gt=0)
-    out: str | None = opt(None, "write baseline.json and the model (tfidf.json + tfidf.safetensors: what "
-                          "`evaluate --blend` and `predict --blend` read) here", metavar="DIR")
+    out: str | None = opt(
+        None,
+        "write baseline.json and the model (tfidf.json + tfidf.safetensors: what "
+        "`evaluate --blend` and `predict --blend` read) here",
+        metavar="DIR",
+    )
     quiet: bool = opt(False, "no progress lines")

@@ -37,14 +37,26 @@ def save_tfidf(folder, vectorizer, model, classes, multi_label: bool):
     vocab = [""] * len(vectorizer.vocabulary_)
     for gram, col in vectorizer.vocabulary_.items():
         vocab[col] = gram
-    write_json(folder / "tfidf.json", {
-        "format": FORMAT, "classes": list(classes), "multi_label": bool(multi_label),
-        "ngram_range": list(vectorizer.ngram_range), "sublinear_tf": bool(vectorizer.sublinear_tf),
-        "lowercase": bool(vectorizer.lowercase), "token_pattern": vectorizer.token_pattern, "vocabulary": vocab})
+    write_json(
+        folder / "tfidf.json",
+        {
+            "format": FORMAT,
+            "classes": list(classes),
+            "multi_label": bool(multi_label),
+            "ngram_range": list(vectorizer.ngram_range),
+            "sublinear_tf": bool(vectorizer.sublinear_tf),
+            "lowercase": bool(vectorizer.lowercase),
+            "token_pattern": vectorizer.token_pattern,
+            "vocabulary": vocab,
+        },
+    )
     tensors = {"idf": vectorizer.idf_, "coef": coef, "intercept": intercept}
     # C order: scikit-learn's multinomial coef_ is Fortran-ordered, and safetensors writes the raw buffer
-    write_safetensors(folder / "tfidf.safetensors",
-                      {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, numpy=True)
+    write_safetensors(
+        folder / "tfidf.safetensors",
+        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
+        numpy=True,
+    )
 
 
 class TfidfModel:
@@ -55,9 +67,13 @@ class TfidfModel:
 
         self.classes, self.multi_label = meta["classes"], meta["multi_label"]
         self.vectorizer = TfidfVectorizer(
-            ngram_range=tuple(meta["ngram_range"]), sublinear_tf=meta["sublinear_tf"], lowercase=meta["lowercase"],
-            token_pattern=meta["token_pattern"], vocabulary={g: i for i, g in enumerate(meta["vocabulary"])},
-            dtype=np.float32)
+            ngram_range=tuple(meta["ngram_range"]),
+            sublinear_tf=meta["sublinear_tf"],
+            lowercase=meta["lowercase"],
+            token_pattern=meta["token_pattern"],
+            vocabulary={g: i for i, g in enumerate(meta["vocabulary"])},
+            dtype=np.float32,
+        )
         self.vectorizer.idf_ = tensors["idf"]
         self.coef, self.intercept = tensors["coef"], tensors["intercept"]
 
@@ -68,8 +84,9 @@ class TfidfModel:
         folder = Path(folder)
         path = folder / "tfidf.json"
         if not path.exists():
-            raise UlmfitError(f"{folder} holds no saved baseline (no tfidf.json): `ulmfit baseline DATA --out "
-                              f"{folder}` writes one")
+            raise UlmfitError(
+                f"{folder} holds no saved baseline (no tfidf.json): `ulmfit baseline DATA --out {folder}` writes one"
+            )
         meta = json.loads(path.read_text())
         if meta.get("format") != FORMAT:
             raise UlmfitError(f"{path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")

@@ -91,8 +91,10 @@ def transfer(folder, itos, drop_mult=None, say=True):
         raise UlmfitError(f"the weights in {folder} do not fit its config.json: {e}") from None
     # Said even when quiet: a low count means the wrong pretrained model or tokenizer.
     if say:
-        print(f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
-              f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding")
+        print(
+            f"vocab: {n_matched:,} of the dataset's {len(new_itos):,} tokens found in the pretrained vocab "
+            f"({len(old_itos):,} tokens); the other {len(new_itos) - n_matched:,} start at the mean embedding"
+        )
     return model, folder_config
 
 
@@ -101,8 +103,15 @@ def transfer(folder, itos, drop_mult=None, say=True):
 
 # fastai 0.7 / v1 names of the special tokens -> ours (v1 and v2 already use the xx... names).
 FASTAI_SPECIALS = {
-    "_unk_": UNK, "_pad_": PAD, "xbos": BOS, "xeos": EOS, "xfld": FLD,
-    "t_up": UP, "tk_rep": REP, "tk_wrep": WREP, "t_maj": MAJ,
+    "_unk_": UNK,
+    "_pad_": PAD,
+    "xbos": BOS,
+    "xeos": EOS,
+    "xfld": FLD,
+    "t_up": UP,
+    "tk_rep": REP,
+    "tk_wrep": WREP,
+    "t_maj": MAJ,
 }
 
 
@@ -131,8 +140,10 @@ def read_itos(source) -> list:
             try:
                 itos = _ListOnlyUnpickler(io.BytesIO(data)).load()
             except Exception as e:
-                raise UlmfitError(f"{path}: not a pickled list of tokens ({e}); "
-                                  "convert it to JSON ({\"itos\": [...]}) if it holds another type") from None
+                raise UlmfitError(
+                    f"{path}: not a pickled list of tokens ({e}); "
+                    'convert it to JSON ({"itos": [...]}) if it holds another type'
+                ) from None
         elif path.suffix == ".json":
             try:
                 itos = json.loads(data.decode("utf-8"))
@@ -191,8 +202,10 @@ def _fastai_to_ulmfit(sd: dict, path) -> dict:
     for layer, t in hh_raw.items():  # the raw weight is the trained one; prefer it
         out[f"encoder.rnns.{layer}.weight_hh_l0"] = t
     if EMBEDDING_KEY not in out or not any(k.startswith("encoder.rnns.") for k in out):
-        raise UlmfitError(f"{path}: no fastai AWD-LSTM weights found (expected keys like 0.encoder.weight, "
-                          f"0.rnns.0.module.weight_ih_l0); it has {', '.join(list(sd)[:6])}...")
+        raise UlmfitError(
+            f"{path}: no fastai AWD-LSTM weights found (expected keys like 0.encoder.weight, "
+            f"0.rnns.0.module.weight_ih_l0); it has {', '.join(list(sd)[:6])}..."
+        )
     return out
 
 
@@ -233,8 +246,15 @@ def import_fastai(pth_path, itos_path_or_list):
             rest.append(t)
     new_itos = SPECIAL_TOKENS + rest
     sd, _ = map_vocab(sd, renamed, new_itos)
-    cfg = preset("paper", len(new_itos), emb_size=int(emb_size), n_hid=int(n_hid), n_layers=n_layers,
-                 tie_weights=tied, out_bias=DECODER_B in sd)
+    cfg = preset(
+        "paper",
+        len(new_itos),
+        emb_size=int(emb_size),
+        n_hid=int(n_hid),
+        n_layers=n_layers,
+        tie_weights=tied,
+        out_bias=DECODER_B in sd,
+    )
     sd = {k: v.float().contiguous() for k, v in sd.items()}
     if tied:
         sd[DECODER_W] = sd[EMBEDDING_KEY]

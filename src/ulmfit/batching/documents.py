@@ -54,8 +54,9 @@ def sorted_batches(lengths, bs: int) -> list:
     return [idx[s : s + bs] for s in range(0, len(idx), bs)]
 
 
-def pad_collate(docs, pad_id: int = PAD_ID, eos_id: int | None = None, backwards: bool = False,
-                max_tokens: int | None = None):
+def pad_collate(
+    docs, pad_id: int = PAD_ID, eos_id: int | None = None, backwards: bool = False, max_tokens: int | None = None
+):
     """List of 1-D id arrays -> (ids LongTensor [bs, T] right-padded, lengths LongTensor [bs]).
 
     `eos_id` appends an end token; `backwards` reverses each document's own tokens (padding stays at
@@ -94,9 +95,19 @@ class ClassifierBatches:
     Labels are int64 class indices ([bs]), or float multi-hot rows ([bs, n_classes]) for multi-label.
     """
 
-    def __init__(self, split, bs: int, shuffle: bool = False, seed: int = 0, pad_id: int = PAD_ID,
-                 add_eos: bool = False, backwards: bool = False, limit: int | None = None,
-                 chunk_mult: int = 50, docs=None):
+    def __init__(
+        self,
+        split,
+        bs: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        pad_id: int = PAD_ID,
+        add_eos: bool = False,
+        backwards: bool = False,
+        limit: int | None = None,
+        chunk_mult: int = 50,
+        docs=None,
+    ):
         if bs < 1:
             raise UlmfitError(f"batch size must be at least 1 (got {bs})")
         self.split, self.bs, self.pad_id = split, bs, pad_id

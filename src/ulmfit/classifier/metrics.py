@@ -57,17 +57,23 @@ def multilabel_scores(tp, fp, fn, n_correct_rows, n_rows) -> dict:
     tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
     denom = 2 * tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {"accuracy": float(n_correct_rows / n_rows) if n_rows else 0.0, "macro_f1": float(f1.mean()),
-            "precision": (tp / np.maximum(tp + fp, 1)).tolist(), "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
-            "f1": f1.tolist(), "n": int(n_rows)}
+    return {
+        "accuracy": float(n_correct_rows / n_rows) if n_rows else 0.0,
+        "macro_f1": float(f1.mean()),
+        "precision": (tp / np.maximum(tp + fp, 1)).tolist(),
+        "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
+        "f1": f1.tolist(),
+        "n": int(n_rows),
+    }
 
 
 def write_report(folder, name: str, cm: np.ndarray, classes, extra: dict | None = None) -> dict:
     """Write NAME.json (metrics + confusion matrix) and NAME.png (the matrix as a heat map)."""
     report = {**scores(cm), "classes": list(classes), "confusion_matrix": cm.tolist(), **(extra or {})}
     write_json(f"{folder}/{name}.json", report)
-    plot_confusion(f"{folder}/{name}.png", cm, classes, f"accuracy {report['accuracy']:.4f}  "
-                   f"macro-F1 {report['macro_f1']:.4f}")
+    plot_confusion(
+        f"{folder}/{name}.png", cm, classes, f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}"
+    )
     return report
 
 
@@ -89,8 +95,15 @@ def plot_confusion(path, cm, classes, title=""):
         hi = cm.max() if cm.size else 0
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
-                        color="white" if cm[i, j] > hi / 2 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    color="white" if cm[i, j] > hi / 2 else "black",
+                    fontsize=8,
+                )
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -33,12 +33,14 @@ def parse_stages(text: str, field: str = "stages", owner: str = "TrainClassifier
             top = None if bits[0].strip().lower() == "all" else int(bits[0])
             stages.append((0 if top is None else -top, int(bits[1]), float(bits[2])))
         except ValueError:
-            raise SettingsError(owner, field, f"stage {k + 1} {part.strip()!r} is not TRAINABLE:EPOCHS:LR "
-                                "(e.g. 1:1:2e-2 or all:2:1e-3)") from None
+            raise SettingsError(
+                owner, field, f"stage {k + 1} {part.strip()!r} is not TRAINABLE:EPOCHS:LR (e.g. 1:1:2e-2 or all:2:1e-3)"
+            ) from None
         _, e, lr = stages[-1]
         if (top is not None and top < 1) or e < 1 or lr <= 0:
-            raise SettingsError(owner, field, f"stage {k + 1} {part.strip()!r} needs TRAINABLE >= 1 (or all), "
-                                "EPOCHS >= 1 and LR > 0")
+            raise SettingsError(
+                owner, field, f"stage {k + 1} {part.strip()!r} needs TRAINABLE >= 1 (or all), EPOCHS >= 1 and LR > 0"
+            )
     return tuple(stages)
 
 
@@ -101,15 +103,24 @@ class ClassifierTask:
 
     monitor = ("accuracy", "max")  # what early stopping watches (training.loop), as best/ does
 
-    def __init__(self, model, train_split, valid_split, n_classes: int, settings: BatchSettings,
-                 multi_label: bool = False, pad_id: int = 1):
+    def __init__(
+        self,
+        model,
+        train_split,
+        valid_split,
+        n_classes: int,
+        settings: BatchSettings,
+        multi_label: bool = False,
+        pad_id: int = 1,
+    ):
         self.model, self.n_classes, self.multi_label = model, n_classes, multi_label
         self.s, self.pad_id = settings, pad_id
         self.train_split, self.valid_split = train_split, valid_split
         self._train_cache: dict = {}
         kw: dict[str, Any] = dict(pad_id=pad_id, add_eos=settings.add_eos, backwards=settings.backwards)
-        self.valid = ClassifierBatches(valid_split, settings.bs, limit=settings.limit_valid,
-                                       docs=settings.valid_docs, **kw)
+        self.valid = ClassifierBatches(
+            valid_split, settings.bs, limit=settings.limit_valid, docs=settings.valid_docs, **kw
+        )
         self._kw = kw
         if self.valid.n_docs == 0:
             raise UlmfitError(f"the valid split {valid_split.name!r} has no labelled documents")
@@ -119,10 +130,17 @@ class ClassifierTask:
     def train_batches(self, epoch, seed):
         key = (epoch, seed)
         if key not in self._train_cache:
-            self._train_cache = {key: ClassifierBatches(self.train_split, self.s.bs, shuffle=True,
-                                                        seed=int(seed) * 100_003 + int(epoch),
-                                                        limit=self.s.limit_train, docs=self.s.train_docs,
-                                                        **self._kw)}
+            self._train_cache = {
+                key: ClassifierBatches(
+                    self.train_split,
+                    self.s.bs,
+                    shuffle=True,
+                    seed=int(seed) * 100_003 + int(epoch),
+                    limit=self.s.limit_train,
+                    docs=self.s.train_docs,
+                    **self._kw,
+                )
+            }
         return self._train_cache[key]
 
     def valid_batches(self):

@@ -11,10 +11,13 @@ from .options import add_settings, settings_from
 def register(sub):
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(
-        "prepare", help="read a corpus into a prepared dataset folder", formatter_class=fmt,
+        "prepare",
+        help="read a corpus into a prepared dataset folder",
+        formatter_class=fmt,
         description="Read documents from a source into DIR: documents.jsonl, labels, the classification "
         "splits (train/test[/valid]) and a language-model split (lm_train/lm_valid) over every text.\n"
-        "Empty documents are skipped and counted; any other bad input stops with the file and line.")
+        "Empty documents are skipped and counted; any other bad input stops with the file and line.",
+    )
     kinds = p.add_subparsers(dest="source_kind", metavar="SOURCE_KIND", required=True)
     for spec in (sources.get(n) for n in sources.names()):  # one subcommand per registered source
         k = kinds.add_parser(spec.name, help=spec.help, description=spec.description, formatter_class=fmt)

@@ -81,8 +81,10 @@ def add_settings(parser, cls, skip=(), group: str | None = None):
             kw["help"] += shown
         target.add_argument(*names, **kw)
         if m.get("negative"):
-            target.add_argument(m["negative"], **{"dest": f.name, "action": "store_false", "default": default,
-                                                  "help": f"the opposite of {names[0]}"})
+            target.add_argument(
+                m["negative"],
+                **{"dest": f.name, "action": "store_false", "default": default, "help": f"the opposite of {names[0]}"},
+            )
 
 
 def settings_from(ns, cls, **overrides):

@@ -14,7 +14,8 @@ def register(sub):
     from ..run.config import preset_names
 
     p = sub.add_parser(
-        "run", help="every stage from raw data to an evaluated classifier, from one config",
+        "run",
+        help="every stage from raw data to an evaluated classifier, from one config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the ULMFiT pipeline described by CONFIG (a TOML/YAML file or a shipped preset): "
         "prepare -> tokenize -> pretrain (or load, or skip) -> [lr finder] -> fine-tune LM -> classifier (forward, "
@@ -23,23 +24,28 @@ def register(sub):
         "where it stopped.\n\n"
         f"presets: {', '.join(preset_names())}; `imdb` picks imdb-fast on a GPU, imdb-cpu otherwise. A config with "
         "only a [data] section gets text-cpu (text-gpu on a GPU).\n\n"
-        "Sizing: `budget = \"30m\"` at the top of a config (or in [finetune_lm] / [classifier] for one stage) "
+        'Sizing: `budget = "30m"` at the top of a config (or in [finetune_lm] / [classifier] for one stage) '
         "measures this machine's speed with a few training steps and sizes the LM fine-tuning steps and the "
-        "classifier epochs to fit; `sizing = \"data\"` sizes them to the data instead (LM passes over the texts, "
+        'classifier epochs to fit; `sizing = "data"` sizes them to the data instead (LM passes over the texts, '
         "classifier epochs by labelled documents). report.md says what was chosen and why.\n\n"
         "Few labels, many unlabelled texts: a [self_train] section (rounds = [0.15, 0.4, 0.67], teacher_weight, "
         "student_stages; see `ulmfit self-train --help`) adds rounds of classifiers trained on the labels plus the "
         "unlabelled texts the previous round labels; the last round is the model evaluated.",
         epilog="examples:\n  ulmfit run imdb --source ../shared/data/aclImdb_v1.tar.gz\n"
         "  ulmfit run --print-config imdb-cpu > my.toml && ulmfit run my.toml --out runs/mine\n"
-        "  printf 'budget = \"30m\"\\n[data]\\nsource = \"train.csv\"\\ntest = \"test.csv\"\\n' > mine.toml"
+        '  printf \'budget = "30m"\\n[data]\\nsource = "train.csv"\\ntest = "test.csv"\\n\' > mine.toml'
         " && ulmfit run mine.toml",
     )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="a .toml/.yaml file or a preset name")
     p.add_argument("--out", metavar="DIR", help="the run folder (default: runs/NAME)")
     p.add_argument("--source", help="the data source, overriding [data] source (e.g. the IMDb tarball)")
-    p.add_argument("--from", dest="force_from", metavar="STAGE", choices=STAGES,
-                   help=f"redo STAGE and every stage after it ({', '.join(STAGES)})")
+    p.add_argument(
+        "--from",
+        dest="force_from",
+        metavar="STAGE",
+        choices=STAGES,
+        help=f"redo STAGE and every stage after it ({', '.join(STAGES)})",
+    )
     p.add_argument("--print-config", metavar="PRESET", help="print a preset's TOML (a starting point) and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
@@ -67,8 +73,19 @@ def _run(a):
         check_force_from(cfg, a.force_from)
     if cfg["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
         # `nproc = N`: the same command again under torchrun, N processes training together
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg['nproc']}",
-               "-m", "ulmfit", "run", str(a.config), "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={cfg['nproc']}",
+            "-m",
+            "ulmfit",
+            "run",
+            str(a.config),
+            "--out",
+            str(out),
+        ]
         cmd += (["--source", str(a.source)] if a.source else []) + (["--from", a.force_from] if a.force_from else [])
         proc = subprocess.Popen(cmd + (["--quiet"] if a.quiet else []))
         try:
@@ -86,10 +103,14 @@ def _run(a):
     bl = (report.get("evaluation") or {}).get("blend")
     score = "" if acc is None else f"  {split} accuracy {100 * acc:.2f} %"
     if bl:
-        score = (f"  {split} accuracy {100 * bl['accuracy']:.2f} % blended with the baseline "
-                 f"(ULMFiT alone {100 * acc:.2f} %)")
-    print(f"report: {out}/report.md{score}"
-          + (f"  (TF-IDF baseline {100 * base['accuracy']:.2f} %)" if base.get("accuracy") is not None else ""))
+        score = (
+            f"  {split} accuracy {100 * bl['accuracy']:.2f} % blended with the baseline "
+            f"(ULMFiT alone {100 * acc:.2f} %)"
+        )
+    print(
+        f"report: {out}/report.md{score}"
+        + (f"  (TF-IDF baseline {100 * base['accuracy']:.2f} %)" if base.get("accuracy") is not None else "")
+    )
     if report.get("verdict") and "NOT" in report["verdict"]:
         print(report["verdict"])
     return 0

@@ -25,8 +25,10 @@ def _explain(a, s):
         check_output_file(s.html)
     set_threads(s.threads or os.cpu_count() or 1)
     r = TextClassifier.load(a.model_dir, int8=False).explain(a.text, s.steps)
-    print(f"{r['label']}  {r['probability']:.4f}  (baseline {r['baseline_probability']:.4f}, scores add up to "
-          f"{r['total']:+.4f})")
+    print(
+        f"{r['label']}  {r['probability']:.4f}  (baseline {r['baseline_probability']:.4f}, scores add up to "
+        f"{r['total']:+.4f})"
+    )
     for t, v in zip(r["tokens"], r["scores"]):
         print(f"{v:+.4f}  {t}")
     if s.html:
@@ -39,23 +41,31 @@ def _explain(a, s):
 
 COMMANDS = [
     Command(
-        "serve", "serve a classifier over HTTP: POST /predict, /explain, GET /health, /info, and a page at /",
+        "serve",
+        "serve a classifier over HTTP: POST /predict, /explain, GET /health, /info, and a page at /",
         "Load a classifier folder once (with --ensemble, --blend: as predict does) and answer HTTP requests: "
-        "POST /predict {\"texts\": [...]} -> {\"predictions\": [...]} in input order; POST /explain {\"text\": ...} "
+        'POST /predict {"texts": [...]} -> {"predictions": [...]} in input order; POST /explain {"text": ...} '
         "-> the label and a score per token; GET /health, GET /info (classes, config, limits, versions); GET / "
         "a page to try texts on. Concurrent requests are batched together (--batch-ms, --bs). Limits answer JSON "
         "errors: 413 (--max-body, --max-texts, --max-chars), 503 + Retry-After (--max-queue), 504 (--timeout), "
         "422 bad JSON or types. SIGTERM / Ctrl-C finishes the requests in flight. See docs/serving.md.",
-        _serve, ServeSettings, [CLASSIFIER],
-        "example: ulmfit serve models/imdb-clas --int8 --port 8000"),
+        _serve,
+        ServeSettings,
+        [CLASSIFIER],
+        "example: ulmfit serve models/imdb-clas --int8 --port 8000",
+    ),
     Command(
-        "explain", "show how much each token of a text brings to its predicted label",
+        "explain",
+        "show how much each token of a text brings to its predicted label",
         "Integrated gradients on the input embeddings: each token's score is its share of the predicted "
         "label's probability over an all-zero-embedding baseline (the scores add up to the difference). Prints "
         "the label, then one line per token (markers such as xxmaj folded into their word); --html writes a "
         "standalone page with the tokens shaded. Uses the float weights (also for a folder marked int8).",
-        _explain, ExplainSettings, [CLASSIFIER, arg("text", metavar="TEXT", help="the text to explain")],
-        "example: ulmfit explain models/imdb-clas 'A wonderful film.' --html why.html"),
+        _explain,
+        ExplainSettings,
+        [CLASSIFIER, arg("text", metavar="TEXT", help="the text to explain")],
+        "example: ulmfit explain models/imdb-clas 'A wonderful film.' --html why.html",
+    ),
 ]
 
 

@@ -83,8 +83,16 @@ class DatasetWriter:
         self._f.close()
         self._ctx.__exit__(UlmfitError, UlmfitError("aborted"), None)
 
-    def finish(self, classes=None, lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed, source=None,
-               clas_splits=("train", "test"), valid_frac=0.0, multi_label=False):
+    def finish(
+        self,
+        classes=None,
+        lm_valid_frac=PrepareSettings.lm_valid_frac,
+        seed=PrepareSettings.seed,
+        source=None,
+        clas_splits=("train", "test"),
+        valid_frac=0.0,
+        multi_label=False,
+    ):
         """Write labels, splits and dataset.json. `classes=None` infers them (sorted) from labels.
         `multi_label`: each label is a collection of class names (`classes` required).
 
@@ -102,8 +110,7 @@ class DatasetWriter:
         try:
             (self.out / "dataset.json").unlink(missing_ok=True)
             self._ctx.__exit__(None, None, None)
-            return self._write_rest(labels, classes, lm_valid_frac, seed, source, clas_splits, valid_frac,
-                                    multi_label)
+            return self._write_rest(labels, classes, lm_valid_frac, seed, source, clas_splits, valid_frac, multi_label)
         except BaseException as e:
             if is_disk_full(e):
                 raise disk_full(e, self.out, "the folder is left unprepared: it has no dataset.json") from None
@@ -168,13 +175,24 @@ class DatasetWriter:
                     bc = lab.sum(0) if multi_label else np.bincount(lab, minlength=len(classes))
                     per_class[name] = {str(c): int(x) for c, x in zip(classes, bc)}
         meta = {
-            "format": DATASET_FORMAT, "version": 1, "kind": self.kind, "classes": classes, "multi_label": multi_label,
-            "n_docs": n, "n_fields": self.n_fields, "splits": counts, "class_counts": per_class,
-            "source_splits": dict(Counter(self.splits)), "skipped": self.skipped, "source": source,
-            "lm_valid_frac": lm_valid_frac, "seed": seed,
+            "format": DATASET_FORMAT,
+            "version": 1,
+            "kind": self.kind,
+            "classes": classes,
+            "multi_label": multi_label,
+            "n_docs": n,
+            "n_fields": self.n_fields,
+            "splits": counts,
+            "class_counts": per_class,
+            "source_splits": dict(Counter(self.splits)),
+            "skipped": self.skipped,
+            "source": source,
+            "lm_valid_frac": lm_valid_frac,
+            "seed": seed,
         }
         meta["fingerprint"] = hashlib.sha256(
-            json.dumps([meta, os.urandom(8).hex()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+            json.dumps([meta, os.urandom(8).hex()], sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
         write_json(self.out / "dataset.json", meta)
         return meta
 
@@ -226,8 +244,10 @@ def check_out_not_inside(out_dir, root):
     """A prepared folder written inside the folder it reads would be read back as part of it next time."""
     out, src = Path(out_dir).resolve(), Path(root).resolve()
     if out == src or src in out.parents:
-        raise UlmfitError(f"the output folder {out_dir} is inside the source folder {root}: it would be read back "
-                          "as part of the source; write the prepared folder elsewhere")
+        raise UlmfitError(
+            f"the output folder {out_dir} is inside the source folder {root}: it would be read back "
+            "as part of the source; write the prepared folder elsewhere"
+        )
 
 
 def summary(meta) -> str:

@@ -50,8 +50,10 @@ def download(url: str, dest_dir=None, size=None, md5=None, sha256=None, progress
         raise UlmfitError(f"could not download {url}: {e}. Download it by hand and pass the file's path.") from None
     total = int(resp.headers.get("Content-Length") or 0) or None
     with resp, atomic_path(dest) as tmp:
-        with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
-                                         disable=not progress) as bar:
+        with (
+            open(tmp, "wb") as f,
+            tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}", disable=not progress) as bar,
+        ):
             for block in iter(lambda: resp.read(1 << 20), b""):
                 f.write(block)
                 bar.update(len(block))

@@ -46,8 +46,13 @@ KNOWN_ARCHIVES = {
     "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe": "the Stanford aclImdb_v1.tar.gz",
     "f270fb8e988c6dc26f7774db24cd1c7338ef06569449c4cf7eacfcddd82806ff": "the aclImdb_v1.tar.gz repack (shared/data)",
 }
-OFFICIAL_COUNTS = {("train", "pos"): 12500, ("train", "neg"): 12500, ("train", "unsup"): 50000,
-                   ("test", "pos"): 12500, ("test", "neg"): 12500}
+OFFICIAL_COUNTS = {
+    ("train", "pos"): 12500,
+    ("train", "neg"): 12500,
+    ("train", "unsup"): 50000,
+    ("test", "pos"): 12500,
+    ("test", "neg"): 12500,
+}
 
 # What a damaged or truncated archive raises while it is read: tarfile's errors, a deflate stream that does
 # not decode (zlib.error), a gzip/xz/bz2 stream cut short (EOFError), a gzip CRC or length that differs
@@ -105,20 +110,25 @@ def _records_from_tar(path, counts):
                 mm = _MEMBER.search(m.name)
                 raw_text = tf.extractfile(m).read() if m.isfile() and mm else None
             except _UNREADABLE as e:
-                raise UlmfitError(f"{path}: the archive is damaged or cut short (at byte {stream.tell():,} of its "
-                                  f"unpacked data: {e}); download it again") from None
+                raise UlmfitError(
+                    f"{path}: the archive is damaged or cut short (at byte {stream.tell():,} of its "
+                    f"unpacked data: {e}); download it again"
+                ) from None
             if raw_text is not None:
                 counts[mm.group(1), mm.group(2)] += 1
                 yield mm, f"{path}:{m.name}", raw_text
         if stream.last.strip(b"\0"):
-            raise UlmfitError(f"{path}: the archive is damaged: a bad tar header at byte {tf.offset:,} of its unpacked "
-                              "data (everything after it would be lost); download it again")
+            raise UlmfitError(
+                f"{path}: the archive is damaged: a bad tar header at byte {tf.offset:,} of its unpacked "
+                "data (everything after it would be lost); download it again"
+            )
         try:
             # Read on to the real end: a compressed stream's CRC and length are checked only there.
             while block := raw.read(1 << 20):
                 if block.strip(b"\0"):
-                    raise UlmfitError(f"{path}: the archive is damaged: data after its end-of-archive marker; "
-                                      "download it again")
+                    raise UlmfitError(
+                        f"{path}: the archive is damaged: data after its end-of-archive marker; download it again"
+                    )
         except _UNREADABLE as e:
             raise UlmfitError(f"{path}: the archive is damaged or cut short ({e}); download it again") from None
 
@@ -147,14 +157,20 @@ def _check_complete(path, counts, sha256=None):
     a partial copy must not pass for the dataset."""
     missing = [f"{split}/{cls}" for split in ("train", "test") for cls in ("pos", "neg") if not counts[split, cls]]
     if missing:
-        raise UlmfitError(f"{path}: incomplete aclImdb: no reviews in {', '.join(f'aclImdb/{m}' for m in missing)} "
-                          "(a damaged or partial copy?)")
+        raise UlmfitError(
+            f"{path}: incomplete aclImdb: no reviews in {', '.join(f'aclImdb/{m}' for m in missing)} "
+            "(a damaged or partial copy?)"
+        )
     if sha256 in KNOWN_ARCHIVES:
-        wrong = [f"{split}/{cls} {counts[split, cls]:,} (expected {n:,})" for (split, cls), n in OFFICIAL_COUNTS.items()
-                 if counts[split, cls] != n]
+        wrong = [
+            f"{split}/{cls} {counts[split, cls]:,} (expected {n:,})"
+            for (split, cls), n in OFFICIAL_COUNTS.items()
+            if counts[split, cls] != n
+        ]
         if wrong:
-            raise UlmfitError(f"{path} is {KNOWN_ARCHIVES[sha256]} (by its sha256), but the reviews read differ: "
-                              + ", ".join(wrong))
+            raise UlmfitError(
+                f"{path} is {KNOWN_ARCHIVES[sha256]} (by its sha256), but the reviews read differ: " + ", ".join(wrong)
+            )
 
 
 def _has_both_classes_in_both_splits(meta) -> bool:
@@ -176,16 +192,21 @@ def resolve_source(source) -> Path:
     return path
 
 
-def prepare_imdb(source, out_dir, lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed,
-                 force=False, progress=True):
+def prepare_imdb(
+    source, out_dir, lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed, force=False, progress=True
+):
     path = resolve_source(source)
     if path.is_dir():
         # A folder's key lists every review's path, size and modification time: swapping test/pos and
         # test/neg, or editing a review, reads it again.
         check_out_not_inside(out_dir, path)
         files = _folder_files(path)
-        key = {"reader": "imdb", **folder_key(path, [p for _, p in files]), "lm_valid_frac": lm_valid_frac,
-               "seed": seed}
+        key = {
+            "reader": "imdb",
+            **folder_key(path, [p for _, p in files]),
+            "lm_valid_frac": lm_valid_frac,
+            "seed": seed,
+        }
     else:
         key = {"reader": "imdb", **file_key(path), "lm_valid_frac": lm_valid_frac, "seed": seed}
     # A folder prepared from a partial archive before the checks below existed is not reused.

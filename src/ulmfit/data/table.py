@@ -39,8 +39,16 @@ def file_format(path) -> str:
     for suffix in (".gz", ".xz"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    for ext, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".tab", "tsv"), (".parquet", "parquet"),
-                     (".pq", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".txt", "text")):
+    for ext, fmt in (
+        (".csv", "csv"),
+        (".tsv", "tsv"),
+        (".tab", "tsv"),
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".txt", "text"),
+    ):
         if name.endswith(ext):
             return fmt
     raise UlmfitError(f"{path}: unknown file type (use .csv, .tsv, .parquet, .jsonl[.gz|.xz] or .txt[.gz|.xz])")
@@ -62,8 +70,9 @@ def _decoded_lines(path, counter):
             except StopIteration:
                 return
             except _DAMAGED as e:
-                raise InputError(f"the compressed file is damaged or cut short ({e})", path=path,
-                                 line=counter[0] + 1) from None
+                raise InputError(
+                    f"the compressed file is damaged or cut short ({e})", path=path, line=counter[0] + 1
+                ) from None
             counter[0] = i
             try:
                 yield raw.decode("utf-8").removeprefix("\ufeff") if i == 1 else raw.decode("utf-8")
@@ -77,14 +86,19 @@ def _csv_error(e, path, fmt, delimiter, quoted, start, header):
     if "unexpected end of data" in what:  # strict mode: the file ends inside a quoted field
         line, col = _unclosed_quote(path, start, delimiter)
         field = header[col] if header and col is not None and col < len(header) else None
-        return InputError('a quoted field opens here and never closes (a missing closing ")', path=path, line=line,
-                          field=field)
+        return InputError(
+            'a quoted field opens here and never closes (a missing closing ")', path=path, line=line, field=field
+        )
     if "expected after" in what:
-        return InputError('text after a closing quote (inside a quoted field a quote is written "")', path=path,
-                          line=start[1])
+        return InputError(
+            'text after a closing quote (inside a quoted field a quote is written "")', path=path, line=start[1]
+        )
     if "new-line character" in what:
-        return InputError("a carriage return (\\r) inside an unquoted field"
-                          + (" (quote the field)" if quoted else ""), path=path, line=start[1])
+        return InputError(
+            "a carriage return (\\r) inside an unquoted field" + (" (quote the field)" if quoted else ""),
+            path=path,
+            line=start[1],
+        )
     return InputError(f"bad {fmt.upper()}: {e}", path=path, line=start[1])
 
 
@@ -121,8 +135,12 @@ def _repeated(header, columns, path):
     for c in columns:
         at = [i + 1 for i, h in enumerate(header) if h == c]
         if len(at) > 1:
-            raise InputError(f"the column name occurs more than once in the header (columns {at[0]} and {at[1]}): "
-                             "rename one", path=path, line=1, field=c)
+            raise InputError(
+                f"the column name occurs more than once in the header (columns {at[0]} and {at[1]}): rename one",
+                path=path,
+                line=1,
+                field=c,
+            )
 
 
 class _JsonObject(dict):
@@ -152,9 +170,11 @@ def _warn_csv_quoting(row, path, line) -> bool:
         if len(field) > 1 and field[0] == field[-1] == '"' and '""' in field:
             import sys
 
-            print(f"note: {path}: line {line}: a field looks CSV-quoted ({field[:40]!r}); TSV is read as it stands, "
-                  "quotes kept: give --tsv-quotes (tsv_quotes = true) if the file was written with CSV quoting",
-                  file=sys.stderr)
+            print(
+                f"note: {path}: line {line}: a field looks CSV-quoted ({field[:40]!r}); TSV is read as it stands, "
+                "quotes kept: give --tsv-quotes (tsv_quotes = true) if the file was written with CSV quoting",
+                file=sys.stderr,
+            )
             return True
     return False
 
@@ -197,8 +217,9 @@ def iter_rows(path, columns, tsv_quotes=False):
             if not row:
                 continue
             if len(row) != len(header):
-                raise InputError(f"row has {len(row)} fields, the header has {len(header)}", path=path,
-                                 line=reader.line_num)
+                raise InputError(
+                    f"row has {len(row)} fields, the header has {len(header)}", path=path, line=reader.line_num
+                )
             if not quoted and not warned:
                 warned = _warn_csv_quoting(row, path, reader.line_num)
             yield reader.line_num, {c: row[p] for c, p in zip(columns, pos)}
@@ -221,8 +242,9 @@ def iter_rows(path, columns, tsv_quotes=False):
                 if c not in obj:
                     raise InputError("missing", path=path, line=counter[0], field=c)
                 if c in getattr(obj, "repeated", ()):
-                    raise InputError("the column name occurs more than once in the object", path=path,
-                                     line=counter[0], field=c)
+                    raise InputError(
+                        "the column name occurs more than once in the object", path=path, line=counter[0], field=c
+                    )
             yield counter[0], {c: obj[c] for c in columns}
     elif fmt == "parquet":
         import pyarrow as pa
@@ -250,8 +272,10 @@ def iter_rows(path, columns, tsv_quotes=False):
                     batch = next(batches, None)
                 except (pa.ArrowException, OSError) as e:  # a corrupt page: OSError or ArrowInvalid
                     reason = " ".join(str(e).split())  # pyarrow's messages run over several lines
-                    raise InputError(f"row group {group} (rows {first:,}-{first + n - 1:,}) is damaged and cannot be "
-                                     f"read: {reason}", path=path) from None
+                    raise InputError(
+                        f"row group {group} (rows {first:,}-{first + n - 1:,}) is damaged and cannot be read: {reason}",
+                        path=path,
+                    ) from None
                 if batch is None:
                     break
                 for rec in batch.to_pylist():
@@ -311,8 +335,9 @@ def label_value(v, path, line, field) -> str:
     if isinstance(v, str):
         t = v.strip()
         return _number_text(decimal.Decimal(t), t) if len(t) <= 60 and _NUMBER.fullmatch(t) else t
-    raise InputError(f"expected a class name (text or a number), got {_kind(v)} {str(v)[:60]!r}", path=path,
-                     line=line, field=field)
+    raise InputError(
+        f"expected a class name (text or a number), got {_kind(v)} {str(v)[:60]!r}", path=path, line=line, field=field
+    )
 
 
 def _label_set(v, sep, path, line, field) -> list:
@@ -321,8 +346,9 @@ def _label_set(v, sep, path, line, field) -> list:
         return []
     parts = v if isinstance(v, list) else (v.split(sep) if isinstance(v, str) else [v])
     if isinstance(v, list) and any(isinstance(p, (list, dict)) or _is_missing(p) for p in parts):
-        raise InputError(f"expected a class name in each item of the list, got {str(v)[:60]!r}", path=path, line=line,
-                         field=field)
+        raise InputError(
+            f"expected a class name in each item of the list, got {str(v)[:60]!r}", path=path, line=line, field=field
+        )
     names = (label_value(p, path, line, field) for p in parts if not (isinstance(p, str) and not p.strip()))
     return sorted(set(names))
 
@@ -348,9 +374,21 @@ def _flag(v, path, line, col) -> bool:
     raise InputError(f"expected 0 or 1 in a label column, got {t!r}", path=path, line=line, field=col)
 
 
-def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabelled=(), valid_frac=0.0,
-                  lm_valid_frac=PrepareSettings.lm_valid_frac, seed=PrepareSettings.seed, force=False,
-                  progress=True, label_sep=None, tsv_quotes=False):
+def prepare_table(
+    train,
+    out_dir,
+    text_cols,
+    label_col=None,
+    test=None,
+    unlabelled=(),
+    valid_frac=0.0,
+    lm_valid_frac=PrepareSettings.lm_valid_frac,
+    seed=PrepareSettings.seed,
+    force=False,
+    progress=True,
+    label_sep=None,
+    tsv_quotes=False,
+):
     """`label_col`: one column of class names (single-label), or a list of several 0/1 columns (multi-label:
     the classes are the column names). `label_sep`: the one label column holds SEP-separated class names, or
     (JSONL/Parquet) a list of them (multi-label; an empty cell is a document with no label). `tsv_quotes`:
@@ -364,8 +402,9 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
     if label_sep == "":
         raise UlmfitError("label_sep must not be empty")
     multi = len(label_cols) > 1 or label_sep is not None
-    files = ([("train", Path(train))] + ([("test", Path(test))] if test else [])
-             + [("unsup", Path(u)) for u in unlabelled])
+    files = (
+        [("train", Path(train))] + ([("test", Path(test))] if test else []) + [("unsup", Path(u)) for u in unlabelled]
+    )
     for _, p in files:
         if not p.exists():
             raise UlmfitError(f"{p}: no such file")
@@ -373,12 +412,21 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
     if test and keys[1]["path"] == keys[0]["path"]:
         raise UlmfitError(f"--test {test} is the training table: a test set must be other documents")
     if test and keys[1]["sha256"] == keys[0]["sha256"]:
-        raise UlmfitError(f"--test {test} has the same content as the training table {train}: a test set must be "
-                          "other documents")
+        raise UlmfitError(
+            f"--test {test} has the same content as the training table {train}: a test set must be other documents"
+        )
     # version 2: strict CSV quoting, TSV without quotes by default, one spelling per numeric label
-    key = {"reader": "table", "version": 2, "files": [[s, k] for (s, _), k in zip(files, keys)],
-           "text_cols": list(text_cols), "label_col": label_col, "valid_frac": valid_frac,
-           "lm_valid_frac": lm_valid_frac, "seed": seed, "tsv_quotes": bool(tsv_quotes)}
+    key = {
+        "reader": "table",
+        "version": 2,
+        "files": [[s, k] for (s, _), k in zip(files, keys)],
+        "text_cols": list(text_cols),
+        "label_col": label_col,
+        "valid_frac": valid_frac,
+        "lm_valid_frac": lm_valid_frac,
+        "seed": seed,
+        "tsv_quotes": bool(tsv_quotes),
+    }
     if label_sep is not None:
         key["label_sep"] = label_sep
     if not force and (meta := cached_dataset(out_dir, key)):
@@ -417,32 +465,50 @@ def prepare_table(train, out_dir, text_cols, label_col=None, test=None, unlabell
             if not n_rows:
                 raise InputError("the table has no rows", path=path)
             if not n_docs:
-                raise InputError(f"every row's text is empty ({n_rows:,} rows)", path=path,
-                                 field=text_cols[0] if len(text_cols) == 1 else None)
+                raise InputError(
+                    f"every row's text is empty ({n_rows:,} rows)",
+                    path=path,
+                    field=text_cols[0] if len(text_cols) == 1 else None,
+                )
         classes = None
         if multi and label_sep is None:
             classes = label_cols
         elif label_cols:
             kind = "label" if multi else "class"
             if len(seen["train"]) < 2:
-                raise InputError(f"the label column has {len(seen['train'])} {kind}(s) ({sorted(seen['train'])}); "
-                                 "a classifier needs at least 2", path=train, field=label_cols[0])
+                raise InputError(
+                    f"the label column has {len(seen['train'])} {kind}(s) ({sorted(seen['train'])}); "
+                    "a classifier needs at least 2",
+                    path=train,
+                    field=label_cols[0],
+                )
             unknown = seen["test"] - seen["train"]
             if unknown:
-                raise InputError(f"test labels {sorted(unknown)[:5]} never occur in the training file", path=test,
-                                 field=label_cols[0])
+                raise InputError(
+                    f"test labels {sorted(unknown)[:5]} never occur in the training file",
+                    path=test,
+                    field=label_cols[0],
+                )
             classes = _sort_classes(seen["train"])
     except BaseException:
         w.abort()
         raise
-    meta = w.finish(classes=classes, lm_valid_frac=lm_valid_frac, seed=seed, source=key, valid_frac=valid_frac,
-                    multi_label=multi)
+    meta = w.finish(
+        classes=classes, lm_valid_frac=lm_valid_frac, seed=seed, source=key, valid_frac=valid_frac, multi_label=multi
+    )
     return meta, False
 
 
-def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=PrepareSettings.lm_valid_frac,
-                   seed=PrepareSettings.seed, force=False, progress=True,
-                   unlabelled_names=("unsup", "unlabelled", "unlabeled")):
+def prepare_folder(
+    root,
+    out_dir,
+    valid_frac=0.0,
+    lm_valid_frac=PrepareSettings.lm_valid_frac,
+    seed=PrepareSettings.seed,
+    force=False,
+    progress=True,
+    unlabelled_names=("unsup", "unlabelled", "unlabeled"),
+):
     """A folder per class: ROOT/CLASS/*.txt, or ROOT/{train,test}/CLASS/*.txt. A class folder named
     unsup/unlabelled holds texts without a label (language model only). Names starting with "." (.git,
     .DS_Store, an editor's .swp) are neither classes nor documents, at any depth."""
@@ -464,8 +530,10 @@ def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=PrepareSettings.
             if len(files) == n and split == "train" and cdir.name not in unlabelled_names:
                 empty.append(cdir)
     if empty and files:
-        raise UlmfitError(f"{empty[0]}: the class folder is empty: a class without examples cannot be learned "
-                          "(add its texts, or remove the folder)")
+        raise UlmfitError(
+            f"{empty[0]}: the class folder is empty: a class without examples cannot be learned "
+            "(add its texts, or remove the folder)"
+        )
     if not files:
         raise UlmfitError(f"{root}: no class folders with files (expected {root}/CLASS/*.txt)")
     train_classes = {lab for s, lab, _ in files if s == "train" and lab is not None}
@@ -474,8 +542,13 @@ def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=PrepareSettings.
     test_classes = {lab for s, lab, _ in files if s == "test" and lab is not None}
     if test_classes - train_classes:
         raise UlmfitError(f"{root}/test: classes {sorted(test_classes - train_classes)} are not in train")
-    key = {"reader": "folder", **folder_key(root, [f for _, _, f in files]), "valid_frac": valid_frac,
-           "lm_valid_frac": lm_valid_frac, "seed": seed}
+    key = {
+        "reader": "folder",
+        **folder_key(root, [f for _, _, f in files]),
+        "valid_frac": valid_frac,
+        "lm_valid_frac": lm_valid_frac,
+        "seed": seed,
+    }
     if not force and (meta := cached_dataset(out_dir, key)):
         return meta, True
     w = DatasetWriter(out_dir, kind="folder")
@@ -489,21 +562,38 @@ def prepare_folder(root, out_dir, valid_frac=0.0, lm_valid_frac=PrepareSettings.
     except BaseException:
         w.abort()
         raise
-    meta = w.finish(classes=_sort_classes(train_classes), lm_valid_frac=lm_valid_frac, seed=seed, source=key,
-                    valid_frac=valid_frac)
+    meta = w.finish(
+        classes=_sort_classes(train_classes), lm_valid_frac=lm_valid_frac, seed=seed, source=key, valid_frac=valid_frac
+    )
     return meta, False
 
 
-def prepare_corpus(paths, out_dir, text_field=CorpusSettings.text_field, lm_valid_frac=PrepareSettings.lm_valid_frac,
-                   seed=PrepareSettings.seed, max_docs=None, max_words=None, force=False, progress=True):
+def prepare_corpus(
+    paths,
+    out_dir,
+    text_field=CorpusSettings.text_field,
+    lm_valid_frac=PrepareSettings.lm_valid_frac,
+    seed=PrepareSettings.seed,
+    max_docs=None,
+    max_words=None,
+    force=False,
+    progress=True,
+):
     """Unlabelled text for language-model pretraining: JSONL objects with a text field, or plain text
     with one document per line (compressed .gz/.xz too). `max_docs`/`max_words` take a leading slice."""
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():
             raise UlmfitError(f"{p}: no such file")
-    key = {"reader": "corpus", "files": [file_key(p) for p in paths], "text_field": text_field,
-           "lm_valid_frac": lm_valid_frac, "seed": seed, "max_docs": max_docs, "max_words": max_words}
+    key = {
+        "reader": "corpus",
+        "files": [file_key(p) for p in paths],
+        "text_field": text_field,
+        "lm_valid_frac": lm_valid_frac,
+        "seed": seed,
+        "max_docs": max_docs,
+        "max_words": max_words,
+    }
     if not force and (meta := cached_dataset(out_dir, key)):
         return meta, True
     w = DatasetWriter(out_dir, kind="corpus")
@@ -524,8 +614,9 @@ def prepare_corpus(paths, out_dir, text_field=CorpusSettings.text_field, lm_vali
                     w.skip("empty documents", f"{path}:{line}")
                     continue
                 if not isinstance(text, str):
-                    raise InputError(f"expected a string, got {type(text).__name__}", path=path, line=line,
-                                     field=text_field)
+                    raise InputError(
+                        f"expected a string, got {type(text).__name__}", path=path, line=line, field=text_field
+                    )
                 w.add(f"{path.name}:{line}", "unsup", text.strip())
                 n_docs += 1
                 n_words += text.count(" ") + 1

@@ -78,7 +78,7 @@ class BPT3C(nn.Module):
                 rows = None if full else idx_h
                 span_ids = ids[:, e0:e1] if idx is None else ids[:, e0:e1].index_select(0, idx)
                 embedded = self.encoder.embed(span_ids)  # type: ignore[operator]  # nn.Module attrs: Tensor | Module
-            e = embedded[:, i - e0:j - e0] if embedded is not None and i < e1 else None
+            e = embedded[:, i - e0 : j - e0] if embedded is not None and i < e1 else None
             if e is not None and rows is not None and len(idx_h) < len(rows):  # documents ended within the span
                 e = e.index_select(0, torch.searchsorted(rows, idx_h).to(ids.device, non_blocking=True))
             elif e is not None and rows is None and idx is not None:
@@ -178,8 +178,17 @@ class PoolingHead(nn.Sequential):
 class SequenceClassifier(nn.Module):
     """encoder (BPT3C over an AWD-LSTM) + head. forward(ids, lengths) -> logits [bs, n_classes]."""
 
-    def __init__(self, encoder: nn.Module, n_classes: int, emb_size: int, hidden, dropouts, bptt: int, max_len: int,
-                 pad_id: int = 1):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_classes: int,
+        emb_size: int,
+        hidden,
+        dropouts,
+        bptt: int,
+        max_len: int,
+        pad_id: int = 1,
+    ):
         super().__init__()
         self.encoder = BPT3C(encoder, bptt, max_len, pad_id)
         self.head = PoolingHead([3 * emb_size, *hidden, n_classes], list(dropouts))
@@ -205,8 +214,9 @@ class ClassifierSettings:
 
     classes: list[str] = field(metadata={"bounds": bounds(min_len=1)})
     # defaults: what train-classifier's default settings give (a folder's config.json always has these fields)
-    head_hidden: list[int] = field(default_factory=lambda: default(TrainClassifierSettings, "head"),
-                                   metadata={"bounds": bounds(ge=1)})
+    head_hidden: list[int] = field(
+        default_factory=lambda: default(TrainClassifierSettings, "head"), metadata={"bounds": bounds(ge=1)}
+    )
     head_dropouts: list[float] = field(default_factory=_default_head_dropouts, metadata={"bounds": bounds(ge=0, lt=1)})
     max_len: int = field(default=TrainClassifierSettings.max_len, metadata={"bounds": bounds(ge=1)})
     bptt: int = field(default=TrainClassifierSettings.bptt, metadata={"bounds": bounds(ge=1)})
@@ -220,9 +230,15 @@ class ClassifierSettings:
         me = "classifier settings"
         check(self, me)  # every field's type and bounds (a hand-edited config.json: "quantized": "no")
         if len(self.head_dropouts) != len(self.head_hidden) + 1:
-            raise SettingsError(me, "head_dropouts", lambda f: f"{f('head_dropouts')} needs one dropout per head "
-                                f"block: {len(self.head_hidden) + 1} for {f('head_hidden')} {self.head_hidden}, got "
-                                f"{len(self.head_dropouts)}")
+            raise SettingsError(
+                me,
+                "head_dropouts",
+                lambda f: (
+                    f"{f('head_dropouts')} needs one dropout per head "
+                    f"block: {len(self.head_hidden) + 1} for {f('head_hidden')} {self.head_hidden}, got "
+                    f"{len(self.head_dropouts)}"
+                ),
+            )
         if len(set(self.classes)) != len(self.classes):
             raise SettingsError(me, "classes", f"names a class twice: {self.classes}")
 
@@ -244,5 +260,13 @@ def build_classifier(mcfg, settings: ClassifierSettings) -> SequenceClassifier:
     """A fresh classifier: an encoder of mcfg.arch under BPT3C, and the pooling head."""
     from .registry import build_encoder
 
-    return SequenceClassifier(build_encoder(mcfg), len(settings.classes), mcfg.emb_size, settings.head_hidden,
-                              settings.head_dropouts, settings.bptt, settings.max_len, mcfg.pad_id)
+    return SequenceClassifier(
+        build_encoder(mcfg),
+        len(settings.classes),
+        mcfg.emb_size,
+        settings.head_hidden,
+        settings.head_dropouts,
+        settings.bptt,
+        settings.max_len,
+        mcfg.pad_id,
+    )

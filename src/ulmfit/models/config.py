@@ -53,8 +53,14 @@ class ModelConfig:
             raise SettingsError(me, "drop_mult", f"must be >= 0, got {self.drop_mult}")
         for name in DROPOUTS:
             if not 0 <= self.p(name) < 1:
-                raise SettingsError(me, name, lambda f, name=name: f"dropout {f(name)} = {getattr(self, name)} x "
-                                    f"{f('drop_mult')} = {self.drop_mult} must be in [0, 1)")
+                raise SettingsError(
+                    me,
+                    name,
+                    lambda f, name=name: (
+                        f"dropout {f(name)} = {getattr(self, name)} x "
+                        f"{f('drop_mult')} = {self.drop_mult} must be in [0, 1)"
+                    ),
+                )
 
     def p(self, name: str) -> float:
         """The effective dropout `name` (e.g. "hidden_p"): the stored value times drop_mult."""
@@ -84,8 +90,9 @@ class ModelConfig:
 
 
 # The ULMFiT paper's language model (fastai's awd_lstm_lm_config dropouts).
-_PAPER = dict(emb_size=400, n_hid=1150, n_layers=3,
-              embed_p=0.02, input_p=0.25, hidden_p=0.15, weight_p=0.2, output_p=0.1)
+_PAPER = dict(
+    emb_size=400, n_hid=1150, n_layers=3, embed_p=0.02, input_p=0.25, hidden_p=0.15, weight_p=0.2, output_p=0.1
+)
 PRESETS = {
     "paper": _PAPER,
     # The largest that pretrains on general-en within one CPU session (9.5k tokens/s on 2 cores, QRNN + bf16 +

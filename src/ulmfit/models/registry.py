@@ -73,8 +73,10 @@ def register(spec: ArchSpec) -> None:
     if not (isinstance(spec.encoder, type) and issubclass(spec.encoder, nn.Module)):
         raise UlmfitError(f"{at}: encoder must be an nn.Module class, got {spec.encoder!r}")
     if set(spec.classifier_dropouts) != set(DROPOUTS):
-        raise UlmfitError(f"{at}: classifier_dropouts must give exactly {', '.join(DROPOUTS)}, got "
-                          f"{', '.join(spec.classifier_dropouts) or 'none'}")
+        raise UlmfitError(
+            f"{at}: classifier_dropouts must give exactly {', '.join(DROPOUTS)}, got "
+            f"{', '.join(spec.classifier_dropouts) or 'none'}"
+        )
     if spec.onnx not in ONNX_KINDS:
         raise UlmfitError(f"{at}: onnx must be one of {', '.join(map(repr, ONNX_KINDS))}, got {spec.onnx!r}")
     if not spec.presets:

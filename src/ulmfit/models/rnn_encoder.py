@@ -27,12 +27,12 @@ class RNNEncoder(nn.Module):
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.emb_size, padding_idx=cfg.pad_id)
         sizes = [cfg.emb_size] + [cfg.n_hid] * (cfg.n_layers - 1) + [cfg.emb_size]
         self.rnns = nn.ModuleList(
-            self.make_layer(i, sizes[i], sizes[i + 1], cfg.p("weight_p")) for i in range(cfg.n_layers))
+            self.make_layer(i, sizes[i], sizes[i + 1], cfg.p("weight_p")) for i in range(cfg.n_layers)
+        )
         self.input_dp = LockedDropout(cfg.p("input_p"))
         # Between layers hidden_p; after the last layer output_p (what the LM decoder sees).
         self.layer_dps = nn.ModuleList(
-            LockedDropout(cfg.p("hidden_p") if i < cfg.n_layers - 1 else cfg.p("output_p"))
-            for i in range(cfg.n_layers)
+            LockedDropout(cfg.p("hidden_p") if i < cfg.n_layers - 1 else cfg.p("output_p")) for i in range(cfg.n_layers)
         )
         # fastai's init: small uniform embeddings; the layers keep their own default init.
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)

@@ -30,8 +30,10 @@ def resolve_lm(spec) -> Path:
     if str(spec) in shipped_names():
         return HERE / str(spec)
     names = ", ".join(shipped_names()) or "none"
-    raise UlmfitError(f"language-model folder {spec} does not exist, and no shipped model has that name "
-                      f"(shipped: {names}; `ulmfit models` lists them)")
+    raise UlmfitError(
+        f"language-model folder {spec} does not exist, and no shipped model has that name "
+        f"(shipped: {names}; `ulmfit models` lists them)"
+    )
 
 
 def describe(name: str) -> dict:
@@ -40,6 +42,12 @@ def describe(name: str) -> dict:
     config = json.loads((folder / "config.json").read_text())
     card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
     m = config["model"]
-    return {"name": name, "path": str(folder), "arch": m.get("arch", "awd_lstm"),
-            "size": f"{m['emb_size']}/{m['n_hid']}/{m['n_layers']}", "vocab": m["vocab_size"],
-            "backwards": bool(config.get("backwards", False)), **card}
+    return {
+        "name": name,
+        "path": str(folder),
+        "arch": m.get("arch", "awd_lstm"),
+        "size": f"{m['emb_size']}/{m['n_hid']}/{m['n_layers']}",
+        "vocab": m["vocab_size"],
+        "backwards": bool(config.get("backwards", False)),
+        **card,
+    }

@@ -90,8 +90,12 @@ def lm_schedule(total_steps: int, steps_per_epoch: int) -> dict:
     frozen = min(steps_per_epoch, max(1, round(FROZEN_FRAC * total_steps)))
     rest = max(1, total_steps - frozen)
     epochs = math.ceil(rest / steps_per_epoch)
-    return {"frozen_epochs": 1, "frozen_steps": frozen, "epochs": epochs,
-            "max_steps": None if rest == epochs * steps_per_epoch else rest}
+    return {
+        "frozen_epochs": 1,
+        "frozen_steps": frozen,
+        "epochs": epochs,
+        "max_steps": None if rest == epochs * steps_per_epoch else rest,
+    }
 
 
 def lm_steps_of(changes: dict, steps_per_epoch: int) -> int:
@@ -112,20 +116,30 @@ def _clas_data_epochs(n_train_docs: int, n_train_tokens: int | None = None) -> i
     return min(CLAS_EPOCHS[1], max(CLAS_EPOCHS[0], round(want)))
 
 
-def size_to_data(lm_tokens: int | None, tokens_per_step: int, steps_per_epoch: int | None, n_train_docs: int,
-                 stages: str, n_train_tokens: int | None = None) -> dict:
+def size_to_data(
+    lm_tokens: int | None,
+    tokens_per_step: int,
+    steps_per_epoch: int | None,
+    n_train_docs: int,
+    stages: str,
+    n_train_tokens: int | None = None,
+) -> dict:
     """Without a budget: LM passes and classifier epochs from the data's size -> {section: changes, "lines"}."""
     plan: dict = {"lines": []}
     if lm_tokens:
         assert steps_per_epoch, "an LM corpus has its steps per epoch"
         plan["finetune_lm"] = lm_schedule(_lm_data_steps(lm_tokens, tokens_per_step, steps_per_epoch), steps_per_epoch)
-        plan["lines"].append(f"LM fine-tuning: {lm_steps_of(plan['finetune_lm'], steps_per_epoch):,} steps, "
-                             f"{lm_steps_of(plan['finetune_lm'], steps_per_epoch) / steps_per_epoch:.1f} passes over "
-                             f"the {lm_tokens:,} training tokens (sized to the data)")
+        plan["lines"].append(
+            f"LM fine-tuning: {lm_steps_of(plan['finetune_lm'], steps_per_epoch):,} steps, "
+            f"{lm_steps_of(plan['finetune_lm'], steps_per_epoch) / steps_per_epoch:.1f} passes over "
+            f"the {lm_tokens:,} training tokens (sized to the data)"
+        )
     epochs = _clas_data_epochs(n_train_docs, n_train_tokens)
     plan["classifier"] = {"stages": spread_epochs(stages, epochs)}
-    plan["lines"].append(f"classifier: {epochs} epochs over {n_train_docs:,} labelled documents, stages "
-                         f"{plan['classifier']['stages']} (sized to the data)")
+    plan["lines"].append(
+        f"classifier: {epochs} epochs over {n_train_docs:,} labelled documents, stages "
+        f"{plan['classifier']['stages']} (sized to the data)"
+    )
     return plan
 
 
@@ -145,13 +159,28 @@ def _lm_plan(lm: dict, share: float, lm_tokens: int | None) -> tuple[dict, float
     changes["max_minutes"] = round(HARD_STOP * lm_s / 60, 2)
     tokens = steps * lm["tokens_per_step"]
     passes = f", {steps / spe:.1f} passes over the texts" if lm_tokens else ""
-    return changes, lm_s, (f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
-                           f"{1 / lm['train_s_per_token']:,.0f} tokens/s: about {lm_s / 60:.1f} min")
+    return (
+        changes,
+        lm_s,
+        (
+            f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
+            f"{1 / lm['train_s_per_token']:,.0f} tokens/s: about {lm_s / 60:.1f} min"
+        ),
+    )
 
 
-def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict, test_tokens: int, stages: str,
-                   lm_tokens: int | None = None, directions: int = 1, lm_budget_s: float | None = None,
-                   clas_budget_s: float | None = None) -> dict:
+def size_to_budget(
+    budget_s: float,
+    spent_s: float,
+    lm: dict | None,
+    clas: dict,
+    test_tokens: int,
+    stages: str,
+    lm_tokens: int | None = None,
+    directions: int = 1,
+    lm_budget_s: float | None = None,
+    clas_budget_s: float | None = None,
+) -> dict:
     """Steps and epochs that fit what is left of `budget_s` after `spent_s` -> {section: changes, "lines",
     "seconds"}.
 
@@ -163,8 +192,10 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
     left = budget_s * (1 - MARGIN) - spent_s - eval_s
     per_dir = left / directions
     if (lm_budget_s is None or clas_budget_s is None) and per_dir < 3 * STAGE_OVERHEAD_S:
-        raise UlmfitError(f"budget {budget_s / 60:.1f} min is too small: {spent_s / 60:.1f} min went to preparing, "
-                          f"tokenizing and the baseline, and the test evaluation needs about {eval_s / 60:.1f} min")
+        raise UlmfitError(
+            f"budget {budget_s / 60:.1f} min is too small: {spent_s / 60:.1f} min went to preparing, "
+            f"tokenizing and the baseline, and the test evaluation needs about {eval_s / 60:.1f} min"
+        )
     plan: dict = {"lines": [], "seconds": {}}
     lm_s = 0.0
     if lm is not None:
@@ -177,16 +208,20 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
         else:
             share = per_dir * LM_SHARE
         if share <= 2 * STAGE_OVERHEAD_S:
-            raise UlmfitError(f"the budget leaves no time for LM fine-tuning ({share / 60:.1f} min): raise `budget` "
-                              "or lower [classifier] budget")
+            raise UlmfitError(
+                f"the budget leaves no time for LM fine-tuning ({share / 60:.1f} min): raise `budget` "
+                "or lower [classifier] budget"
+            )
         changes, lm_s, line = _lm_plan(lm, share, lm_tokens)
         plan["finetune_lm"] = changes
         plan["seconds"]["finetune_lm"] = round(lm_s, 1)
         plan["lines"].append(line)
     share = clas_budget_s if clas_budget_s is not None else per_dir - lm_s
     if share <= 2 * STAGE_OVERHEAD_S:
-        raise UlmfitError(f"the budget leaves no time for the classifier ({share / 60:.1f} min): raise `budget` or "
-                          "lower [finetune_lm] budget")
+        raise UlmfitError(
+            f"the budget leaves no time for the classifier ({share / 60:.1f} min): raise `budget` or "
+            "lower [finetune_lm] budget"
+        )
     train_s = clas["train_tokens"] * clas["train_s_per_token"]
     epoch_s = train_s + clas["valid_tokens"] * clas["eval_s_per_token"] + 1.0  # + saving the folder
     room = share - STAGE_OVERHEAD_S
@@ -202,19 +237,26 @@ def size_to_budget(budget_s: float, spent_s: float, lm: dict | None, clas: dict,
         fits = (room - clas["valid_tokens"] * clas["eval_s_per_token"]) / max(train_s, 1e-9)
         changes["stages"] = spread_epochs(stages, 1)
         changes["limit_train"] = max(2 * 2, int(clas["n_train_docs"] * max(0.0, min(1.0, fits))))
-        clas_s = (STAGE_OVERHEAD_S + train_s * changes["limit_train"] / max(1, clas["n_train_docs"])
-                  + clas["valid_tokens"] * clas["eval_s_per_token"])
+        clas_s = (
+            STAGE_OVERHEAD_S
+            + train_s * changes["limit_train"] / max(1, clas["n_train_docs"])
+            + clas["valid_tokens"] * clas["eval_s_per_token"]
+        )
         what = f"one epoch on {changes['limit_train']:,} of the documents (less than an epoch of all fits)"
     changes["max_minutes"] = round(HARD_STOP * clas_s / 60, 2)
     plan["classifier"] = changes
     plan["seconds"]["classifier"] = round(clas_s, 1)
     plan["seconds"]["evaluate"] = round(eval_s, 1)
-    plan["lines"].append(f"classifier: {what} over {clas['n_train_docs']:,} documents at "
-                         f"{1 / clas['train_s_per_token']:,.0f} tokens/s: about {clas_s / 60:.1f} min")
+    plan["lines"].append(
+        f"classifier: {what} over {clas['n_train_docs']:,} documents at "
+        f"{1 / clas['train_s_per_token']:,.0f} tokens/s: about {clas_s / 60:.1f} min"
+    )
     if math.isfinite(budget_s):
-        plan["lines"].append(f"evaluation: about {eval_s / 60:.1f} min; already spent: {spent_s / 60:.1f} min "
-                             f"(prepare, tokenize, baseline, speed probe); kept in reserve: "
-                             f"{MARGIN * budget_s / 60:.1f} min of the {budget_s / 60:g} min budget")
+        plan["lines"].append(
+            f"evaluation: about {eval_s / 60:.1f} min; already spent: {spent_s / 60:.1f} min "
+            f"(prepare, tokenize, baseline, speed probe); kept in reserve: "
+            f"{MARGIN * budget_s / 60:.1f} min of the {budget_s / 60:g} min budget"
+        )
     if directions == 2:
         plan["lines"].append("the same again for the backward model")
     return plan

@@ -9,15 +9,31 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UlmfitError
-from ..settings import (BaselineSettings, EvaluateSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings,
-                        SelfTrainSettings, Settings, TokenizeSettings, TrainClassifierSettings, from_dict)
+from ..settings import (
+    BaselineSettings,
+    EvaluateSettings,
+    FinetuneSettings,
+    LRFindLMSettings,
+    PretrainSettings,
+    SelfTrainSettings,
+    Settings,
+    TokenizeSettings,
+    TrainClassifierSettings,
+    from_dict,
+)
 from .budget import parse_duration
 
 # Each section's settings class: its keys are the stage's settings (the same names as the command's options).
 SECTION_SETTINGS: dict[str, type[Settings]] = {
-    "tokenize": TokenizeSettings, "pretrain": PretrainSettings, "finetune_lm": FinetuneSettings,
-    "classifier": TrainClassifierSettings, "evaluate": EvaluateSettings, "lr_find": LRFindLMSettings,
-    "baseline": BaselineSettings, "self_train": SelfTrainSettings}
+    "tokenize": TokenizeSettings,
+    "pretrain": PretrainSettings,
+    "finetune_lm": FinetuneSettings,
+    "classifier": TrainClassifierSettings,
+    "evaluate": EvaluateSettings,
+    "lr_find": LRFindLMSettings,
+    "baseline": BaselineSettings,
+    "self_train": SelfTrainSettings,
+}
 
 
 def data_settings(kind: str) -> type[Settings]:
@@ -33,8 +49,11 @@ OPTIONAL_SECTIONS = ("lr_find", "baseline", "self_train")
 PRETRAIN_MODES = ("corpus", "from", "scratch", "none")
 # Keys that steer the run rather than a stage, with their types; the rest of a section is the stage's settings.
 RUN_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "data": {"kind": str, "source": str}, "pretrain": {"mode": str, "corpus": list, "folder": str},
-    "finetune_lm": {"budget": (str, int, float)}, "classifier": {"backwards": bool, "budget": (str, int, float)}}
+    "data": {"kind": str, "source": str},
+    "pretrain": {"mode": str, "corpus": list, "folder": str},
+    "finetune_lm": {"budget": (str, int, float)},
+    "classifier": {"backwards": bool, "budget": (str, int, float)},
+}
 # Top-level keys: besides name/description/base, how the training stages are sized (ulmfit.run.budget) and
 # how many processes train (torchrun, ulmfit.training.distributed).
 TOP_KEYS = ("name", "description", "base", "budget", "sizing", "nproc")
@@ -71,12 +90,24 @@ class RunConfig:
     @classmethod
     def of(cls, cfg: dict) -> RunConfig:
         pre, clas = cfg["pretrain"], cfg["classifier"]
-        return cls(raw=cfg, name=cfg["name"], nproc=cfg["nproc"], sizing=cfg["sizing"], budget=cfg.get("budget"),
-                   finetune_budget=cfg["finetune_lm"].get("budget"), classifier_budget=clas.get("budget"),
-                   data_kind=cfg["data"]["kind"], source=cfg["data"].get("source"), mode=pre["mode"],
-                   corpus=tuple(str(p) for p in pre.get("corpus") or ()), folder=pre.get("folder"),
-                   backwards=bool(clas.get("backwards")), lr_find="lr_find" in cfg, self_train="self_train" in cfg,
-                   blend_baseline=(cfg["evaluate"].get("blend") or None) == "baseline")
+        return cls(
+            raw=cfg,
+            name=cfg["name"],
+            nproc=cfg["nproc"],
+            sizing=cfg["sizing"],
+            budget=cfg.get("budget"),
+            finetune_budget=cfg["finetune_lm"].get("budget"),
+            classifier_budget=clas.get("budget"),
+            data_kind=cfg["data"]["kind"],
+            source=cfg["data"].get("source"),
+            mode=pre["mode"],
+            corpus=tuple(str(p) for p in pre.get("corpus") or ()),
+            folder=pre.get("folder"),
+            backwards=bool(clas.get("backwards")),
+            lr_find="lr_find" in cfg,
+            self_train="self_train" in cfg,
+            blend_baseline=(cfg["evaluate"].get("blend") or None) == "baseline",
+        )
 
 
 def preset_names():
@@ -160,8 +191,9 @@ def validate(cfg: dict, where: str) -> dict:
     cfg = copy.deepcopy(cfg)
     unknown = set(cfg) - set(SECTIONS) - set(OPTIONAL_SECTIONS) - set(TOP_KEYS)
     if unknown:
-        raise UlmfitError(f"{where}: unknown section(s) {sorted(unknown)} "
-                          f"(known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")
+        raise UlmfitError(
+            f"{where}: unknown section(s) {sorted(unknown)} (known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})"
+        )
     for s in SECTIONS + tuple(x for x in OPTIONAL_SECTIONS if x in cfg):
         cfg.setdefault(s, {})
         if not isinstance(cfg[s], dict):
@@ -171,21 +203,30 @@ def validate(cfg: dict, where: str) -> dict:
     from ..data import sources
 
     if data["kind"] not in sources.names(labelled_only=True):
-        raise UlmfitError(f"{where}: [data] kind must be one of {', '.join(sources.names(labelled_only=True))}, "
-                          f"not {data['kind']!r}")
+        raise UlmfitError(
+            f"{where}: [data] kind must be one of {', '.join(sources.names(labelled_only=True))}, not {data['kind']!r}"
+        )
     mode = cfg["pretrain"].setdefault("mode", "scratch")
     if mode not in PRETRAIN_MODES:
         raise UlmfitError(f"{where}: [pretrain] mode must be one of {', '.join(PRETRAIN_MODES)}, not {mode!r}")
     if cfg.setdefault("sizing", "fixed") not in SIZINGS:
         raise UlmfitError(f"{where}: sizing must be one of {', '.join(SIZINGS)}, not {cfg['sizing']!r}")
-    budgets = {k: v for k, v in (("budget", cfg.get("budget")),
-                                 ("[finetune_lm] budget", cfg["finetune_lm"].get("budget")),
-                                 ("[classifier] budget", cfg["classifier"].get("budget"))) if v is not None}
+    budgets = {
+        k: v
+        for k, v in (
+            ("budget", cfg.get("budget")),
+            ("[finetune_lm] budget", cfg["finetune_lm"].get("budget")),
+            ("[classifier] budget", cfg["classifier"].get("budget")),
+        )
+        if v is not None
+    }
     for key, value in budgets.items():
         parse_duration(value, f"{where}: {key}")
     if budgets and mode not in ("from", "none"):
-        raise UlmfitError(f"{where}: a time budget sizes the fine-tuning of a pretrained model: it needs [pretrain] "
-                          f"mode = 'from' (or 'none'), not {mode!r}")
+        raise UlmfitError(
+            f"{where}: a time budget sizes the fine-tuning of a pretrained model: it needs [pretrain] "
+            f"mode = 'from' (or 'none'), not {mode!r}"
+        )
     nproc = cfg.setdefault("nproc", 1)
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise UlmfitError(f"{where}: nproc must be a whole number of processes (1 or more), got {nproc!r}")
@@ -194,12 +235,16 @@ def validate(cfg: dict, where: str) -> dict:
             continue
         stage_settings(cfg, section, where)  # raises on an unknown key or a wrong type
     if cfg["tokenize"].get("keep_vocab") == "pretrained" and mode != "from":
-        raise UlmfitError(f"{where}: [tokenize] keep_vocab = 'pretrained' keeps the words of the model the run "
-                          f"starts from: it needs [pretrain] mode = 'from', not {mode!r}")
+        raise UlmfitError(
+            f"{where}: [tokenize] keep_vocab = 'pretrained' keeps the words of the model the run "
+            f"starts from: it needs [pretrain] mode = 'from', not {mode!r}"
+        )
     if "self_train" in cfg and (mode == "none" or cfg["classifier"].get("backwards") or nproc > 1):
-        raise UlmfitError(f"{where}: [self_train] trains new forward classifiers from the fine-tuned language "
-                          "model: it needs a [pretrain] mode other than 'none', [classifier] backwards = false and "
-                          "nproc = 1")
+        raise UlmfitError(
+            f"{where}: [self_train] trains new forward classifiers from the fine-tuned language "
+            "model: it needs a [pretrain] mode other than 'none', [classifier] backwards = false and "
+            "nproc = 1"
+        )
     if mode == "corpus" and not cfg["pretrain"].get("corpus"):
         raise UlmfitError(f"{where}: [pretrain] mode = 'corpus' needs corpus = [files]")
     if mode == "from" and not cfg["pretrain"].get("folder"):
@@ -231,8 +276,10 @@ def stage_settings(cfg: dict, section: str, where: str = "config"):
             raise UlmfitError(f"{here}: key {other[0]!r} does not belong here ({where_to})")
     if cls is None:
         if rest:
-            raise UlmfitError(f"{here}: key {sorted(rest)[0]!r} does nothing with mode = 'from' "
-                              "(fine-tuning settings go in [finetune_lm])")
+            raise UlmfitError(
+                f"{here}: key {sorted(rest)[0]!r} does nothing with mode = 'from' "
+                "(fine-tuning settings go in [finetune_lm])"
+            )
         return None
     return from_dict(cls, rest, here)
 

@@ -121,5 +121,6 @@ def names(cfg: dict | RunConfig) -> list[str]:
 def final_classifier(cfg: dict | RunConfig) -> Stage:
     """The stage whose classifier is evaluated: the last self-training round's, or the forward classifier's."""
     stages = plan(cfg)
-    return next(s for s in stages if s.kind is (SELF_TRAIN if any(x.kind is SELF_TRAIN for x in stages)
-                                                else CLASSIFIER))
+    return next(
+        s for s in stages if s.kind is (SELF_TRAIN if any(x.kind is SELF_TRAIN for x in stages) else CLASSIFIER)
+    )

@@ -51,8 +51,10 @@ def _run_lock(run_dir: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UlmfitError(f"another `ulmfit run` is using {run_dir} (it holds {path}): wait for it to finish, "
-                              "or give this run another --out") from None
+            raise UlmfitError(
+                f"another `ulmfit run` is using {run_dir} (it holds {path}): wait for it to finish, "
+                "or give this run another --out"
+            ) from None
         try:
             yield
         finally:
@@ -73,11 +75,16 @@ def read_stages(path: Path, redo_all: bool) -> dict:
             raise ValueError(f"entry {bad[0]!r} is not a JSON object")
     except (OSError, ValueError) as e:  # (JSON and UTF-8 decoding errors are ValueErrors)
         if not redo_all:
-            raise UlmfitError(f"{path}: cannot read this run's record of its stages ({e}); the stage folders are "
-                              "kept: restore the file, or run again with `--from prepare` to redo every stage "
-                              "(that writes a new record)") from None
-        print(f"[ulmfit run] warning: {path} is damaged ({e}): ignored, as --from prepare redoes every stage",
-              file=sys.stderr, flush=True)
+            raise UlmfitError(
+                f"{path}: cannot read this run's record of its stages ({e}); the stage folders are "
+                "kept: restore the file, or run again with `--from prepare` to redo every stage "
+                "(that writes a new record)"
+            ) from None
+        print(
+            f"[ulmfit run] warning: {path} is damaged ({e}): ignored, as --from prepare redoes every stage",
+            file=sys.stderr,
+            flush=True,
+        )
         return {}
     return state
 
@@ -99,8 +106,11 @@ def _lm_folder(spec: str) -> str:
 def _changed(settings) -> dict:
     """The settings that differ from their class's defaults (what stages.json and the report show)."""
     default = type(settings)()
-    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
-            if getattr(settings, f.name) != getattr(default, f.name)}
+    return {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(settings)
+        if getattr(settings, f.name) != getattr(default, f.name)
+    }
 
 
 class Runner:
@@ -180,15 +190,21 @@ class Runner:
         self.keys[name] = key
         self.order.append(name)
         prev = self.state.get(name, {})
-        self.state[name] = {"key": key, "status": "done", "reused": bool(reused), "settings": _changed(settings),
-                            "seconds": prev.get("seconds", round(seconds, 2)) if reused else round(seconds, 2)}
+        self.state[name] = {
+            "key": key,
+            "status": "done",
+            "reused": bool(reused),
+            "settings": _changed(settings),
+            "seconds": prev.get("seconds", round(seconds, 2)) if reused else round(seconds, 2),
+        }
         self._save()
 
     def _stage(self, st: G.Stage, fn, args, settings, extra_key=None):
         """Run one stage function `fn(*args, settings)` writing the stage's folder (reused, resumed or fresh)."""
         name, out, deps, training = st.name, self.dir / st.folder, st.inputs, st.kind.resume is not None
-        key = _key(st.kind.name, [str(a) for a in args], dataclasses.asdict(settings),
-                   [self.keys[d] for d in deps], extra_key)
+        key = _key(
+            st.kind.name, [str(a) for a in args], dataclasses.asdict(settings), [self.keys[d] for d in deps], extra_key
+        )
         prev = self.state.get(name, {})
         # A stage whose input stage ran again must run again too, even when its key is unchanged (keys
         # name settings, not contents: e.g. a classifier resumed after `--from classifier` was killed).
@@ -200,16 +216,25 @@ class Runner:
             prev["reused"] = True
             self._save()
             return
-        resume = (not force and prev.get("key") == key and prev.get("status") == "running"
-                  and st.kind.resume is not None and (out / st.kind.resume).exists())
+        resume = (
+            not force
+            and prev.get("key") == key
+            and prev.get("status") == "running"
+            and st.kind.resume is not None
+            and (out / st.kind.resume).exists()
+        )
         if not resume and out.exists() and self.main:
             shutil.rmtree(out)
         self.dist.barrier()
         if resume:
             settings = dataclasses.replace(settings, resume=True)
         self._say(f"stage {name}: {'resuming' if resume else 'running'} -> {out}")
-        self.state[name] = {"key": key, "status": "running", "settings": _changed(settings),
-                            "seconds": prev.get("seconds", 0.0) if resume else 0.0}
+        self.state[name] = {
+            "key": key,
+            "status": "running",
+            "settings": _changed(settings),
+            "seconds": prev.get("seconds", 0.0) if resume else 0.0,
+        }
         self._save()
         t0 = time.time()
         try:
@@ -239,15 +264,26 @@ class Runner:
         kept in stages.json (a resumed run must not re-plan from a new speed measurement, or its stages'
         keys would change and they would start afresh)."""
         rc = self.rc
-        budgets = {"run": rc.budget, G.FINETUNE_LM.section: rc.finetune_budget,
-                   G.CLASSIFIER.section: rc.classifier_budget}
+        budgets = {
+            "run": rc.budget,
+            G.FINETUNE_LM.section: rc.finetune_budget,
+            G.CLASSIFIER.section: rc.classifier_budget,
+        }
         if rc.sizing == "fixed" and all(v is None for v in budgets.values()):
             return
         fine = self.settings(G.FINETUNE_LM.section, quiet=True)
         clas = self.settings(G.CLASSIFIER.section, quiet=True)
         folder = _lm_folder(str(rc.folder)) if mode == "from" else None
-        key = _key(self.keys[G.TOKENIZE.name], budgets, rc.sizing, dataclasses.asdict(fine),
-                   dataclasses.asdict(clas), mode, folder, directions)
+        key = _key(
+            self.keys[G.TOKENIZE.name],
+            budgets,
+            rc.sizing,
+            dataclasses.asdict(fine),
+            dataclasses.asdict(clas),
+            mode,
+            folder,
+            directions,
+        )
         if not self.main:  # rank 0 plans (and probes); the others read its plan
             self.dist.barrier()
             self.state["_plan"] = read_json(self.state_path)["_plan"]
@@ -308,10 +344,19 @@ class Runner:
             spent += time.time() - t0
             total = B.parse_duration(budgets["run"]) if budgets["run"] is not None else math.inf
             plan = B.size_to_budget(
-                total, spent, lm, cl, test_tokens, clas.stages, lm_tokens=lm_tokens, directions=directions,
+                total,
+                spent,
+                lm,
+                cl,
+                test_tokens,
+                clas.stages,
+                lm_tokens=lm_tokens,
+                directions=directions,
                 lm_budget_s=None if self.rc.finetune_budget is None else B.parse_duration(self.rc.finetune_budget),
-                clas_budget_s=(None if self.rc.classifier_budget is None
-                               else B.parse_duration(self.rc.classifier_budget)))
+                clas_budget_s=(
+                    None if self.rc.classifier_budget is None else B.parse_duration(self.rc.classifier_budget)
+                ),
+            )
             plan["budget_s"] = None if math.isinf(total) else total
             plan["probe"] = {G.FINETUNE_LM.section: lm, G.CLASSIFIER.section: cl}
         for line in plan["lines"]:
@@ -348,8 +393,13 @@ class Runner:
         missing = [p for p in corpus if not Path(p).exists()]
         if missing:
             raise UlmfitError(f"[pretrain] corpus file {missing[0]}: no such file")
-        self._stage(st, api.pretrain, [corpus, self.dir / st.folder],
-                    self.settings(st.kind.section, backwards=st.backwards), extra_key=[_file_key(p) for p in corpus])
+        self._stage(
+            st,
+            api.pretrain,
+            [corpus, self.dir / st.folder],
+            self.settings(st.kind.section, backwards=st.backwards),
+            extra_key=[_file_key(p) for p in corpus],
+        )
 
     def _finetune_lm(self, st: G.Stage):
         """A pretrained LM (this run's pretrain stage, or [pretrain] folder) fine-tuned on the target texts."""
@@ -359,13 +409,19 @@ class Runner:
         else:
             start = _lm_folder(str(self.rc.folder) + (G.BWD if st.backwards else ""))
             extra = _file_key(Path(start) / "model.safetensors")
-        self._stage(st, api.finetune_lm, [self.data, start, self.dir / st.folder], self.settings(st.kind.section),
-                    extra_key=extra)
+        self._stage(
+            st,
+            api.finetune_lm,
+            [self.data, start, self.dir / st.folder],
+            self.settings(st.kind.section),
+            extra_key=extra,
+        )
 
     def _lm(self, st: G.Stage):
         """[pretrain] mode = scratch: an LM of the target texts alone."""
-        self._stage(st, api.pretrain, [self.data, self.dir / st.folder],
-                    self.settings(st.kind.section, backwards=st.backwards))
+        self._stage(
+            st, api.pretrain, [self.data, self.dir / st.folder], self.settings(st.kind.section, backwards=st.backwards)
+        )
 
     def _lm_of(self, st: G.Stage) -> str | None:
         """The folder of the LM stage a stage reads, if any (mode none: no LM)."""
@@ -373,15 +429,20 @@ class Runner:
         return str(self.dir / lm[0].folder) if lm else None
 
     def _classifier(self, st: G.Stage):
-        self._stage(st, api.train_classifier, [self.data, self.dir / st.folder, self._lm_of(st)],
-                    self.settings(st.kind.section, backwards=st.backwards))
+        self._stage(
+            st,
+            api.train_classifier,
+            [self.data, self.dir / st.folder, self._lm_of(st)],
+            self.settings(st.kind.section, backwards=st.backwards),
+        )
 
     def _self_train(self, st: G.Stage):
         """Rounds of new forward classifiers on the labels + the unlabelled texts they label."""
         # [self_train] holds only its own keys (config.validate): every other setting is [classifier]'s
         s = self.settings(st.kind.section, **dataclasses.asdict(self.settings(G.CLASSIFIER.section)))
-        self._stage(st, _self_train, [self.data, self.dir / st.folder, self._lm_of(st),
-                                      self.dir / G.folder_of(G.CLASSIFIER)], s)
+        self._stage(
+            st, _self_train, [self.data, self.dir / st.folder, self._lm_of(st), self.dir / G.folder_of(G.CLASSIFIER)], s
+        )
 
     def _evaluate(self, st: G.Stage):
         # With a hold-out of the train split, the epoch that did best on it is the model evaluated (selection
@@ -409,10 +470,18 @@ class Runner:
 
     def _run_stages(self):
         t0 = time.time()
-        run = {G.PREPARE: self._prepare, G.TOKENIZE: self._tokenize, G.BASELINE: self._baseline,
-               G.PRETRAIN: self._pretrain, G.LR_FIND: self._lr_find, G.FINETUNE_LM: self._finetune_lm,
-               G.SCRATCH_LM: self._lm, G.CLASSIFIER: self._classifier, G.SELF_TRAIN: self._self_train,
-               G.EVALUATE: self._evaluate}
+        run = {
+            G.PREPARE: self._prepare,
+            G.TOKENIZE: self._tokenize,
+            G.BASELINE: self._baseline,
+            G.PRETRAIN: self._pretrain,
+            G.LR_FIND: self._lr_find,
+            G.FINETUNE_LM: self._finetune_lm,
+            G.SCRATCH_LM: self._lm,
+            G.CLASSIFIER: self._classifier,
+            G.SELF_TRAIN: self._self_train,
+            G.EVALUATE: self._evaluate,
+        }
         sized = False
         for st in self.stages.values():
             if st.kind.sized and not sized:  # once, after the data stages and before any LM or classifier

@@ -109,8 +109,7 @@ def create_app(served, settings: ServeSettings | None = None) -> FastAPI:
     async def invalid(request, exc):
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
-            return _error(422, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}",
-                          "body")
+            return _error(422, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}", "body")
         where = _field(first.get("loc", ()))
         return _error(422, f"{where}: {first['msg']}", where)
 

@@ -16,8 +16,15 @@ from ..settings import ServeSettings
 class Served:
     """clfs: TextClassifiers whose probabilities are averaged; tfidf (a TfidfModel) blended in with `weight`."""
 
-    def __init__(self, clfs, tfidf=None, weight: float | None = None, explain_steps: int = ServeSettings.explain_steps,
-                 bs: int = ServeSettings.bs, extra_info: dict | None = None):
+    def __init__(
+        self,
+        clfs,
+        tfidf=None,
+        weight: float | None = None,
+        explain_steps: int = ServeSettings.explain_steps,
+        bs: int = ServeSettings.bs,
+        extra_info: dict | None = None,
+    ):
         from ..inference import check_ensemble
 
         check_ensemble(clfs)
@@ -83,8 +90,10 @@ def load(folder, s: ServeSettings) -> Served:
             raise UlmfitError("blending with a TF-IDF baseline (--blend) is for single-label classifiers")
         tfidf = TfidfModel.load(s.blend)
         if sorted(tfidf.classes) != sorted(clfs[0].classes):
-            raise UlmfitError(f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {tfidf.classes} differs from the "
-                              f"classifier's {clfs[0].classes}")
+            raise UlmfitError(
+                f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {tfidf.classes} differs from the "
+                f"classifier's {clfs[0].classes}"
+            )
     folder = Path(folder)
     card = {}
     for name in ("config.json", "metrics.json"):  # read once here: no request ever names a file
@@ -95,14 +104,36 @@ def load(folder, s: ServeSettings) -> Served:
     import fastapi
     import uvicorn
 
-    info = {"model": {"folder": folder.name, "ensemble": [Path(d).name for d in s.ensemble], "int8": clfs[0].int8,
-                      "backend": "onnx" if s.onnx else "torch", "blend": Path(s.blend).name if s.blend else None,
-                      "blend_weight": s.blend_weight, "threshold": clfs[0].settings.threshold, **card},
-            "limits": {"max_texts": s.max_texts, "max_chars": s.max_chars, "max_body": s.max_body,
-                       "max_queue": s.max_queue, "timeout_s": s.timeout, "batch_ms": s.batch_ms, "max_batch": s.bs,
-                       "workers": s.workers, "torch_threads": torch.get_num_threads()},
-            "versions": {"ulmfit": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                         "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__}}
+    info = {
+        "model": {
+            "folder": folder.name,
+            "ensemble": [Path(d).name for d in s.ensemble],
+            "int8": clfs[0].int8,
+            "backend": "onnx" if s.onnx else "torch",
+            "blend": Path(s.blend).name if s.blend else None,
+            "blend_weight": s.blend_weight,
+            "threshold": clfs[0].settings.threshold,
+            **card,
+        },
+        "limits": {
+            "max_texts": s.max_texts,
+            "max_chars": s.max_chars,
+            "max_body": s.max_body,
+            "max_queue": s.max_queue,
+            "timeout_s": s.timeout,
+            "batch_ms": s.batch_ms,
+            "max_batch": s.bs,
+            "workers": s.workers,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": {
+            "ulmfit": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "fastapi": fastapi.__version__,
+            "uvicorn": uvicorn.__version__,
+        },
+    }
     served = Served(clfs, tfidf, s.blend_weight, s.explain_steps, s.bs, info)
     served.predict_proba([""])  # warm up (and fail now, not on the first request)
     if clfs[0].int8 or s.onnx:

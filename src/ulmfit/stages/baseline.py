@@ -72,8 +72,10 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
         docs, cls = np.asarray(pseudo[0], dtype=np.int64), np.asarray(pseudo[1], dtype=np.int64)
         taken = np.concatenate([train_idx, report_idx] + ([] if valid_idx is None else [valid_idx]))
         if len(docs) != len(cls) or len(np.unique(docs)) != len(docs) or np.isin(docs, taken).any():
-            raise UlmfitError("pseudo-labels: one label per document, each document once, none of them a labelled "
-                              "training, validation or report document")
+            raise UlmfitError(
+                "pseudo-labels: one label per document, each document once, none of them a labelled "
+                "training, validation or report document"
+            )
         labels = labels.copy()
         labels[docs] = cls
         train_idx = np.concatenate([train_idx, docs])
@@ -90,17 +92,29 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
         pred = model.predict(vec.transform([texts[i] for i in idx.tolist()]))
         return _scores(labels[idx], pred, multi, len(classes))
 
-    result = {"model": NAME, "ngrams": [1, s.ngram_max], "C": s.c, "features": len(vec.vocabulary_),
-              "train_split": s.train_split, "n_train": int(len(train_idx)),
-              "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]), "valid_frac": s.valid_frac,
-              "valid": score(valid_idx) if valid_idx is not None and len(valid_idx) else None,
-              "split": split, **score(report_idx), "seconds": round(time.time() - t0, 2)}
+    result = {
+        "model": NAME,
+        "ngrams": [1, s.ngram_max],
+        "C": s.c,
+        "features": len(vec.vocabulary_),
+        "train_split": s.train_split,
+        "n_train": int(len(train_idx)),
+        "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+        "valid_frac": s.valid_frac,
+        "valid": score(valid_idx) if valid_idx is not None and len(valid_idx) else None,
+        "split": split,
+        **score(report_idx),
+        "seconds": round(time.time() - t0, 2),
+    }
     if s.out:
         from ..tfidf import save_tfidf
 
         save_tfidf(s.out, vec, model, classes, multi)  # a model folder: `evaluate --blend` and `predict` read it
         write_json(Path(s.out) / "baseline.json", result)
     if not s.quiet:
-        print(f"baseline ({NAME}): {split} accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
-              f"in {result['seconds']:.1f} s", file=sys.stderr)
+        print(
+            f"baseline ({NAME}): {split} accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} "
+            f"in {result['seconds']:.1f} s",
+            file=sys.stderr,
+        )
     return result

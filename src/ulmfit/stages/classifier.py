@@ -37,8 +37,10 @@ def open_classifier_store(path, train_split, valid_split):
 
     path = Path(path)
     if not (path / "tokens" / "manifest.json").exists():
-        raise UlmfitError(f"{path} is not a tokenized dataset folder: run `ulmfit prepare ... --out {path}` and "
-                          f"`ulmfit tokenize {path}` first")
+        raise UlmfitError(
+            f"{path} is not a tokenized dataset folder: run `ulmfit prepare ... --out {path}` and "
+            f"`ulmfit tokenize {path}` first"
+        )
     store = TokenStore(path)
     if not store.classes:
         raise UlmfitError(f"{path / 'dataset.json'}: field 'classes' is empty: the dataset has no labels")
@@ -66,8 +68,10 @@ def _encoder_from_lm(lm_dir, store, backwards):
 
     lm, lm_config = load_pretrained_lm(lm_dir, store)
     if backwards is not None and bool(backwards) != lm_config.backwards:
-        raise UlmfitError(f"{Path(str(lm_dir)) / 'config.json'}: the language model reads "
-                          f"{'backwards' if lm_config.backwards else 'forwards'}, but backwards was set to {backwards}")
+        raise UlmfitError(
+            f"{Path(str(lm_dir)) / 'config.json'}: the language model reads "
+            f"{'backwards' if lm_config.backwards else 'forwards'}, but backwards was set to {backwards}"
+        )
     return lm.cfg, lm.encoder.state_dict(), lm_config.backwards
 
 
@@ -86,8 +90,10 @@ def _build(data, lm, s, pseudo=None):
     valid_name = s.train_split if s.valid_frac else s.valid_split
     store, train_split, valid_split = open_classifier_store(data, s.train_split, valid_name)
     if s.patience is not None and valid_split.name == "test":
-        raise UlmfitError("patience stops training on the validation score, and it would be the test split's here: "
-                          "hold out training documents to validate on (valid_frac) or give a valid split")
+        raise UlmfitError(
+            "patience stops training on the validation score, and it would be the test split's here: "
+            "hold out training documents to validate on (valid_frac) or give a valid split"
+        )
     classes = list(store.classes)
     labels = np.asarray(train_split.labels)
     train_docs = valid_docs = None
@@ -98,8 +104,10 @@ def _build(data, lm, s, pseudo=None):
         train_split = _with_pseudo(store, train_split, s, *pseudo)
         labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
     if s.multi_label and labels.ndim != 2:
-        raise UlmfitError(f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
-                          "(prepared with label_sep, or several label_col)")
+        raise UlmfitError(
+            f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
+            "(prepared with label_sep, or several label_col)"
+        )
     multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
     encoder_text = text_encoder_of(store)
 
@@ -109,32 +117,65 @@ def _build(data, lm, s, pseudo=None):
     else:
         mcfg, enc_state = preset(s.preset, vocab_size=len(store.vocab), arch=s.arch), None
         backwards = bool(s.backwards)
-        print(f"note: no language model: training a fresh {s.preset} encoder (ULMFiT starts from a fine-tuned LM)",
-              file=sys.stderr)
+        print(
+            f"note: no language model: training a fresh {s.preset} encoder (ULMFiT starts from a fine-tuned LM)",
+            file=sys.stderr,
+        )
     # The classifier regularizes more than the LM (its arch's classifier dropouts), scaled by drop_mult.
     mcfg = dataclasses.replace(mcfg, **classifier_dropouts(mcfg.arch), drop_mult=s.drop_mult)
     settings = ClassifierSettings(
-        classes=classes, head_hidden=list(s.head), head_dropouts=head_dropouts(mcfg.p("output_p"), len(s.head)),
-        max_len=s.max_len, bptt=s.bptt, backwards=backwards, add_eos=s.eos,
-        multi_label=multi_label, threshold=s.threshold)
+        classes=classes,
+        head_hidden=list(s.head),
+        head_dropouts=head_dropouts(mcfg.p("output_p"), len(s.head)),
+        max_len=s.max_len,
+        bptt=s.bptt,
+        backwards=backwards,
+        add_eos=s.eos,
+        multi_label=multi_label,
+        threshold=s.threshold,
+    )
     model = build_classifier(mcfg, settings)
     if enc_state is not None:
         model.encoder.encoder.load_state_dict(enc_state)
 
-    task = ClassifierTask(model, train_split, valid_split, len(classes),
-                          BatchSettings(bs=s.bs, add_eos=s.eos, backwards=settings.backwards,
-                                        limit_train=limit_train, limit_valid=s.limit_valid,
-                                        train_docs=train_docs, valid_docs=valid_docs),
-                          multi_label=multi_label, pad_id=mcfg.pad_id)
+    task = ClassifierTask(
+        model,
+        train_split,
+        valid_split,
+        len(classes),
+        BatchSettings(
+            bs=s.bs,
+            add_eos=s.eos,
+            backwards=settings.backwards,
+            limit_train=limit_train,
+            limit_valid=s.limit_valid,
+            train_docs=train_docs,
+            valid_docs=valid_docs,
+        ),
+        multi_label=multi_label,
+        pad_id=mcfg.pad_id,
+    )
     phases = make_phases(stages, s.lr_mult)
-    cfg = train_config(s, lr_div=s.lr_div, max_steps=s.max_steps,
-                       moms=tuple(s.moms) if s.schedule == "one_cycle" else None)
-    config = ClassifierConfig(mcfg, settings, {
-        "data": str(data), "lm": None if lm is None else str(lm), "vocab_hash": store.vocab.hash,
-        "train_split": s.train_split, "valid_split": valid_split.name, "valid_frac": s.valid_frac,
-        "bs": s.bs, "limit_train": s.limit_train, "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
-        "phases": [dataclasses.asdict(p) for p in phases],
-        "train": dataclasses.asdict(cfg)})
+    cfg = train_config(
+        s, lr_div=s.lr_div, max_steps=s.max_steps, moms=tuple(s.moms) if s.schedule == "one_cycle" else None
+    )
+    config = ClassifierConfig(
+        mcfg,
+        settings,
+        {
+            "data": str(data),
+            "lm": None if lm is None else str(lm),
+            "vocab_hash": store.vocab.hash,
+            "train_split": s.train_split,
+            "valid_split": valid_split.name,
+            "valid_frac": s.valid_frac,
+            "bs": s.bs,
+            "limit_train": s.limit_train,
+            "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+            "phases": [dataclasses.asdict(p) for p in phases],
+            "train": dataclasses.asdict(cfg),
+        },
+    )
     return Built(store, task, phases, cfg, config, classes, labels, multi_label, encoder_text, settings)
 
 
@@ -150,10 +191,12 @@ def _with_pseudo(store, train_split, s, docs, labels):
     gold = train_split.index[keep]
     docs, labels = np.asarray(docs, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     if len(docs) != len(labels) or np.isin(docs, gold).any() or len(np.unique(docs)) != len(docs):
-        raise UlmfitError("pseudo-labels: one label per document, each document once, none of them a labelled "
-                          "training document")
-    return Split(store, "train+pseudo", np.concatenate([gold, docs]),
-                 labels=np.concatenate([train_split.labels[keep], labels]))
+        raise UlmfitError(
+            "pseudo-labels: one label per document, each document once, none of them a labelled training document"
+        )
+    return Split(
+        store, "train+pseudo", np.concatenate([gold, docs]), labels=np.concatenate([train_split.labels[keep], labels])
+    )
 
 
 def probe_classifier(data, lm, settings: TrainClassifierSettings) -> dict:
@@ -163,8 +206,13 @@ def probe_classifier(data, lm, settings: TrainClassifierSettings) -> dict:
 
     b = _build(data, lm, settings)
     train = b.task.train_batches(0, settings.seed)
-    return {**measure(b.task, b.cfg), "train_tokens": int(train.lengths.sum()), "steps_per_epoch": len(train),
-            "valid_tokens": int(b.task.valid.lengths.sum()), "n_train_docs": int(train.n_docs)}
+    return {
+        **measure(b.task, b.cfg),
+        "train_tokens": int(train.lengths.sum()),
+        "steps_per_epoch": len(train),
+        "valid_tokens": int(b.task.valid.lengths.sum()),
+        "n_train_docs": int(train.n_docs),
+    }
 
 
 def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | None = None, pseudo=None):
@@ -191,11 +239,14 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     if not s.quiet:
         n_params = sum(p.numel() for p in task.model.parameters())
         n_batches = len(task.train_batches(0, s.seed))
-        print(f"training a {'backward' if b.settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
-              f"parameters, classes {classes}) on {task.train_batches(0, s.seed).n_docs:,} documents "
-              f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({task.valid_split.name}"
-              f"{', held out of training' if s.valid_frac else ''}); stages "
-              + ", ".join(f"freeze_to {p.freeze_to} x{p.epochs} lr {p.lr:g}" for p in phases), file=sys.stderr)
+        print(
+            f"training a {'backward' if b.settings.backwards else 'forward'} classifier ({n_params / 1e6:.1f}M "
+            f"parameters, classes {classes}) on {task.train_batches(0, s.seed).n_docs:,} documents "
+            f"({n_batches} batches/epoch), validating on {task.valid.n_docs:,} ({task.valid_split.name}"
+            f"{', held out of training' if s.valid_frac else ''}); stages "
+            + ", ".join(f"freeze_to {p.freeze_to} x{p.epochs} lr {p.lr:g}" for p in phases),
+            file=sys.stderr,
+        )
 
     best_path = out / "best" / "metrics.json"
     best = [_read_accuracy(best_path) if s.resume else -1.0]
@@ -209,10 +260,22 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
             write_json(best_path, row)
 
     labels_hash = hashlib.sha256(b.labels.tobytes()).hexdigest()[:16]
-    history = fit(task, phases, b.cfg, out, resume=s.resume, on_epoch_end=on_epoch_end,
-                  identity=identity(s, ignore=("max_steps",),  # max_steps: a budget here, not the plan
-                                    vocab=b.store.vocab.hash, labels=labels_hash,
-                                    n_docs=int(b.store.manifest["n_docs"]), lm=None if lm is None else str(lm)))
+    history = fit(
+        task,
+        phases,
+        b.cfg,
+        out,
+        resume=s.resume,
+        on_epoch_end=on_epoch_end,
+        identity=identity(
+            s,
+            ignore=("max_steps",),  # max_steps: a budget here, not the plan
+            vocab=b.store.vocab.hash,
+            labels=labels_hash,
+            n_docs=int(b.store.manifest["n_docs"]),
+            lm=None if lm is None else str(lm),
+        ),
+    )
     from ..training import distributed
 
     if not history or not distributed.is_main():  # under torchrun, rank 0 writes the reports
@@ -221,9 +284,11 @@ def train_classifier(data, out, lm=None, settings: TrainClassifierSettings | Non
     if not b.multi_label:
         report = write_confusion(task, out, classes, final)
         final = {**final, "macro_f1": report["macro_f1"]}
-    print(f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
-          f"{final['step']} steps (best {best[0]:.4f} in {out / 'best'})"
-          + (" (stopped early; resuming continues it)" if final.get("partial") else ""))
+    print(
+        f"wrote {out}: valid accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} after "
+        f"{final['step']} steps (best {best[0]:.4f} in {out / 'best'})"
+        + (" (stopped early; resuming continues it)" if final.get("partial") else "")
+    )
     return history
 
 
@@ -238,8 +303,10 @@ def _lr_find(task, cfg, first, out, s):
     start, end = s.lr_find_range
     lr = lr_find(task, cfg, out, start=start, end=end, steps=s.lr_find_steps)
     trainable = "all" if first.freeze_to == 0 else -first.freeze_to
-    print(f"suggested lr for the first stage ({trainable} trainable group(s)): {lr:.2e} "
-          f"(e.g. --stages {trainable}:{first.epochs}:{lr:.1e},...; plot in {out / 'lr_find.png'})")
+    print(
+        f"suggested lr for the first stage ({trainable} trainable group(s)): {lr:.2e} "
+        f"(e.g. --stages {trainable}:{first.epochs}:{lr:.1e},...; plot in {out / 'lr_find.png'})"
+    )
     return lr
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..settings import PrepareSettings, TokenizeSettings
 
+
 def prepare(kind: str, source, out, settings: PrepareSettings | None = None) -> dict:
     """Read a source into a prepared dataset folder `out` -> its dataset.json (with "reused": whether an
     up-to-date folder was kept). kind: a registered source (`ulmfit.data.sources`: imdb (aclImdb folder,
@@ -27,9 +28,17 @@ def tokenize(data, settings: TokenizeSettings | None = None):
     from ..text.pipeline import tokenize_dataset
 
     s = settings or TokenizeSettings()
-    return tokenize_dataset(data, backend=s.tokenizer, max_vocab=s.max_vocab, min_freq=s.min_freq, workers=s.workers,
-                            force=s.force, progress=not s.quiet, sp_vocab_size=s.sp_vocab_size,
-                            keep=_keep_vocab(s.keep_vocab))
+    return tokenize_dataset(
+        data,
+        backend=s.tokenizer,
+        max_vocab=s.max_vocab,
+        min_freq=s.min_freq,
+        workers=s.workers,
+        force=s.force,
+        progress=not s.quiet,
+        sp_vocab_size=s.sp_vocab_size,
+        keep=_keep_vocab(s.keep_vocab),
+    )
 
 
 def _keep_vocab(spec):

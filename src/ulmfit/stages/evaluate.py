@@ -71,8 +71,9 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
         from ..inference import CLASSIFIER_FILES
         from ..io import check_not_an_input
 
-        read = [("--input", s.input)] + [("classifier", Path(d) / name) for d in [model, *s.ensemble]
-                                         for name in CLASSIFIER_FILES]
+        read = [("--input", s.input)] + [
+            ("classifier", Path(d) / name) for d in [model, *s.ensemble] for name in CLASSIFIER_FILES
+        ]
         if s.blend:
             read += [("--blend", Path(s.blend) / name) for name in ("tfidf.json", "tfidf.safetensors")]
         check_not_an_input(s.output, read, "--output", inside=False)
@@ -81,8 +82,10 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
     probs = ensemble_proba(clfs, texts, s.bs, progress=not s.quiet)
     if s.blend:
         if s.blend_weight is None:
-            raise UlmfitError("--blend needs --blend-weight here (`ulmfit evaluate --blend` chooses one on validation "
-                              "and writes it in evaluation.json)")
+            raise UlmfitError(
+                "--blend needs --blend-weight here (`ulmfit evaluate --blend` chooses one on validation "
+                "and writes it in evaluation.json)"
+            )
         probs = _blend_with(s, clfs[0], probs, texts)
     rows = clfs[0].labels_of(probs)
     if s.output:
@@ -103,8 +106,10 @@ def _labelled_data(data, s, clfs):
     path = Path(data)
     multi = clfs[0].settings.multi_label
     if path.is_file() and multi:
-        raise UlmfitError(f"{path}: evaluate a multi-label classifier on a prepared dataset folder "
-                          "(prepared with label_sep, or several label_col)")
+        raise UlmfitError(
+            f"{path}: evaluate a multi-label classifier on a prepared dataset folder "
+            "(prepared with label_sep, or several label_col)"
+        )
     if path.is_file():
         from ..data.table import _is_missing, iter_rows, label_value, text_value
 
@@ -117,8 +122,12 @@ def _labelled_data(data, s, clfs):
             if lab not in cidx and raw in cidx:  # a classifier trained before labels were normalised ("1.0")
                 lab = raw
             if lab not in cidx:
-                raise InputError(f"label {lab!r} is not one of the classifier's classes {classes}",
-                                 path=path, line=line, field=s.label_col)
+                raise InputError(
+                    f"label {lab!r} is not one of the classifier's classes {classes}",
+                    path=path,
+                    line=line,
+                    field=s.label_col,
+                )
             text = text_value(row[s.text_col], path, line, s.text_col)
             if not text.strip():
                 raise InputError("the text is empty: nothing to evaluate", path=path, line=line, field=s.text_col)
@@ -149,8 +158,10 @@ def _labelled_data(data, s, clfs):
     index = np.load(path / "splits" / f"{split}.npy")
     labels = np.load(path / "labels.npy")[index]
     if (labels.ndim == 2) != multi:
-        raise UlmfitError(f"{path / 'labels.npy'}: the dataset is {'multi' if labels.ndim == 2 else 'single'}-label, "
-                          f"the classifier {'multi' if multi else 'single'}-label")
+        raise UlmfitError(
+            f"{path / 'labels.npy'}: the dataset is {'multi' if labels.ndim == 2 else 'single'}-label, "
+            f"the classifier {'multi' if multi else 'single'}-label"
+        )
     keep = labelled(labels)
     index, labels = index[keep], labels[keep]
     if not len(index):
@@ -175,10 +186,20 @@ def _inputs(path, index, clfs):
     inputs = []
     store = _same_vocab_store(path)
     for clf in clfs:
-        if store is not None and store.vocab.hash == clf.encoder.vocab.hash and \
-                store.tokenizer_settings == clf.encoder.settings:
-            inputs.append(("ids", [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64)
-                                   for i in index.tolist()]))
+        if (
+            store is not None
+            and store.vocab.hash == clf.encoder.vocab.hash
+            and store.tokenizer_settings == clf.encoder.settings
+        ):
+            inputs.append(
+                (
+                    "ids",
+                    [
+                        np.asarray(store.ids[store.offsets[i] : store.offsets[i + 1]], dtype=np.int64)
+                        for i in index.tolist()
+                    ],
+                )
+            )
         else:
             inputs.append(("texts", _raw_texts(path, index)))
     return inputs
@@ -220,11 +241,19 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     t0 = time.time()
     probs = []
     for clf, (kind, docs) in zip(clfs, inputs):
-        probs.append(clf.predict_ids(docs, s.bs, progress=not s.quiet) if kind == "ids"
-                     else clf.predict_proba(docs, s.bs, progress=not s.quiet))
+        probs.append(
+            clf.predict_ids(docs, s.bs, progress=not s.quiet)
+            if kind == "ids"
+            else clf.predict_proba(docs, s.bs, progress=not s.quiet)
+        )
     p = np.mean(probs, axis=0)
-    extra = {"models": [str(model), *s.ensemble], "int8": [c.int8 for c in clfs],
-             "data": str(data), "split": split, "seconds": round(time.time() - t0, 2)}
+    extra = {
+        "models": [str(model), *s.ensemble],
+        "int8": [c.int8 for c in clfs],
+        "data": str(data),
+        "split": split,
+        "seconds": round(time.time() - t0, 2),
+    }
     if clfs[0].settings.multi_label:
         if s.blend:
             raise UlmfitError("blending with a TF-IDF baseline (blend) is for single-label classifiers")
@@ -250,9 +279,13 @@ def _evaluate_multi_label(s, clfs, p, y, extra):
 
     pred, true = p > clfs[0].settings.threshold, y > 0
     tp, fp, fn = ((pred & true).sum(0), (pred & ~true).sum(0), (~pred & true).sum(0))
-    report = {**multilabel_scores(tp, fp, fn, (pred == true).all(1).sum(), len(y)),
-              "support": true.sum(0).tolist(), "threshold": clfs[0].settings.threshold,
-              "classes": clfs[0].classes, **extra}
+    report = {
+        **multilabel_scores(tp, fp, fn, (pred == true).all(1).sum(), len(y)),
+        "support": true.sum(0).tolist(),
+        "threshold": clfs[0].settings.threshold,
+        "classes": clfs[0].classes,
+        **extra,
+    }
     if s.out:
         write_json(Path(s.out) / "evaluation.json", report)
     return report
@@ -266,8 +299,10 @@ def _tfidf_for(s, clf):
         raise UlmfitError("blending with a TF-IDF baseline (blend) is for single-label classifiers")
     base = TfidfModel.load(s.blend)
     if sorted(base.classes) != sorted(clf.classes):
-        raise UlmfitError(f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {base.classes} differs from the "
-                          f"classifier's {clf.classes}")
+        raise UlmfitError(
+            f"{Path(s.blend) / 'tfidf.json'}: field 'classes' {base.classes} differs from the "
+            f"classifier's {clf.classes}"
+        )
     return base
 
 
@@ -304,26 +339,46 @@ def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
     else:
         valid = _held_out(clf, data)
         if valid is None:
-            raise UlmfitError("choosing the blend weight needs the documents the classifier held out of training: "
-                              "evaluate on the prepared dataset folder it was trained on (with valid_frac), or give "
-                              "blend_weight")
+            raise UlmfitError(
+                "choosing the blend weight needs the documents the classifier held out of training: "
+                "evaluate on the prepared dataset folder it was trained on (with valid_frac), or give "
+                "blend_weight"
+            )
         index, yv = valid
-        trained = read_json(Path(s.blend) / "baseline.json").get("valid_frac") \
-            if (Path(s.blend) / "baseline.json").exists() else None
+        trained = (
+            read_json(Path(s.blend) / "baseline.json").get("valid_frac")
+            if (Path(s.blend) / "baseline.json").exists()
+            else None
+        )
         if trained != clf.config.training["valid_frac"]:
-            raise UlmfitError(f"{Path(s.blend) / 'baseline.json'}: field 'valid_frac' is {trained}, the classifier's "
-                              f"{clf.config.training['valid_frac']}: the baseline must hold out the same documents "
-                              "(the baseline's valid_frac), or they cannot choose the blend weight fairly")
-        pv = np.mean([c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
-                      for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], axis=0)
+            raise UlmfitError(
+                f"{Path(s.blend) / 'baseline.json'}: field 'valid_frac' is {trained}, the classifier's "
+                f"{clf.config.training['valid_frac']}: the baseline must hold out the same documents "
+                "(the baseline's valid_frac), or they cannot choose the blend weight fairly"
+            )
+        pv = np.mean(
+            [
+                c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
+                for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))
+            ],
+            axis=0,
+        )
         w, acc = choose_weight(pv, _tfidf_proba(base, clf, _raw_texts(Path(data), index)), yv)
-        how = (f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training "
-               "(the better model alone unless the blend beats it there by more than one standard error)")
+        how = (
+            f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training "
+            "(the better model alone unless the blend beats it there by more than one standard error)"
+        )
         out["valid_accuracy"] = acc
     cm = confusion(y, blend(p, q, w).argmax(1), len(clf.classes))
     sc = scores(cm)
-    return {**out, "weight": w, "weight_chosen": how, "accuracy": float(sc["accuracy"]),
-            "macro_f1": float(sc["macro_f1"]), "confusion_matrix": cm.tolist()}
+    return {
+        **out,
+        "weight": w,
+        "weight_chosen": how,
+        "accuracy": float(sc["accuracy"]),
+        "macro_f1": float(sc["macro_f1"]),
+        "confusion_matrix": cm.tolist(),
+    }
 
 
 def _held_out(clf, data):

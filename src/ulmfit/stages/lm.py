@@ -15,6 +15,7 @@ from ..io import check_not_an_input, check_output_dir
 from .common import train_config
 from ..settings import EvaluateLMSettings, FinetuneSettings, LRFindLMSettings, PretrainSettings, identity
 
+
 def open_lm_store(path):
     """The tokenized store at `path`, with a clear error when it is not one yet."""
     from ..text.store import TokenStore
@@ -23,12 +24,15 @@ def open_lm_store(path):
     if not (path / "tokens" / "manifest.json").exists():
         raise UlmfitError(
             f"{path} is not a tokenized dataset folder: run `ulmfit prepare corpus FILES --out {path} && "
-            f"ulmfit tokenize {path}` first (or `ulmfit prepare imdb/table/folder ...` for labelled data)")
+            f"ulmfit tokenize {path}` first (or `ulmfit prepare imdb/table/folder ...` for labelled data)"
+        )
     store = TokenStore(path)
     for name in ("lm_train", "lm_valid"):
         if not store.has_split(name):
-            raise UlmfitError(f"{path} has no {name} split (it has: {', '.join(store.split_names)}); "
-                              "prepare it again with a share of the texts held out for it (lm_valid_frac)")
+            raise UlmfitError(
+                f"{path} has no {name} split (it has: {', '.join(store.split_names)}); "
+                "prepare it again with a share of the texts held out for it (lm_valid_frac)"
+            )
     return store
 
 
@@ -55,8 +59,16 @@ def resolve_corpus(paths, out, max_words, max_vocab, min_freq, tokenizer, quiet=
 
 def _training_info(stage, store, s, phases, cfg, **extra):
     """config.json["training"]: how the folder's weights were made."""
-    return {"stage": stage, **extra, "vocab_hash": store.vocab.hash, "bs": s.bs, "bptt": s.bptt,
-            "sampled": s.sampled, "phases": [dataclasses.asdict(p) for p in phases], "train": dataclasses.asdict(cfg)}
+    return {
+        "stage": stage,
+        **extra,
+        "vocab_hash": store.vocab.hash,
+        "bs": s.bs,
+        "bptt": s.bptt,
+        "sampled": s.sampled,
+        "phases": [dataclasses.asdict(p) for p in phases],
+        "train": dataclasses.asdict(cfg),
+    }
 
 
 def _saver(out, store, folder_config, resume=False):
@@ -95,13 +107,18 @@ def _report(history, out, quiet=False):
 
         last = history[-1]
         saved = read_json(Path(out) / "metrics.json") if (Path(out) / "metrics.json").exists() else last
-        which = ("" if saved.get("step") == last["step"]
-                 else f" (the best epoch, {saved.get('epoch')}; the last: {last['step']} steps)")
-        print(f"wrote {out}: valid loss {saved['valid_loss']:.4f}, "
-              f"perplexity {saved.get('perplexity', float('nan')):.2f}, "
-              f"accuracy {saved.get('accuracy', float('nan')):.4f} after {saved['step']} steps{which}"
-              + (" (stopped by its budget; resuming continues it)" if last.get("partial") else "")
-              + (" (stopped early: no better validation for `patience` epochs)" if last.get("early_stop") else ""))
+        which = (
+            ""
+            if saved.get("step") == last["step"]
+            else f" (the best epoch, {saved.get('epoch')}; the last: {last['step']} steps)"
+        )
+        print(
+            f"wrote {out}: valid loss {saved['valid_loss']:.4f}, "
+            f"perplexity {saved.get('perplexity', float('nan')):.2f}, "
+            f"accuracy {saved.get('accuracy', float('nan')):.4f} after {saved['step']} steps{which}"
+            + (" (stopped by its budget; resuming continues it)" if last.get("partial") else "")
+            + (" (stopped early: no better validation for `patience` epochs)" if last.get("early_stop") else "")
+        )
     return history
 
 
@@ -128,13 +145,23 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
         check_not_an_input(out, {"CORPUS": c}, inside=False)
     distributed.init_from_env()  # under torchrun rank 0 prepares the corpus; the others then reuse it
     corpus = distributed.main_first(
-        lambda: resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet))
+        lambda: resolve_corpus(corpus, out, s.max_words, s.max_vocab, s.min_freq, s.tokenizer, s.quiet)
+    )
     store = open_lm_store(corpus)
     torch.manual_seed(s.seed)
     mcfg = preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult, arch=s.arch)
     model = LanguageModel(mcfg)
-    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
-                  backwards=s.backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    task = LMTask(
+        model,
+        store.split("lm_train").stream(),
+        _valid_stream(store, s.valid_tokens),
+        s.bs,
+        s.bptt,
+        backwards=s.backwards,
+        alpha=s.alpha,
+        beta=s.beta,
+        sampled=s.sampled,
+    )
     # From scratch every layer is equally new: one lr for all groups.
     phases = [Phase(epochs=s.epochs, lr=s.lr, steps=s.max_steps, lr_div=1.0)]
     cfg = train_config(s)
@@ -142,11 +169,20 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     folder = LanguageModelConfig(mcfg, s.backwards, info)
     if not s.quiet:
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"pretraining a {s.preset} {s.arch} LM ({n_params / 1e6:.1f}M parameters, vocab {len(store.vocab)}) "
-              f"on {len(task.train.stream):,} tokens, validating on {len(task.valid.stream):,}")
+        print(
+            f"pretraining a {s.preset} {s.arch} LM ({n_params / 1e6:.1f}M parameters, vocab {len(store.vocab)}) "
+            f"on {len(task.train.stream):,} tokens, validating on {len(task.valid.stream):,}"
+        )
     _warn_existing(out, s.resume, s.quiet)
-    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder, s.resume),
-                  identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"])))
+    history = fit(
+        task,
+        phases,
+        cfg,
+        out,
+        resume=s.resume,
+        on_epoch_end=_saver(out, store, folder, s.resume),
+        identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"])),
+    )
     return _report(history, out, s.quiet)
 
 
@@ -166,8 +202,17 @@ def _finetune_task(data, pretrained, s, say=True):
     store = open_lm_store(data)
     torch.manual_seed(s.seed)
     model, pre = load_pretrained_lm(pretrained, store, s.drop_mult, say=say)
-    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
-                  backwards=pre.backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    task = LMTask(
+        model,
+        store.split("lm_train").stream(),
+        _valid_stream(store, s.valid_tokens),
+        s.bs,
+        s.bptt,
+        backwards=pre.backwards,
+        alpha=s.alpha,
+        beta=s.beta,
+        sampled=s.sampled,
+    )
     return store, task, pre
 
 
@@ -177,8 +222,12 @@ def probe_finetune(data, pretrained, settings: FinetuneSettings) -> dict:
 
     _, task, _ = _finetune_task(data, pretrained, settings, say=False)
     train = task.train_batches(0, settings.seed)
-    return {**measure(task, train_config(settings)), "steps_per_epoch": len(train),
-            "tokens_per_step": settings.bs * settings.bptt, "valid_tokens": int(len(task.valid.stream))}
+    return {
+        **measure(task, train_config(settings)),
+        "steps_per_epoch": len(train),
+        "tokens_per_step": settings.bs * settings.bptt,
+        "valid_tokens": int(len(task.valid.stream)),
+    }
 
 
 def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None):
@@ -203,12 +252,23 @@ def finetune_lm(data, pretrained, out, settings: FinetuneSettings | None = None)
     if s.epochs:
         phases.append(Phase(epochs=s.epochs, lr=s.lr, freeze_to=0, steps=s.max_steps, lr_div=s.lr_div))
     cfg = train_config(s, lr_div=s.lr_div)
-    folder = LanguageModelConfig(model.cfg, pre.backwards, _training_info(
-        "finetune-lm", store, s, phases, cfg, data=str(data), pretrained=str(pretrained)))
+    folder = LanguageModelConfig(
+        model.cfg,
+        pre.backwards,
+        _training_info("finetune-lm", store, s, phases, cfg, data=str(data), pretrained=str(pretrained)),
+    )
     _warn_existing(out, s.resume, s.quiet)
-    history = fit(task, phases, cfg, out, resume=s.resume, on_epoch_end=_saver(out, store, folder, s.resume),
-                  identity=identity(s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"]),
-                                    pretrained=str(pretrained)))
+    history = fit(
+        task,
+        phases,
+        cfg,
+        out,
+        resume=s.resume,
+        on_epoch_end=_saver(out, store, folder, s.resume),
+        identity=identity(
+            s, vocab=store.vocab.hash, tokens=int(store.manifest["n_tokens"]), pretrained=str(pretrained)
+        ),
+    )
     return _report(history, out, s.quiet)
 
 
@@ -227,8 +287,13 @@ def evaluate_lm(model, data, settings: EvaluateLMSettings | None = None) -> dict
     cfg = TrainConfig(device=s.device, threads=s.threads, bf16=not s.fp32, progress=False)
     device = pick_device(cfg)
     metrics = validate(task, lm.to(device), device, cfg)
-    return {"model": str(model), "data": str(data), "split": s.split, "tokens": int(len(stream)),
-            **{k: round(float(v), 4) for k, v in metrics.items()}}
+    return {
+        "model": str(model),
+        "data": str(data),
+        "split": s.split,
+        "tokens": int(len(stream)),
+        **{k: round(float(v), 4) for k, v in metrics.items()},
+    }
 
 
 def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = None) -> float:
@@ -251,12 +316,20 @@ def lr_find_lm(data, out, pretrained=None, settings: LRFindLMSettings | None = N
         model, pre = load_pretrained_lm(pretrained, store, 0.3 if s.drop_mult is None else s.drop_mult)
         backwards = pre.backwards
     else:
-        model = LanguageModel(preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult or 1.0,
-                                     arch=s.arch))
+        model = LanguageModel(preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult or 1.0, arch=s.arch))
     if s.frozen:
         freeze_to(model, -1)
-    task = LMTask(model, store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens), s.bs, s.bptt,
-                  backwards=backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+    task = LMTask(
+        model,
+        store.split("lm_train").stream(),
+        _valid_stream(store, s.valid_tokens),
+        s.bs,
+        s.bptt,
+        backwards=backwards,
+        alpha=s.alpha,
+        beta=s.beta,
+        sampled=s.sampled,
+    )
     return lr_find(task, train_config(s), out, start=s.start, end=s.end, steps=s.steps)
 
 

@@ -106,8 +106,10 @@ def documents_of(data, s: TrainClassifierSettings):
     exclude = sorted({"test", valid_split.name} - {s.train_split})
     pool = unlabelled_pool(store, np.concatenate([gold] + ([] if held is None else [held])), exclude)
     if len(pool) == 0:
-        raise UlmfitError(f"{data}: no unlabelled documents to self-train on (all are labelled training, "
-                          f"validation or {'/'.join(exclude)} documents)")
+        raise UlmfitError(
+            f"{data}: no unlabelled documents to self-train on (all are labelled training, "
+            f"validation or {'/'.join(exclude)} documents)"
+        )
     return store, gold, pool
 
 
@@ -118,10 +120,12 @@ def _label_surest(store, pool, probs, per_class: int, path: Path):
     chosen = pool[pos]
     held_labels = store.labels[chosen] if store.labels is not None else np.full(len(chosen), -1)
     known = held_labels >= 0  # e.g. train documents beyond --limit-train: their labels check the teacher
-    teacher = {"added_per_class": np.bincount(cls, minlength=probs.shape[1]).tolist(),
-               "least_confidence": float(probs[pos, cls].min()),
-               "agreement_with_held_labels": float((held_labels[known] == cls[known]).mean()) if known.any() else None,
-               "held_labels_seen": int(known.sum())}
+    teacher = {
+        "added_per_class": np.bincount(cls, minlength=probs.shape[1]).tolist(),
+        "least_confidence": float(probs[pos, cls].min()),
+        "agreement_with_held_labels": float((held_labels[known] == cls[known]).mean()) if known.any() else None,
+        "held_labels_seen": int(known.sum()),
+    }
     write_json(path, {"teacher": teacher, "docs": chosen.tolist(), "labels": cls.tolist()})
     return chosen, cls
 
@@ -154,29 +158,42 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     store, gold, pool = documents_of(data, ts)
     per_class = per_class_counts(s.rounds, len(pool), len(store.classes))
     say = (lambda *a: None) if s.quiet else (lambda msg: print(msg, file=sys.stderr))
-    say(f"self-training: {len(gold):,} labelled documents, {len(pool):,} unlabelled ones to draw from, "
-        f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in per_class)} per class")
+    say(
+        f"self-training: {len(gold):,} labelled documents, {len(pool):,} unlabelled ones to draw from, "
+        f"{len(s.rounds)} round(s) adding {', '.join(f'{k:,}' for k in per_class)} per class"
+    )
     t0, summary = time.time(), list[dict]()
 
     base = work / "baseline"
     if s.teacher_weight < 1 and not (base / "tfidf.json").exists():
         from .baseline import baseline
 
-        baseline(data, BaselineSettings(train_split=s.train_split, valid_frac=s.valid_frac,
-                                        limit_train=s.limit_train, out=str(base), quiet=True))
+        baseline(
+            data,
+            BaselineSettings(
+                train_split=s.train_split, valid_frac=s.valid_frac, limit_train=s.limit_train, out=str(base), quiet=True
+            ),
+        )
     texts = _raw_texts(Path(data), pool) if s.teacher_weight < 1 else None
     p_tfidf = docs = pseudo = None
     for r in range(len(s.rounds) + 1):
         folder = out if r == len(s.rounds) else Path(start) if r == 0 and start is not None else work / f"round-{r}"
         was_done = _done(folder)
         if not was_done:
-            say(f"round {r}: training on {len(gold):,} labelled"
-                + ("" if pseudo is None else f" + {len(pseudo[0]):,} pseudo-labelled") + f" documents -> {folder}")
+            say(
+                f"round {r}: training on {len(gold):,} labelled"
+                + ("" if pseudo is None else f" + {len(pseudo[0]):,} pseudo-labelled")
+                + f" documents -> {folder}"
+            )
             train_classifier(data, folder, lm, ts if pseudo is None else student, pseudo=pseudo)
             if not _done(folder):  # stopped early (max_minutes): resuming continues this round
                 return {"rounds": summary, "stopped": r}
-        row = {"round": r, "folder": str(folder), "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
-               "valid_accuracy": read_json(folder / "metrics.json").get("accuracy")}
+        row = {
+            "round": r,
+            "folder": str(folder),
+            "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+            "valid_accuracy": read_json(folder / "metrics.json").get("accuracy"),
+        }
         if pseudo is not None:
             row.update(read_json(work / f"round-{r}.json")["teacher"])
         summary.append(row)
@@ -190,7 +207,9 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
         # the teacher labels the pool
         clf = TextClassifier.load(folder, threads=s.threads)
         if docs is None:  # the pool's id arrays, once for all rounds
-            docs = [np.asarray(store.ids[store.offsets[i]:store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()]
+            docs = [
+                np.asarray(store.ids[store.offsets[i] : store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()
+            ]
         say(f"round {r + 1}: the round-{r} classifier labels {len(pool):,} documents")
         probs = clf.predict_ids(docs, progress=not s.quiet)
         if texts is not None:
@@ -200,9 +219,16 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
                 p_tfidf = tf.predict_proba(texts)[:, order]
             probs = teacher_blend(probs, p_tfidf, s.teacher_weight)
         pseudo = _label_surest(store, pool, probs, per_class[r], labelled_next)
-    result = {"data": str(data), "lm": str(lm), "labelled": int(len(gold)), "pool": int(len(pool)),
-              "per_class": per_class, "rounds": summary, "teacher_weight": s.teacher_weight,
-              "seconds": round(time.time() - t0, 1)}
+    result = {
+        "data": str(data),
+        "lm": str(lm),
+        "labelled": int(len(gold)),
+        "pool": int(len(pool)),
+        "per_class": per_class,
+        "rounds": summary,
+        "teacher_weight": s.teacher_weight,
+        "seconds": round(time.time() - t0, 1),
+    }
     write_json(out / "self_train.json", result)
     say(f"wrote {out}: the round-{len(s.rounds)} classifier; per round in {out / 'self_train.json'}")
     return result

@@ -67,10 +67,14 @@ def _jobs(path, batch_size):
             line += len(lines)
 
 
-def tokenizer_settings(backend=TokenizeSettings.tokenizer, max_vocab=TokenizeSettings.max_vocab,
-                       min_freq=TokenizeSettings.min_freq, lang="en", sp_vocab_size=None):
-    s = {"backend": backend, "lang": lang, "rules_version": RULES_VERSION, "max_vocab": max_vocab,
-         "min_freq": min_freq}
+def tokenizer_settings(
+    backend=TokenizeSettings.tokenizer,
+    max_vocab=TokenizeSettings.max_vocab,
+    min_freq=TokenizeSettings.min_freq,
+    lang="en",
+    sp_vocab_size=None,
+):
+    s = {"backend": backend, "lang": lang, "rules_version": RULES_VERSION, "max_vocab": max_vocab, "min_freq": min_freq}
     if backend == "sentencepiece":
         s.update(model="spm.model", sp_vocab_size=sp_vocab_size or min(max_vocab, 30000))
     return s
@@ -112,8 +116,11 @@ def _folder_lock(root):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"ulmfit tokenize: waiting for another tokenize of {root} to finish (it holds {root / LOCK_NAME})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"ulmfit tokenize: waiting for another tokenize of {root} to finish (it holds {root / LOCK_NAME})",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -129,9 +136,18 @@ def _remove_leftovers(tok_dir):
             shutil.rmtree(p)
 
 
-def tokenize_dataset(root, backend=TokenizeSettings.tokenizer, max_vocab=TokenizeSettings.max_vocab,
-                     min_freq=TokenizeSettings.min_freq, workers=None, batch_size=256,
-                     force=False, progress=True, sp_vocab_size=None, keep=None):
+def tokenize_dataset(
+    root,
+    backend=TokenizeSettings.tokenizer,
+    max_vocab=TokenizeSettings.max_vocab,
+    min_freq=TokenizeSettings.min_freq,
+    workers=None,
+    batch_size=256,
+    force=False,
+    progress=True,
+    sp_vocab_size=None,
+    keep=None,
+):
     """Tokenize DIR/documents.jsonl into DIR/tokens/ (see ulmfit.text.store). Returns (store, reused).
 
     keep: a Vocab whose words are kept whenever they occur, below min_freq too (a pretrained model's: their
@@ -155,8 +171,9 @@ def tokenize_dataset(root, backend=TokenizeSettings.tokenizer, max_vocab=Tokeniz
         _remove_leftovers(tok_dir)
         if not force and _store_is_current(tok_dir, key):  # another run finished it while this one waited
             return TokenStore(root), True
-        return _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size,
-                         progress, keep)
+        return _tokenize(
+            root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress, keep
+        )
 
 
 def _write_ids(raw_path: Path, path: Path, lookup: np.ndarray, n_tokens: int, dtype) -> int:
@@ -174,8 +191,9 @@ def _write_ids(raw_path: Path, path: Path, lookup: np.ndarray, n_tokens: int, dt
     return n_unk
 
 
-def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress,
-              keep=None):
+def _tokenize(
+    root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress, keep=None
+):
     workers = max(1, workers or os.cpu_count() or 1)
     n_docs = meta["n_docs"]
     t0 = time.time()
@@ -201,8 +219,10 @@ def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, 
             pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(settings, tmp))
             results = pool.imap(_encode_lines, jobs)
         try:
-            with open(raw_path, "wb") as raw, tqdm(total=n_docs, desc="tokenizing", unit="doc",
-                                                    disable=not progress) as bar:
+            with (
+                open(raw_path, "wb") as raw,
+                tqdm(total=n_docs, desc="tokenizing", unit="doc", disable=not progress) as bar,
+            ):
                 for pid, flat, lengths, new in results:
                     tr = trans.get(pid)
                     if tr is None:
@@ -240,10 +260,20 @@ def _tokenize(root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, 
         np.cumsum(lengths_all, out=offsets[1:])
         np.save(tmp / "offsets.npy", offsets)
         vocab.save(tmp / "vocab.json")
-        write_json(tmp / "manifest.json", {
-            "key": key, "tokenizer": settings, "vocab_size": len(vocab), "vocab_hash": vocab.hash,
-            "dtype": np.dtype(vocab.dtype).name, "n_docs": n_docs, "n_tokens": n_tokens,
-            "n_distinct_tokens": len(itos), "unk_rate": round(n_unk / max(1, n_tokens), 5),
-            "vocab_split": "lm_train" if vocab_split.exists() else "all", "seconds": round(time.time() - t0, 2),
-        })
+        write_json(
+            tmp / "manifest.json",
+            {
+                "key": key,
+                "tokenizer": settings,
+                "vocab_size": len(vocab),
+                "vocab_hash": vocab.hash,
+                "dtype": np.dtype(vocab.dtype).name,
+                "n_docs": n_docs,
+                "n_tokens": n_tokens,
+                "n_distinct_tokens": len(itos),
+                "unk_rate": round(n_unk / max(1, n_tokens), 5),
+                "vocab_split": "lm_train" if vocab_split.exists() else "all",
+                "seconds": round(time.time() - t0, 2),
+            },
+        )
     return TokenStore(root), False

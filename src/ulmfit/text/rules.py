@@ -26,8 +26,18 @@ import numpy as np
 from .special import MAJ, REP, SPECIAL_TOKENS, UP
 
 _BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
-_ENTITY_FIXES = [("#39;", "'"), ("amp;", "&"), ("#146;", "'"), ("nbsp;", " "), ("quot;", '"'),
-                 ("\\n", "\n"), ("\\\"", '"'), (" @.@ ", "."), (" @,@ ", ","), (" @-@ ", "-")]
+_ENTITY_FIXES = [
+    ("#39;", "'"),
+    ("amp;", "&"),
+    ("#146;", "'"),
+    ("nbsp;", " "),
+    ("quot;", '"'),
+    ("\\n", "\n"),
+    ('\\"', '"'),
+    (" @.@ ", "."),
+    (" @,@ ", ","),
+    (" @-@ ", "-"),
+]
 _TAGS = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
 # A surrogate code point in a str is always a lone half (JSON "\ud800", undecodable bytes in argv/stdin): no
 # UTF-8 encodes it and the tokenizer would fail on it. It becomes the replacement character.

@@ -92,8 +92,10 @@ class TokenStore:
         made_from = (self.manifest.get("key") or {}).get("dataset")
         if made_from is not None and self.dataset.get("fingerprint") not in (None, made_from):
             # `prepare` ran again after `tokenize`: these ids belong to other documents than dataset.json's
-            raise UlmfitError(f"{tok}: the token store was made from another version of {self.root} (prepared "
-                              f"again since); run `ulmfit tokenize {self.root}` again")
+            raise UlmfitError(
+                f"{tok}: the token store was made from another version of {self.root} (prepared "
+                f"again since); run `ulmfit tokenize {self.root}` again"
+            )
         self.vocab = Vocab.load(tok / "vocab.json")
         self.ids = load_npy(tok / "ids.npy")
         self.offsets = np.asarray(load_npy(tok / "offsets.npy", mmap=False), dtype=np.int64)
@@ -159,16 +161,30 @@ def write_store(root, docs, itos, labels=None, classes=None, splits=None, tokeni
         for i, d in enumerate(docs):
             lab = classes[labels_arr[i]] if classes is not None and labels_arr[i] >= 0 else None
             f.write(json.dumps({"id": str(i), "split": None, "text": vocab.textify(d[1:]), "label": lab}) + "\n")
-    write_json(root / "dataset.json", {
-        "format": DATASET_FORMAT, "version": 1, "kind": "synthetic", "classes": classes,
-        "n_docs": len(docs), "splits": {k: int(len(v)) for k, v in splits.items()},
-    })
+    write_json(
+        root / "dataset.json",
+        {
+            "format": DATASET_FORMAT,
+            "version": 1,
+            "kind": "synthetic",
+            "classes": classes,
+            "n_docs": len(docs),
+            "splits": {k: int(len(v)) for k, v in splits.items()},
+        },
+    )
     tok = root / TOKENS_DIR
     save_npy(tok / "ids.npy", ids.astype(vocab.dtype))
     save_npy(tok / "offsets.npy", offsets)
     vocab.save(tok / "vocab.json")
-    write_json(tok / "manifest.json", {
-        "tokenizer": tokenizer or {"backend": "pretokenized"}, "vocab_size": len(vocab),
-        "vocab_hash": vocab.hash, "n_docs": len(docs), "n_tokens": int(ids.size), "dtype": str(vocab.dtype.__name__),
-    })
+    write_json(
+        tok / "manifest.json",
+        {
+            "tokenizer": tokenizer or {"backend": "pretokenized"},
+            "vocab_size": len(vocab),
+            "vocab_hash": vocab.hash,
+            "n_docs": len(docs),
+            "n_tokens": int(ids.size),
+            "dtype": str(vocab.dtype.__name__),
+        },
+    )
     return TokenStore(root)

@@ -118,11 +118,23 @@ def train_sentencepiece(texts, out_dir, vocab_size=30000, model_type="unigram", 
 
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=sentences(), model_writer=model, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=0.9999, input_sentence_size=max_sentences,
-            shuffle_input_sentence=True, user_defined_symbols=SPECIAL_TOKENS, unk_id=0,
-            bos_id=-1, eos_id=-1, pad_id=-1, unk_piece="<unk_sp>", hard_vocab_limit=False,
-            max_sentence_length=1 << 16, num_threads=2, minloglevel=2,
+            sentence_iterator=sentences(),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=0.9999,
+            input_sentence_size=max_sentences,
+            shuffle_input_sentence=True,
+            user_defined_symbols=SPECIAL_TOKENS,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            unk_piece="<unk_sp>",
+            hard_vocab_limit=False,
+            max_sentence_length=1 << 16,
+            num_threads=2,
+            minloglevel=2,
         )
     except RuntimeError as e:
         raise UlmfitError(f"SentencePiece training failed: {e}") from None
@@ -144,8 +156,11 @@ def check_tokenizer_settings(settings, where, prefix: str = ""):
     from ..io import plain_file_name
 
     if not isinstance(settings, dict):
-        raise InputError(f"expected an object of tokenizer settings, got {type(settings).__name__}", path=where,
-                         field=prefix.rstrip(".") or None)
+        raise InputError(
+            f"expected an object of tokenizer settings, got {type(settings).__name__}",
+            path=where,
+            field=prefix.rstrip(".") or None,
+        )
     if "model" in settings:
         plain_file_name(settings["model"], where, f"{prefix}model")
     lang = settings.get("lang", "en")
@@ -175,8 +190,11 @@ def make_tokenizer(settings: dict, folder=None, where=None, prefix: str = ""):
 
         path = Path(folder) / settings.get("model", "spm.model")
         if path.is_symlink():  # a plain name can still be a link out of the folder: never read (or copy) through it
-            raise InputError(f"{path} is a symbolic link (to {os.readlink(path)}): the model file must be in the "
-                             "folder", path=where, field=f"{prefix}model")
+            raise InputError(
+                f"{path} is a symbolic link (to {os.readlink(path)}): the model file must be in the folder",
+                path=where,
+                field=f"{prefix}model",
+            )
         if not path.exists():
             raise UlmfitError(f"{path}: SentencePiece model missing")
         return SentencePieceTokenizer(path)

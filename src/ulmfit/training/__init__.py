@@ -6,8 +6,12 @@ does not import torch.
 """
 
 _EXPORTS = {
-    "Phase": "loop", "TrainConfig": "loop", "fit": "loop",
-    "freeze": "optim", "freeze_to": "optim", "unfreeze": "optim",
+    "Phase": "loop",
+    "TrainConfig": "loop",
+    "fit": "loop",
+    "freeze": "optim",
+    "freeze_to": "optim",
+    "unfreeze": "optim",
     "LMTask": "lm_task",  # lr_find: import it from ulmfit.training.lr_find (the module has its name)
 }
 __all__ = list(_EXPORTS)

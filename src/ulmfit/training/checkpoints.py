@@ -24,7 +24,6 @@ CKPT_JSON = "checkpoint.json"
 CKPT_FORMAT = "ulmfit-checkpoint-1"
 
 
-
 def _flatten(obj, prefix, tensors):
     """A nested list/tuple/dict of tensors -> a JSON structure, tensors stored under `prefix.i`."""
     if obj is None:
@@ -93,14 +92,18 @@ def _rng_state(tensors):
             tensors[f"rng.cuda.{i}"] = s
     py = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [py[0], list(py[1]), py[2]],
-            "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
 
 
 def _set_rng_state(meta, tensors):
     torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")),
-                                       key=lambda k: int(k.rsplit(".", 1)[1]))]
+    cuda = [
+        tensors[k]
+        for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    ]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     py = meta["python"]
@@ -147,7 +150,7 @@ def load_checkpoint(out_dir, model, opt, device):
         raise UlmfitError(f"cannot read the checkpoint {path}: {e}") from e
     if meta.get("format") != CKPT_FORMAT:
         raise UlmfitError(f"{path} is not an ulmfit training checkpoint")
-    sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     for name, target in meta["aliases"].items():
         sd[name] = sd[target]
     try:

@@ -36,8 +36,19 @@ class LMTask:
     (see `sampled_softmax`; the reported train loss is then the sampled one).
     """
 
-    def __init__(self, model, train_stream, valid_stream, bs, bptt, backwards=False, alpha=LMOptimSettings.alpha,
-                 beta=LMOptimSettings.beta, variable_bptt=True, sampled=0):
+    def __init__(
+        self,
+        model,
+        train_stream,
+        valid_stream,
+        bs,
+        bptt,
+        backwards=False,
+        alpha=LMOptimSettings.alpha,
+        beta=LMOptimSettings.beta,
+        variable_bptt=True,
+        sampled=0,
+    ):
         self.model = model
         self.alpha, self.beta = alpha, beta
         self.sampled = int(sampled)
@@ -64,8 +75,14 @@ class LMTask:
             raw, out, state = model.encoder(x, state)
             if self.log_q.device != out.device:
                 self.log_q = self.log_q.to(out.device)
-            ce = sampled_cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), model.decoder.weight,
-                                       model.decoder.bias, self.log_q, self.sampled)
+            ce = sampled_cross_entropy(
+                out.reshape(-1, out.shape[-1]),
+                y.reshape(-1),
+                model.decoder.weight,
+                model.decoder.bias,
+                self.log_q,
+                self.sampled,
+            )
         else:
             logits, raw, out, state = model(x, state)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
@@ -90,5 +107,4 @@ class LMTask:
     def summarize(sums):
         n = max(sums.get("n", 0.0), 1.0)
         loss = sums.get("loss", float("nan")) / n
-        return {"loss": loss, "accuracy": sums.get("correct", 0.0) / n,
-                "perplexity": math.exp(min(loss, 50.0))}
+        return {"loss": loss, "accuracy": sums.get("correct", 0.0) / n, "perplexity": math.exp(min(loss, 50.0))}

@@ -37,8 +37,6 @@ def save_figure(fig, ax, path):
         fig.savefig(tmp, format="png", dpi=100)
 
 
-
-
 def write_logs(out_dir, history, step_losses, plot=True):
     out_dir = Path(out_dir)
     write_json(out_dir / "history.json", history)
@@ -64,8 +62,9 @@ def plot_curve(path, history, step_losses):
         ax.plot(steps, ema(step_losses), color="tab:blue", label="train loss (smoothed)")
     rows = [r for r in history if r.get("valid_loss") is not None]
     if rows:
-        ax.plot([r["step"] for r in rows], [r["valid_loss"] for r in rows], "o-", color="tab:orange",
-                label="valid loss")
+        ax.plot(
+            [r["step"] for r in rows], [r["valid_loss"] for r in rows], "o-", color="tab:orange", label="valid loss"
+        )
     for a, b in zip(history, history[1:]):  # phase boundaries (a new lr cycle starts)
         if a["phase"] != b["phase"]:
             ax.axvline(a["step"], color="gray", ls=":", lw=1)

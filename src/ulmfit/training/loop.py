@@ -50,6 +50,7 @@ from .task import Task
 # for each step to finish before the next is queued.
 SYNC_EVERY = 10
 
+
 @dataclass
 class Phase:
     """A stretch of training with one lr cycle: `epochs` epochs at peak lr `lr` (top group).
@@ -233,25 +234,29 @@ def _phase_plan(task, phase, epoch0, seed):
     return lens
 
 
-
 def _check_resumable(meta: dict, phases, cfg: TrainConfig, identity, out_dir: Path) -> None:
     """Refuse a checkpoint made with other phases, another seed or other settings (identity)."""
     if meta["phases"] != [asdict(p) for p in phases]:
-        raise UlmfitError(f"the checkpoint in {out_dir} was made with other training phases "
-                          f"({meta['phases']}); resume with the same settings or start afresh")
+        raise UlmfitError(
+            f"the checkpoint in {out_dir} was made with other training phases "
+            f"({meta['phases']}); resume with the same settings or start afresh"
+        )
     if meta["seed"] != cfg.seed:
         raise UlmfitError(f"the checkpoint in {out_dir} was made with seed {meta['seed']}, not {cfg.seed}")
     old = meta.get("identity") or {}
     # a key one side lacks counts as None: a setting added since (default None) does not block a resume
     diff = sorted(k for k in set(old) | set(identity or {}) if old.get(k) != (identity or {}).get(k))
     if identity is not None and meta.get("identity") is not None and diff:
-        raise UlmfitError(f"the checkpoint in {out_dir} was made with other settings: "
-                          + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
-                          + "; resume with the same settings or start afresh")
+        raise UlmfitError(
+            f"the checkpoint in {out_dir} was made with other settings: "
+            + ", ".join(f"{k} {old.get(k)!r} (now {identity.get(k)!r})" for k in diff)
+            + "; resume with the same settings or start afresh"
+        )
 
 
-def fit(task: Task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False, on_epoch_end=None,
-        identity=None) -> list[dict]:
+def fit(
+    task: Task, phases, cfg: TrainConfig | None = None, out_dir=".", resume=False, on_epoch_end=None, identity=None
+) -> list[dict]:
     """Train `task.model` through `phases`; returns the history (one dict per epoch).
 
     resume: continue from out_dir's checkpoint if there is one (same phase, epoch, batch, optimiser
@@ -312,8 +317,16 @@ class _Run:
         self.group.broadcast_model(self.model)
         self.n_groups = len(model_groups(self.model))
         self.opt = make_optimizer(self.model, cfg)
-        self.pos: dict[str, Any] = {"phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0,
-                                    "train_sum": 0.0, "train_n": 0.0, "done": False}
+        self.pos: dict[str, Any] = {
+            "phase": 0,
+            "epoch": 0,
+            "batch": 0,
+            "step": 0,
+            "phase_step": 0,
+            "train_sum": 0.0,
+            "train_n": 0.0,
+            "done": False,
+        }
         self.history: list[dict] = []
         self.step_losses: list[float] = []  # every step's reported loss (the training curve)
         self.pending: list = []  # (detached loss tensor, items) of the steps since the last sync
@@ -342,8 +355,11 @@ class _Run:
         self.group.reseed_after_resume(self.cfg.seed, self.pos["step"])
         pos = self.pos
         if self.progress:
-            print(f"resuming from {self.out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
-                  f"batch {pos['batch']}, step {pos['step']}", file=sys.stderr)
+            print(
+                f"resuming from {self.out_dir / CKPT}: phase {pos['phase'] + 1}, epoch {pos['epoch'] + 1}, "
+                f"batch {pos['batch']}, step {pos['step']}",
+                file=sys.stderr,
+            )
         if pos["batch"] == 0 and self.history and self.main:
             # At an epoch boundary the weights are those of the last finished epoch, whose checkpoint is
             # written before its logs and on_epoch_end (its model folder, best/): the process may have died
@@ -380,8 +396,14 @@ class _Run:
         pos, cfg = self.pos, self.cfg
         ticks = [(pos["step"], time.perf_counter())]
         batches = self.task.train_batches(self.epoch0 + j, cfg.seed)
-        bar = tqdm(total=n_batches, initial=pos["batch"], disable=not self.progress, leave=False,
-                   desc=f"phase {self.p + 1}/{len(self.phases)} epoch {j + 1}/{n_epochs}", file=sys.stderr)
+        bar = tqdm(
+            total=n_batches,
+            initial=pos["batch"],
+            disable=not self.progress,
+            leave=False,
+            desc=f"phase {self.p + 1}/{len(self.phases)} epoch {j + 1}/{n_epochs}",
+            file=sys.stderr,
+        )
         self.model.train()
         it = iter_from(batches, pos["batch"])
         ran = trained = 0  # batches of this epoch seen / trained on (under torchrun a tiny one is skipped)
@@ -404,8 +426,10 @@ class _Run:
                 return True, ticks
         bar.close()
         if ran and not trained:
-            raise UlmfitError(f"no step of this epoch could be split over {self.group.world} ranks: every batch "
-                              f"needs at least 2 rows per rank (raise --bs to {2 * self.group.world} or more)")
+            raise UlmfitError(
+                f"no step of this epoch could be split over {self.group.world} ranks: every batch "
+                f"needs at least 2 rows per rank (raise --bs to {2 * self.group.world} or more)"
+            )
         return False, ticks
 
     def step(self, batch) -> bool:
@@ -446,8 +470,10 @@ class _Run:
             values, counts = torch.stack([losses, items]).tolist()  # the one host sync
             for i, (v, n) in enumerate(zip(values, counts)):
                 if not math.isfinite(v):
-                    raise UlmfitError(f"the training loss became {v} at step {first + i + 1}: "
-                                      "lower the learning rate (see `ulmfit lr-find`)")
+                    raise UlmfitError(
+                        f"the training loss became {v} at step {first + i + 1}: "
+                        "lower the learning rate (see `ulmfit lr-find`)"
+                    )
                 self.step_losses.append(v)
                 self.pos["train_sum"] += v * n
                 self.pos["train_n"] += n
@@ -472,8 +498,18 @@ class _Run:
     def checkpoint(self) -> None:
         self.sync()
         if self.main:
-            save_checkpoint(self.out_dir, self.model, self.opt, self.pos, self.history, self.step_losses,
-                            self.group.portable_state(self.state), self.phases, self.cfg, self.identity)
+            save_checkpoint(
+                self.out_dir,
+                self.model,
+                self.opt,
+                self.pos,
+                self.history,
+                self.step_losses,
+                self.group.portable_state(self.state),
+                self.phases,
+                self.cfg,
+                self.identity,
+            )
 
     def stop_interrupted(self):
         """Ctrl-C: save a checkpoint at this exact step, then raise KeyboardInterrupt."""
@@ -518,8 +554,12 @@ class _Run:
     def row(self, j: int, metrics: dict, ticks: list, t0: float) -> dict:
         """The history row of epoch j of the current phase."""
         pos = self.pos
-        row: dict[str, Any] = {"phase": self.p + 1, "epoch": self.epoch0 + j + 1, "step": pos["step"],
-                               "train_loss": pos["train_sum"] / max(pos["train_n"], 1e-12)}
+        row: dict[str, Any] = {
+            "phase": self.p + 1,
+            "epoch": self.epoch0 + j + 1,
+            "step": pos["step"],
+            "train_loss": pos["train_sum"] / max(pos["train_n"], 1e-12),
+        }
         row.update({("valid_loss" if k == "loss" else k): float(v) for k, v in metrics.items()})
         row["lr"] = self.phases[self.p].lr
         row["time"] = round(time.time() - t0, 3)
@@ -534,8 +574,12 @@ class _Run:
         self.state = None
         # early stopping, in the last phase only (the earlier ones unfreeze the model step by step); decided
         # from the history alone, so every rank and a resumed run decide alike
-        early = (self.cfg.patience is not None and last_phase and j + 1 < n_epochs
-                 and epochs_since_best(self.history, *monitor_of(self.task)) >= self.cfg.patience)
+        early = (
+            self.cfg.patience is not None
+            and last_phase
+            and j + 1 < n_epochs
+            and epochs_since_best(self.history, *monitor_of(self.task)) >= self.cfg.patience
+        )
         if early:
             row["early_stop"] = True
             pos.update(phase=len(self.phases), epoch=0, phase_step=0, done=True)

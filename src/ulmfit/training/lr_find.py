@@ -38,8 +38,17 @@ def suggest_lr(lrs, smoothed) -> dict:
     return out
 
 
-def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", *, start: float, end: float, steps: int,
-            diverge=4.0, progress=None):
+def lr_find(
+    task,
+    cfg: TrainConfig | None = None,
+    out_dir=".",
+    *,
+    start: float,
+    end: float,
+    steps: int,
+    diverge=4.0,
+    progress=None,
+):
     """Sweep the lr from `start` to `end` over `steps` steps (stopping early when the smoothed loss
     exceeds `diverge` times its best); writes lr_find.csv, lr_find.json and lr_find.png into out_dir
     and returns the suggested lr (steepest descent)."""
@@ -105,13 +114,17 @@ def lr_find(task, cfg: TrainConfig | None = None, out_dir=".", *, start: float, 
     for i, (lr, loss, s) in enumerate(zip(lrs, losses, smoothed)):
         w.writerow([i, f"{lr:.6g}", f"{loss:.6g}", f"{s:.6g}"])
     write_text(out_dir / "lr_find.csv", buf.getvalue())
-    write_json(out_dir / "lr_find.json", {"suggested": sugg["steepest"], **sugg, "start": start, "end": end,
-                                           "steps_run": len(lrs)})
+    write_json(
+        out_dir / "lr_find.json",
+        {"suggested": sugg["steepest"], **sugg, "start": start, "end": end, "steps_run": len(lrs)},
+    )
     _plot(out_dir / "lr_find.png", lrs, losses, smoothed, sugg)
     if sugg["inconclusive"]:
-        print(f"warning: lr_find: the smoothed loss was lowest at the start of the sweep, so the suggestion is a "
-              f"guess; sweep from a lower start, over more steps, or look at {out_dir / 'lr_find.png'}",
-              file=sys.stderr)
+        print(
+            f"warning: lr_find: the smoothed loss was lowest at the start of the sweep, so the suggestion is a "
+            f"guess; sweep from a lower start, over more steps, or look at {out_dir / 'lr_find.png'}",
+            file=sys.stderr,
+        )
     return sugg["steepest"]
 
 

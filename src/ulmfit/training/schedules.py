@@ -61,8 +61,16 @@ def make_schedule(name: str, cfg=None) -> Schedule:
     if name == "stlr":
         kw = {} if cfg is None else {"cut_frac": cfg.cut_frac, "ratio": cfg.ratio}
     elif name == "one_cycle":
-        kw = {} if cfg is None else {"pct_start": cfg.pct_start, "div": cfg.div, "div_final": cfg.div_final,
-                                     "moms": tuple(cfg.moms) if cfg.moms else None}
+        kw = (
+            {}
+            if cfg is None
+            else {
+                "pct_start": cfg.pct_start,
+                "div": cfg.div,
+                "div_final": cfg.div_final,
+                "moms": tuple(cfg.moms) if cfg.moms else None,
+            }
+        )
     else:
         kw = {}
     fn = SCHEDULES[name]

@@ -130,19 +130,9 @@ def _label_surest(store, pool, probs, per_class: int, path: Path):
     return chosen, cls
 
 
-def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=None) -> dict:
-    """Train a classifier on the labels (round 0), then once per entry of settings.rounds: label the unlabelled
-    documents with the current classifier (blended with a TF-IDF baseline), add the `rounds[r]` surest per
-    class and train a new classifier from `lm` on labels + those. -> the summary (also OUT/self_train.json).
-    `start`: a finished classifier folder trained on the same labels (e.g. `ulmfit run`'s classifier stage) to
-    take as round 0 instead of training one."""
-    from ..inference import TextClassifier
-    from ..tfidf import TfidfModel
-    from .evaluate import _raw_texts
-    from ..classifier.task import parse_stages
-    from .classifier import train_classifier
-
-    s = settings or SelfTrainSettings()
+def _check_inputs(data, out, lm, start) -> None:
+    """Fail before any training on what would fail later: no LM, a `start` that is not a finished classifier,
+    an OUT that is not ours to replace or that is one of the inputs."""
     if lm is None:
         raise UlmfitError("self-training starts every round from a fine-tuned language model: give one (lm)")
     if start is not None and not _done(Path(start)):
@@ -151,6 +141,68 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     from ..pretrained import resolve_lm
 
     check_not_an_input(out, {"DATA": data, "--lm": resolve_lm(lm)})
+
+
+def _train_baseline(data, base: Path, s: SelfTrainSettings) -> None:
+    """The TF-IDF teacher on the same labels, into `base`: unless it is not blended in or a resumed run has it."""
+    if s.teacher_weight < 1 and not (base / "tfidf.json").exists():
+        from .baseline import baseline
+
+        baseline(
+            data,
+            BaselineSettings(
+                train_split=s.train_split, valid_frac=s.valid_frac, limit_train=s.limit_train, out=str(base), quiet=True
+            ),
+        )
+
+
+def _round_row(r: int, folder: Path, pseudo, labelled: Path) -> dict:
+    """One round's entry of the summary: its folder, the documents it added and its valid accuracy, and (after
+    round 0) how the teacher did that labelled them (saved in `labelled`)."""
+    row = {
+        "round": r,
+        "folder": str(folder),
+        "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+        "valid_accuracy": read_json(folder / "metrics.json").get("accuracy"),
+    }
+    if pseudo is not None:
+        row.update(read_json(labelled)["teacher"])
+    return row
+
+
+def _read_pseudo(path: Path):
+    """The documents and labels an earlier teacher step saved -> (document indices, class indices)."""
+    saved = read_json(path)
+    return np.asarray(saved["docs"], dtype=np.int64), np.asarray(saved["labels"], dtype=np.int64)
+
+
+def _pool_ids(store, pool) -> list:
+    """The pool documents' token id arrays, as the classifier reads them."""
+    return [np.asarray(store.ids[store.offsets[i] : store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()]
+
+
+def _tfidf_probs(base: Path, texts, classes) -> np.ndarray:
+    """The TF-IDF teacher's class probabilities of the pool texts, its columns in the classifier's class order."""
+    from ..tfidf import TfidfModel
+
+    tf = TfidfModel.load(base)
+    order = [tf.classes.index(c) for c in classes]
+    return tf.predict_proba(texts)[:, order]
+
+
+def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=None) -> dict:
+    """Train a classifier on the labels (round 0), then once per entry of settings.rounds: label the unlabelled
+    documents with the current classifier (blended with a TF-IDF baseline), add the `rounds[r]` surest per
+    class and train a new classifier from `lm` on labels + those. -> the summary (also OUT/self_train.json).
+    `start`: a finished classifier folder trained on the same labels (e.g. `ulmfit run`'s classifier stage) to
+    take as round 0 instead of training one."""
+    from ..inference import TextClassifier
+    from .evaluate import _raw_texts
+    from ..classifier.task import parse_stages
+    from .classifier import train_classifier
+
+    s = settings or SelfTrainSettings()
+    _check_inputs(data, out, lm, start)
     out, work = Path(out), Path(out) / "self-train"
     ts = _train_settings(s)
     student = dataclasses.replace(ts, stages=s.student_stages)
@@ -165,15 +217,7 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
     t0, summary = time.time(), list[dict]()
 
     base = work / "baseline"
-    if s.teacher_weight < 1 and not (base / "tfidf.json").exists():
-        from .baseline import baseline
-
-        baseline(
-            data,
-            BaselineSettings(
-                train_split=s.train_split, valid_frac=s.valid_frac, limit_train=s.limit_train, out=str(base), quiet=True
-            ),
-        )
+    _train_baseline(data, base, s)
     texts = _raw_texts(Path(data), pool) if s.teacher_weight < 1 else None
     p_tfidf = docs = pseudo = None
     for r in range(len(s.rounds) + 1):
@@ -188,35 +232,22 @@ def self_train(data, out, lm, settings: SelfTrainSettings | None = None, start=N
             train_classifier(data, folder, lm, ts if pseudo is None else student, pseudo=pseudo)
             if not _done(folder):  # stopped early (max_minutes): resuming continues this round
                 return {"rounds": summary, "stopped": r}
-        row = {
-            "round": r,
-            "folder": str(folder),
-            "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
-            "valid_accuracy": read_json(folder / "metrics.json").get("accuracy"),
-        }
-        if pseudo is not None:
-            row.update(read_json(work / f"round-{r}.json")["teacher"])
-        summary.append(row)
+        summary.append(_round_row(r, folder, pseudo, work / f"round-{r}.json"))
         if r == len(s.rounds):
             break
         labelled_next = work / f"round-{r + 1}.json"
         if was_done and labelled_next.exists():  # a run stopped after this teacher step: its labels stand
-            saved = read_json(labelled_next)
-            pseudo = (np.asarray(saved["docs"], dtype=np.int64), np.asarray(saved["labels"], dtype=np.int64))
+            pseudo = _read_pseudo(labelled_next)
             continue
         # the teacher labels the pool
         clf = TextClassifier.load(folder, threads=s.threads)
         if docs is None:  # the pool's id arrays, once for all rounds
-            docs = [
-                np.asarray(store.ids[store.offsets[i] : store.offsets[i + 1]], dtype=np.int64) for i in pool.tolist()
-            ]
+            docs = _pool_ids(store, pool)
         say(f"round {r + 1}: the round-{r} classifier labels {len(pool):,} documents")
         probs = clf.predict_ids(docs, progress=not s.quiet)
         if texts is not None:
             if p_tfidf is None:
-                tf = TfidfModel.load(base)
-                order = [tf.classes.index(c) for c in clf.classes]
-                p_tfidf = tf.predict_proba(texts)[:, order]
+                p_tfidf = _tfidf_probs(base, texts, clf.classes)
             probs = teacher_blend(probs, p_tfidf, s.teacher_weight)
         pseudo = _label_surest(store, pool, probs, per_class[r], labelled_next)
     result = {

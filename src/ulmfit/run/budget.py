@@ -169,6 +169,41 @@ def _lm_plan(lm: dict, share: float, lm_tokens: int | None) -> tuple[dict, float
     )
 
 
+def _clas_plan(clas: dict, share: float, stages: str) -> tuple[dict, float, str]:
+    """The classifier epochs that fit `share` seconds (not one: one epoch on the share of the documents that
+    fits) -> (its settings' changes, its seconds, a line)."""
+    train_s = clas["train_tokens"] * clas["train_s_per_token"]
+    epoch_s = train_s + clas["valid_tokens"] * clas["eval_s_per_token"] + 1.0  # + saving the folder
+    room = share - STAGE_OVERHEAD_S
+    # more epochs than the data calls for would not help
+    cap = _clas_data_epochs(clas["n_train_docs"], clas.get("train_tokens"))
+    epochs = cap if math.isinf(room) else min(cap, int(room // epoch_s))
+    changes: dict = {}
+    if epochs >= 1:
+        changes["stages"] = spread_epochs(stages, epochs)
+        clas_s = STAGE_OVERHEAD_S + epochs * epoch_s
+        what = f"{epochs} epochs, stages {changes['stages']}"
+    else:  # not one epoch: one epoch over the share of the documents that fits (its schedule then completes)
+        fits = (room - clas["valid_tokens"] * clas["eval_s_per_token"]) / max(train_s, 1e-9)
+        changes["stages"] = spread_epochs(stages, 1)
+        changes["limit_train"] = max(2 * 2, int(clas["n_train_docs"] * max(0.0, min(1.0, fits))))
+        clas_s = (
+            STAGE_OVERHEAD_S
+            + train_s * changes["limit_train"] / max(1, clas["n_train_docs"])
+            + clas["valid_tokens"] * clas["eval_s_per_token"]
+        )
+        what = f"one epoch on {changes['limit_train']:,} of the documents (less than an epoch of all fits)"
+    changes["max_minutes"] = round(HARD_STOP * clas_s / 60, 2)
+    return (
+        changes,
+        clas_s,
+        (
+            f"classifier: {what} over {clas['n_train_docs']:,} documents at "
+            f"{1 / clas['train_s_per_token']:,.0f} tokens/s: about {clas_s / 60:.1f} min"
+        ),
+    )
+
+
 def size_to_budget(
     budget_s: float,
     spent_s: float,
@@ -222,35 +257,11 @@ def size_to_budget(
             f"the budget leaves no time for the classifier ({share / 60:.1f} min): raise `budget` or "
             "lower [finetune_lm] budget"
         )
-    train_s = clas["train_tokens"] * clas["train_s_per_token"]
-    epoch_s = train_s + clas["valid_tokens"] * clas["eval_s_per_token"] + 1.0  # + saving the folder
-    room = share - STAGE_OVERHEAD_S
-    # more epochs than the data calls for would not help
-    cap = _clas_data_epochs(clas["n_train_docs"], clas.get("train_tokens"))
-    epochs = cap if math.isinf(room) else min(cap, int(room // epoch_s))
-    changes = {}
-    if epochs >= 1:
-        changes["stages"] = spread_epochs(stages, epochs)
-        clas_s = STAGE_OVERHEAD_S + epochs * epoch_s
-        what = f"{epochs} epochs, stages {changes['stages']}"
-    else:  # not one epoch: one epoch over the share of the documents that fits (its schedule then completes)
-        fits = (room - clas["valid_tokens"] * clas["eval_s_per_token"]) / max(train_s, 1e-9)
-        changes["stages"] = spread_epochs(stages, 1)
-        changes["limit_train"] = max(2 * 2, int(clas["n_train_docs"] * max(0.0, min(1.0, fits))))
-        clas_s = (
-            STAGE_OVERHEAD_S
-            + train_s * changes["limit_train"] / max(1, clas["n_train_docs"])
-            + clas["valid_tokens"] * clas["eval_s_per_token"]
-        )
-        what = f"one epoch on {changes['limit_train']:,} of the documents (less than an epoch of all fits)"
-    changes["max_minutes"] = round(HARD_STOP * clas_s / 60, 2)
+    changes, clas_s, line = _clas_plan(clas, share, stages)
     plan["classifier"] = changes
     plan["seconds"]["classifier"] = round(clas_s, 1)
     plan["seconds"]["evaluate"] = round(eval_s, 1)
-    plan["lines"].append(
-        f"classifier: {what} over {clas['n_train_docs']:,} documents at "
-        f"{1 / clas['train_s_per_token']:,.0f} tokens/s: about {clas_s / 60:.1f} min"
-    )
+    plan["lines"].append(line)
     if math.isfinite(budget_s):
         plan["lines"].append(
             f"evaluation: about {eval_s / 60:.1f} min; already spent: {spent_s / 60:.1f} min "

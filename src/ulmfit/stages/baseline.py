@@ -31,24 +31,11 @@ def _scores(y_true, y_pred, multi_label: bool, n_classes: int) -> dict:
     return {"accuracy": float(s["accuracy"]), "macro_f1": float(s["macro_f1"]), "n": int(len(y_true))}
 
 
-def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dict:
-    """Train TF-IDF + logistic regression on a prepared dataset's train split (minus the held-out fraction,
-    if any) and score it on the held-out documents and on the report split -> a dict (also baseline.json).
-    pseudo: (document indices, class indices) of unlabelled documents labelled by a teacher, trained on too."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
+def _classes_and_split(root: Path, s: BaselineSettings):
+    """(the dataset's classes, the split to report on: `s.split`, else test, else valid), once `root` is known
+    to be a prepared dataset folder with labels, the training split and that one."""
+    from ..io import read_json
 
-    from ..data.dataset import read_texts
-    from ..classifier.task import training_docs
-    from ..io import check_output_dir, read_json, write_json
-    from ..text.store import labelled
-
-    s = settings or BaselineSettings()
-    if s.out:
-        check_output_dir(s.out)
-    t0 = time.time()
-    root = Path(data)
     if not (root / "dataset.json").exists():
         raise UlmfitError(f"{root} is not a prepared dataset folder (no dataset.json): run `ulmfit prepare` first")
     meta = read_json(root / "dataset.json")
@@ -59,6 +46,45 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
     for name in (s.train_split, split):
         if name is None or not (root / "splits" / f"{name}.npy").exists():
             raise UlmfitError(f"{root} has no split {name or 'test or valid'!r}")
+    return classes, split
+
+
+def _add_pseudo(labels, train_idx, report_idx, valid_idx, multi: bool, pseudo):
+    """The teacher's labels `pseudo` (document indices, class indices) added -> (a copy of `labels` with them,
+    the training documents with them), once checked: single-label, and no document labelled or used already."""
+    if multi:
+        raise UlmfitError("pseudo-labels are for single-label datasets")
+    docs, cls = np.asarray(pseudo[0], dtype=np.int64), np.asarray(pseudo[1], dtype=np.int64)
+    taken = np.concatenate([train_idx, report_idx] + ([] if valid_idx is None else [valid_idx]))
+    if len(docs) != len(cls) or len(np.unique(docs)) != len(docs) or np.isin(docs, taken).any():
+        raise UlmfitError(
+            "pseudo-labels: one label per document, each document once, none of them a labelled "
+            "training, validation or report document"
+        )
+    labels = labels.copy()
+    labels[docs] = cls
+    return labels, np.concatenate([train_idx, docs])
+
+
+def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dict:
+    """Train TF-IDF + logistic regression on a prepared dataset's train split (minus the held-out fraction,
+    if any) and score it on the held-out documents and on the report split -> a dict (also baseline.json).
+    pseudo: (document indices, class indices) of unlabelled documents labelled by a teacher, trained on too."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from ..data.dataset import read_texts
+    from ..classifier.task import training_docs
+    from ..io import check_output_dir, write_json
+    from ..text.store import labelled
+
+    s = settings or BaselineSettings()
+    if s.out:
+        check_output_dir(s.out)
+    t0 = time.time()
+    root = Path(data)
+    classes, split = _classes_and_split(root, s)
     labels = np.load(root / "labels.npy")
     multi = labels.ndim == 2
     train_idx = np.load(root / "splits" / f"{s.train_split}.npy")
@@ -67,18 +93,7 @@ def baseline(data, settings: BaselineSettings | None = None, pseudo=None) -> dic
     valid_idx = None if va is None else train_idx[va]
     train_idx = train_idx[keep]
     if pseudo is not None:  # a copy of the labels with the teacher's added: labels.npy stays as it is
-        if multi:
-            raise UlmfitError("pseudo-labels are for single-label datasets")
-        docs, cls = np.asarray(pseudo[0], dtype=np.int64), np.asarray(pseudo[1], dtype=np.int64)
-        taken = np.concatenate([train_idx, report_idx] + ([] if valid_idx is None else [valid_idx]))
-        if len(docs) != len(cls) or len(np.unique(docs)) != len(docs) or np.isin(docs, taken).any():
-            raise UlmfitError(
-                "pseudo-labels: one label per document, each document once, none of them a labelled "
-                "training, validation or report document"
-            )
-        labels = labels.copy()
-        labels[docs] = cls
-        train_idx = np.concatenate([train_idx, docs])
+        labels, train_idx = _add_pseudo(labels, train_idx, report_idx, valid_idx, multi, pseudo)
     report_idx = report_idx[labelled(labels[report_idx])]
     wanted = set(train_idx.tolist()) | set(report_idx.tolist()) | set([] if valid_idx is None else valid_idx.tolist())
     texts = {i: t if isinstance(t, str) else " ".join(t) for i, t in read_texts(root, wanted).items()}

@@ -75,41 +75,13 @@ def _encoder_from_lm(lm_dir, store, backwards):
     return lm.cfg, lm.encoder.state_dict(), lm_config.backwards
 
 
-def _build(data, lm, s, pseudo=None):
-    """Everything train_classifier trains: the store, the model inside its task, the phases, the loop's
-    config and the folder config (shared with the speed probe)."""
-    import numpy as np
+def _model(lm, store, s, classes, multi_label):
+    """The classifier's model config, settings and model: the encoder from the fine-tuned LM `lm` (a fresh
+    `s.preset` encoder without one), with the classifier's dropouts and a head over `classes`."""
     import torch
 
-    from ..artifacts import ClassifierConfig
     from ..models.classifier import ClassifierSettings, build_classifier, head_dropouts
     from ..models.config import classifier_dropouts, preset
-    from ..classifier.task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
-
-    stages = parse_stages(s.stages)
-    valid_name = s.train_split if s.valid_frac else s.valid_split
-    store, train_split, valid_split = open_classifier_store(data, s.train_split, valid_name)
-    if s.patience is not None and valid_split.name == "test":
-        raise UlmfitError(
-            "patience stops training on the validation score, and it would be the test split's here: "
-            "hold out training documents to validate on (valid_frac) or give a valid split"
-        )
-    classes = list(store.classes)
-    labels = np.asarray(train_split.labels)
-    train_docs = valid_docs = None
-    if s.valid_frac:
-        train_docs, valid_docs = holdout(labels, s.valid_frac)
-    limit_train = s.limit_train
-    if pseudo is not None:
-        train_split = _with_pseudo(store, train_split, s, *pseudo)
-        labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
-    if s.multi_label and labels.ndim != 2:
-        raise UlmfitError(
-            f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
-            "(prepared with label_sep, or several label_col)"
-        )
-    multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
-    encoder_text = text_encoder_of(store)
 
     torch.manual_seed(s.seed)
     if lm:
@@ -137,7 +109,60 @@ def _build(data, lm, s, pseudo=None):
     model = build_classifier(mcfg, settings)
     if enc_state is not None:
         model.encoder.encoder.load_state_dict(enc_state)
+    return mcfg, settings, model
 
+
+def _training_record(data, lm, s, store, valid_split, pseudo, phases, cfg) -> dict:
+    """What the classifier folder's config records of how it was trained: data, LM, splits, phases, loop config."""
+    return {
+        "data": str(data),
+        "lm": None if lm is None else str(lm),
+        "vocab_hash": store.vocab.hash,
+        "train_split": s.train_split,
+        "valid_split": valid_split.name,
+        "valid_frac": s.valid_frac,
+        "bs": s.bs,
+        "limit_train": s.limit_train,
+        "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
+        "phases": [dataclasses.asdict(p) for p in phases],
+        "train": dataclasses.asdict(cfg),
+    }
+
+
+def _build(data, lm, s, pseudo=None):
+    """Everything train_classifier trains: the store, the model inside its task, the phases, the loop's
+    config and the folder config (shared with the speed probe)."""
+    import numpy as np
+
+    from ..artifacts import ClassifierConfig
+    from ..classifier.task import BatchSettings, ClassifierTask, holdout, make_phases, parse_stages
+
+    stages = parse_stages(s.stages)
+    valid_name = s.train_split if s.valid_frac else s.valid_split
+    store, train_split, valid_split = open_classifier_store(data, s.train_split, valid_name)
+    if s.patience is not None and valid_split.name == "test":
+        raise UlmfitError(
+            "patience stops training on the validation score, and it would be the test split's here: "
+            "hold out training documents to validate on (valid_frac) or give a valid split"
+        )
+    classes = list(store.classes)
+    labels = np.asarray(train_split.labels)
+    train_docs = valid_docs = None
+    if s.valid_frac:
+        train_docs, valid_docs = holdout(labels, s.valid_frac)
+    limit_train = s.limit_train
+    if pseudo is not None:
+        train_split = _with_pseudo(store, train_split, s, *pseudo)
+        labels, train_docs, limit_train = np.asarray(train_split.labels), None, None
+    if s.multi_label and labels.ndim != 2:
+        raise UlmfitError(
+            f"{Path(data) / 'labels.npy'}: multi_label needs multi-hot rows [n_docs, n_classes] "
+            "(prepared with label_sep, or several label_col)"
+        )
+    multi_label = labels.ndim == 2  # a multi-label dataset trains a multi-label classifier
+    encoder_text = text_encoder_of(store)
+
+    mcfg, settings, model = _model(lm, store, s, classes, multi_label)
     task = ClassifierTask(
         model,
         train_split,
@@ -159,23 +184,7 @@ def _build(data, lm, s, pseudo=None):
     cfg = train_config(
         s, lr_div=s.lr_div, max_steps=s.max_steps, moms=tuple(s.moms) if s.schedule == "one_cycle" else None
     )
-    config = ClassifierConfig(
-        mcfg,
-        settings,
-        {
-            "data": str(data),
-            "lm": None if lm is None else str(lm),
-            "vocab_hash": store.vocab.hash,
-            "train_split": s.train_split,
-            "valid_split": valid_split.name,
-            "valid_frac": s.valid_frac,
-            "bs": s.bs,
-            "limit_train": s.limit_train,
-            "pseudo_labelled": 0 if pseudo is None else len(pseudo[0]),
-            "phases": [dataclasses.asdict(p) for p in phases],
-            "train": dataclasses.asdict(cfg),
-        },
-    )
+    config = ClassifierConfig(mcfg, settings, _training_record(data, lm, s, store, valid_split, pseudo, phases, cfg))
     return Built(store, task, phases, cfg, config, classes, labels, multi_label, encoder_text, settings)
 
 

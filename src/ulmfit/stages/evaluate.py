@@ -94,12 +94,42 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
     return rows
 
 
+def _table_rows(path, s, classes, cidx):
+    """(texts, class indices in `classes`) of every row of the table file `path`, each checked: a label among
+    the classifier's classes (read as `prepare table` reads it) and a text that is not empty."""
+    from ..data.table import _is_missing, iter_rows, label_value, text_value
+    from ..errors import InputError
+
+    texts, y = [], []
+    for line, row in iter_rows(path, [s.text_col, s.label_col], tsv_quotes=s.tsv_quotes):
+        if _is_missing(row[s.label_col]):
+            raise InputError("missing label", path=path, line=line, field=s.label_col)
+        lab = label_value(row[s.label_col], path, line, s.label_col)  # as `prepare table` reads it
+        raw = str(row[s.label_col]).strip()
+        if lab not in cidx and raw in cidx:  # a classifier trained before labels were normalised ("1.0")
+            lab = raw
+        if lab not in cidx:
+            raise InputError(
+                f"label {lab!r} is not one of the classifier's classes {classes}",
+                path=path,
+                line=line,
+                field=s.label_col,
+            )
+        text = text_value(row[s.text_col], path, line, s.text_col)
+        if not text.strip():
+            raise InputError("the text is empty: nothing to evaluate", path=path, line=line, field=s.text_col)
+        texts.append(text)
+        y.append(cidx[lab])
+    if not y:
+        raise InputError("the table has no rows to evaluate", path=path)
+    return texts, y
+
+
 def _labelled_data(data, s, clfs):
     """(list of per-classifier inputs: texts or id arrays, true class indices in clfs[0].classes)."""
     import numpy as np
 
     from ..batching.documents import SUBSET_SEED
-    from ..errors import InputError
 
     classes = clfs[0].classes
     cidx = {c: i for i, c in enumerate(classes)}
@@ -111,30 +141,7 @@ def _labelled_data(data, s, clfs):
             "(prepared with label_sep, or several label_col)"
         )
     if path.is_file():
-        from ..data.table import _is_missing, iter_rows, label_value, text_value
-
-        texts, y = [], []
-        for line, row in iter_rows(path, [s.text_col, s.label_col], tsv_quotes=s.tsv_quotes):
-            if _is_missing(row[s.label_col]):
-                raise InputError("missing label", path=path, line=line, field=s.label_col)
-            lab = label_value(row[s.label_col], path, line, s.label_col)  # as `prepare table` reads it
-            raw = str(row[s.label_col]).strip()
-            if lab not in cidx and raw in cidx:  # a classifier trained before labels were normalised ("1.0")
-                lab = raw
-            if lab not in cidx:
-                raise InputError(
-                    f"label {lab!r} is not one of the classifier's classes {classes}",
-                    path=path,
-                    line=line,
-                    field=s.label_col,
-                )
-            text = text_value(row[s.text_col], path, line, s.text_col)
-            if not text.strip():
-                raise InputError("the text is empty: nothing to evaluate", path=path, line=line, field=s.text_col)
-            texts.append(text)
-            y.append(cidx[lab])
-        if not y:
-            raise InputError("the table has no rows to evaluate", path=path)
+        texts, y = _table_rows(path, s, classes, cidx)
         idx = np.arange(len(y))
         if s.limit and s.limit < len(idx):
             idx = np.sort(np.random.default_rng(SUBSET_SEED).permutation(idx)[: s.limit])

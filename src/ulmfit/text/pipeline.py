@@ -191,6 +191,54 @@ def _write_ids(raw_path: Path, path: Path, lookup: np.ndarray, n_tokens: int, dt
     return n_unk
 
 
+def _encode_all(root, settings, tmp, workers, batch_size, n_docs, in_vocab, progress):
+    """Every document of root/documents.jsonl through the workers (one: in this process), their global token ids
+    appended to tmp/global_ids.i32 in document order -> (the global token table, each token's count over the
+    documents marked in `in_vocab`, each document's length in tokens, the ids file)."""
+    table = TokenTable(SPECIAL_TOKENS)
+    counts = np.zeros(1 << 16, dtype=np.int64)
+    trans: dict[int, np.ndarray] = {}
+    lengths_all = np.zeros(n_docs, dtype=np.int64)
+    raw_path = tmp / "global_ids.i32"
+    done = 0
+    jobs = _jobs(root / "documents.jsonl", batch_size)
+    if workers == 1:
+        _init(settings, tmp)
+        results = map(_encode_lines, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(settings, tmp))
+        results = pool.imap(_encode_lines, jobs)
+    try:
+        with (
+            open(raw_path, "wb") as raw,
+            tqdm(total=n_docs, desc="tokenizing", unit="doc", disable=not progress) as bar,
+        ):
+            for pid, flat, lengths, new in results:
+                tr = trans.get(pid)
+                if tr is None:
+                    tr = np.arange(len(SPECIAL_TOKENS), dtype=np.int32)
+                if new:
+                    tr = np.concatenate([tr, np.array([table(t) for t in new], dtype=np.int32)])
+                trans[pid] = tr
+                glob = tr[flat]
+                raw.write(glob.tobytes())
+                k = len(lengths)
+                lengths_all[done : done + k] = lengths
+                mask = np.repeat(in_vocab[done : done + k], lengths)
+                if len(table.stoi) > len(counts):
+                    counts = np.concatenate([counts, np.zeros(max(len(counts), len(table.stoi)), np.int64)])
+                counts += np.bincount(glob[mask], minlength=len(counts))
+                done += k
+                bar.update(k)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    if done != n_docs:
+        raise UlmfitError(f"{root}/documents.jsonl has {done} documents, dataset.json says {n_docs}")
+    return table, counts, lengths_all, raw_path
+
+
 def _tokenize(
     root, meta, settings, key, tok_dir, backend, max_vocab, min_freq, workers, batch_size, progress, keep=None
 ):
@@ -204,47 +252,9 @@ def _tokenize(
         vocab_split = root / "splits" / "lm_train.npy"
         in_vocab[np.load(vocab_split) if vocab_split.exists() else slice(None)] = True
 
-        table = TokenTable(SPECIAL_TOKENS)
-        counts = np.zeros(1 << 16, dtype=np.int64)
-        trans: dict[int, np.ndarray] = {}
-        lengths_all = np.zeros(n_docs, dtype=np.int64)
-        raw_path = tmp / "global_ids.i32"
-        done = 0
-        jobs = _jobs(root / "documents.jsonl", batch_size)
-        if workers == 1:
-            _init(settings, tmp)
-            results = map(_encode_lines, jobs)
-            pool = None
-        else:
-            pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(settings, tmp))
-            results = pool.imap(_encode_lines, jobs)
-        try:
-            with (
-                open(raw_path, "wb") as raw,
-                tqdm(total=n_docs, desc="tokenizing", unit="doc", disable=not progress) as bar,
-            ):
-                for pid, flat, lengths, new in results:
-                    tr = trans.get(pid)
-                    if tr is None:
-                        tr = np.arange(len(SPECIAL_TOKENS), dtype=np.int32)
-                    if new:
-                        tr = np.concatenate([tr, np.array([table(t) for t in new], dtype=np.int32)])
-                    trans[pid] = tr
-                    glob = tr[flat]
-                    raw.write(glob.tobytes())
-                    k = len(lengths)
-                    lengths_all[done : done + k] = lengths
-                    mask = np.repeat(in_vocab[done : done + k], lengths)
-                    if len(table.stoi) > len(counts):
-                        counts = np.concatenate([counts, np.zeros(max(len(counts), len(table.stoi)), np.int64)])
-                    counts += np.bincount(glob[mask], minlength=len(counts))
-                    done += k
-                    bar.update(k)
-        finally:
-            if pool is not None:
-                pool.terminate()
-        if done != n_docs:
-            raise UlmfitError(f"{root}/documents.jsonl has {done} documents, dataset.json says {n_docs}")
+        table, counts, lengths_all, raw_path = _encode_all(
+            root, settings, tmp, workers, batch_size, n_docs, in_vocab, progress
+        )
 
         itos = list(table.stoi)
         kept = keep.stoi if keep is not None else {}

@@ -38,35 +38,13 @@ def suggest_lr(lrs, smoothed) -> dict:
     return out
 
 
-def lr_find(
-    task,
-    cfg: TrainConfig | None = None,
-    out_dir=".",
-    *,
-    start: float,
-    end: float,
-    steps: int,
-    diverge=4.0,
-    progress=None,
-):
-    """Sweep the lr from `start` to `end` over `steps` steps (stopping early when the smoothed loss
-    exceeds `diverge` times its best); writes lr_find.csv, lr_find.json and lr_find.png into out_dir
-    and returns the suggested lr (steepest descent)."""
-    cfg = cfg or TrainConfig()
-    if not (0 < start < end) or steps < 2:
-        raise UlmfitError("lr_find needs 0 < start < end and at least 2 steps")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    progress = cfg.progress if progress is None else progress
-    device = pick_device(cfg)
-    model = task.model.to(device)
+def _sweep(task, model, cfg: TrainConfig, device, start: float, end: float, steps: int, beta: float, diverge, progress):
+    """The sweep itself: up to `steps` training steps, every group at an lr growing exponentially from `start`
+    to `end`, stopped where the smoothed loss (EMA `beta`) diverges -> (lrs, losses), one per step run."""
     with trial_steps(model):  # weights, trainable flags and RNGs as they were afterwards
         opt = make_optimizer(model, cfg)
         beta1 = cfg.moms[0] if cfg.schedule == "one_cycle" and cfg.moms else None
         lrs, losses = [], []
-        # fastai's 0.98 suits its 100-step sweeps; a shorter sweep needs a shorter memory, or the smoothed
-        # curve lags the lr by a large part of the sweep and the suggestion lands too far right.
-        beta = min(0.98, 1 - 4 / steps)
         state, epoch, best = None, 0, math.inf
         batches = iter_from(task.train_batches(epoch, cfg.seed), 0)
         from tqdm.auto import tqdm
@@ -100,6 +78,35 @@ def lr_find(
                 opt.step()
         finally:
             bar.close()
+    return lrs, losses
+
+
+def lr_find(
+    task,
+    cfg: TrainConfig | None = None,
+    out_dir=".",
+    *,
+    start: float,
+    end: float,
+    steps: int,
+    diverge=4.0,
+    progress=None,
+):
+    """Sweep the lr from `start` to `end` over `steps` steps (stopping early when the smoothed loss
+    exceeds `diverge` times its best); writes lr_find.csv, lr_find.json and lr_find.png into out_dir
+    and returns the suggested lr (steepest descent)."""
+    cfg = cfg or TrainConfig()
+    if not (0 < start < end) or steps < 2:
+        raise UlmfitError("lr_find needs 0 < start < end and at least 2 steps")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = cfg.progress if progress is None else progress
+    device = pick_device(cfg)
+    model = task.model.to(device)
+    # fastai's 0.98 suits its 100-step sweeps; a shorter sweep needs a shorter memory, or the smoothed
+    # curve lags the lr by a large part of the sweep and the suggestion lands too far right.
+    beta = min(0.98, 1 - 4 / steps)
+    lrs, losses = _sweep(task, model, cfg, device, start, end, steps, beta, diverge, progress)
 
     smoothed = ema(losses, beta)
     # Drop a final non-finite point so suggestions and plots see only real numbers.

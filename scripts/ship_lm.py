@@ -60,6 +60,11 @@ def main(argv=None):
     p.add_argument("--eval", action="append", default=[], metavar="LABEL=DATA",
                    help="a tokenized dataset to report lm_valid perplexity on (repeatable)")
     p.add_argument("--eval-tokens", type=int, default=500_000, help="tokens of each lm_valid to measure")
+    p.add_argument("--eval-split", default="lm_valid",
+                   help="the split of each --eval dataset to measure (lm_train: a folder of held-out texts only)")
+    p.add_argument("--started-from", metavar="NAME",
+                   help="the shipped model RUN_DIR was fine-tuned from (finetune-lm --from NAME): the card adds "
+                   "the tokens that one saw to this run's")
     p.add_argument("--dest", type=Path, default=SHIPPED, help=f"where shipped models live (default {SHIPPED})")
     a = p.parse_args(argv)
 
@@ -81,9 +86,17 @@ def main(argv=None):
         "sampled_softmax": train.get("sampled", 0),
         "perplexity": {},
     }
+    if a.started_from:  # a model trained further: what it started from, and all the tokens it has seen
+        from ulmfit.pretrained import resolve_lm
+
+        prior = read_json(resolve_lm(a.started_from) / "card.json")
+        card["started_from"] = {"name": a.started_from, "tokens_seen": prior["tokens_seen"],
+                                "trained_on": prior["trained_on"]}
+        card["tokens_seen_in_all"] = prior["tokens_seen"] + card["tokens_seen"]
     for spec in a.eval:
         label, data = spec.split("=", 1)
-        card["perplexity"][label] = evaluate_lm(a.run_dir, data, EvaluateLMSettings(valid_tokens=a.eval_tokens))["perplexity"]
+        s = EvaluateLMSettings(valid_tokens=a.eval_tokens, split=a.eval_split)
+        card["perplexity"][label] = evaluate_lm(a.run_dir, data, s)["perplexity"]
 
     out = a.dest / a.name
     if out.exists():
@@ -93,7 +106,11 @@ def main(argv=None):
     save_model(out, half, shipped.to_dict(), text_encoder)
     write_json(out / "card.json", card)
     m = config.to_dict()["model"]
-    ppl = "\n".join(f"| {k} (lm_valid, first {a.eval_tokens:,} tokens) | {v} |" for k, v in card["perplexity"].items())
+    ppl = "\n".join(f"| {k} ({a.eval_split}, first {a.eval_tokens:,} tokens) | {v} |"
+                    for k, v in card["perplexity"].items())
+    prior = card.get("started_from")
+    start = (f"| started from | {prior['name']} ({prior['tokens_seen']:,} tokens of {prior['trained_on']}); "
+             f"{card['tokens_seen_in_all']:,} tokens in all |\n" if prior else "")
     loss = f"sampled softmax of {card['sampled_softmax']} words per step" if card["sampled_softmax"] else "full softmax"
     write_text(out / "README.md", f"""# {a.name}: a general-English {m.get('arch', 'awd_lstm')} language model ({'backward' if backwards else 'forward'})
 
@@ -105,12 +122,12 @@ mode = "from"`, folder = "{a.name.removesuffix('-bwd')}" in a run config). Weigh
 | architecture | {m.get('arch')} {m['emb_size']}/{m['n_hid']}/{m['n_layers']} (embedding/hidden/layers), tied decoder, vocab {m['vocab_size']:,} (spaCy tokens) |
 | direction | {'backward (reads text right to left)' if backwards else 'forward'} |
 | trained on | {card['trained_on']} |
-| tokens seen | {card['tokens_seen']:,} ({steps:,} steps of bs {train['bs']} x bptt {train['bptt']}), {card['epochs'] or 'under one'} epoch(s) |
+{start}| tokens seen | {card['tokens_seen']:,} ({steps:,} steps of bs {train['bs']} x bptt {train['bptt']}), {card['epochs'] or 'under one'} epoch(s) |
 | training loss | {loss}; perplexities below are exact (full softmax) |
 | wall time | {card['wall_time']} |
 | machine | {card['machine']} |
 | date | {card['date']} |
-| validation perplexity, general-en lm_valid (as trained) | {card['valid_perplexity']} |
+| validation perplexity, the training corpus's lm_valid (as trained) | {card['valid_perplexity']} |
 {ppl}
 
 Rebuild:

@@ -61,3 +61,24 @@ def test_a_shipped_name_works_wherever_a_folder_does(shipped, monkeypatch, capsy
     assert json.loads((shipped / "ft" / "config.json").read_text())["training"]["pretrained"] == "tiny-en"
     assert main(["evaluate-lm", "tiny-en", str(shipped / "corpus"), "--threads", "1"]) == 0
     assert main(["generate", "tiny-en", "w1 w2", "--n-words", "3", "--seed", "0"]) == 0
+
+
+def test_a_model_trained_further_is_shipped_with_what_it_started_from(shipped, monkeypatch):
+    monkeypatch.setattr(pretrained, "HERE", shipped / "shipped")
+    assert main(["finetune-lm", str(shipped / "corpus"), "--from", "tiny-en", "--out", str(shipped / "further"),
+                 "--frozen-epochs", "1", "--frozen-steps", "3", "--epochs", "1", "--max-steps", "6"] + COMMON[2:]) == 0
+    spec = importlib.util.spec_from_file_location("ship_lm", ROOT / "scripts" / "ship_lm.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    ship.main([str(shipped / "further"), "tiny-en-2", "--corpus-desc", "more words", "--command", "finetune-lm ...",
+               "--wall-time", "1 s", "--started-from", "tiny-en", "--eval", f"corpus={shipped / 'corpus'}",
+               "--eval-split", "lm_train", "--dest", str(shipped / "shipped2")])
+    folder = shipped / "shipped2" / "tiny-en-2"
+    card = json.loads((folder / "card.json").read_text())
+    before = json.loads((shipped / "shipped" / "tiny-en" / "card.json").read_text())
+    assert card["started_from"] == {"name": "tiny-en", "tokens_seen": before["tokens_seen"],
+                                    "trained_on": "counting words"}
+    assert card["tokens_seen_in_all"] == before["tokens_seen"] + card["tokens_seen"] > card["tokens_seen"]
+    readme = (folder / "README.md").read_text()
+    assert "| started from | tiny-en" in readme and "corpus (lm_train, first" in readme
+    assert card["perplexity"]["corpus"] > 1

@@ -130,7 +130,6 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     from ..artifacts import LanguageModelConfig
     from ..models.config import preset
     from ..models.language_model import LanguageModel
-    from ..training.lm_task import LMTask
     from ..training.loop import Phase, fit
 
     import torch
@@ -151,17 +150,7 @@ def pretrain(corpus, out, settings: PretrainSettings | None = None):
     torch.manual_seed(s.seed)
     mcfg = preset(s.preset, vocab_size=len(store.vocab), drop_mult=s.drop_mult, arch=s.arch)
     model = LanguageModel(mcfg)
-    task = LMTask(
-        model,
-        store.split("lm_train").stream(),
-        _valid_stream(store, s.valid_tokens),
-        s.bs,
-        s.bptt,
-        backwards=s.backwards,
-        alpha=s.alpha,
-        beta=s.beta,
-        sampled=s.sampled,
-    )
+    task = _lm_task(model, store, s, s.backwards)
     # From scratch every layer is equally new: one lr for all groups.
     phases = [Phase(epochs=s.epochs, lr=s.lr, steps=s.max_steps, lr_div=1.0)]
     cfg = train_config(s)
@@ -193,26 +182,23 @@ def load_pretrained_lm(folder, store, drop_mult=None, say=True):
     return transfer(folder, store.vocab.itos, drop_mult, say)
 
 
+def _lm_task(model, store, s, backwards: bool):
+    """The LM task over the store's lm_train stream, validated on (a slice of) lm_valid, as settings `s` say."""
+    from ..training.lm_task import LMTask
+
+    train, valid = store.split("lm_train").stream(), _valid_stream(store, s.valid_tokens)
+    return LMTask(model, train, valid, s.bs, s.bptt, backwards=backwards, alpha=s.alpha, beta=s.beta, sampled=s.sampled)
+
+
 def _finetune_task(data, pretrained, s, say=True):
     """The store, the pretrained model mapped onto its vocab (in its LMTask) and the pretrained folder's config."""
-    from ..training.lm_task import LMTask
 
     import torch
 
     store = open_lm_store(data)
     torch.manual_seed(s.seed)
     model, pre = load_pretrained_lm(pretrained, store, s.drop_mult, say=say)
-    task = LMTask(
-        model,
-        store.split("lm_train").stream(),
-        _valid_stream(store, s.valid_tokens),
-        s.bs,
-        s.bptt,
-        backwards=pre.backwards,
-        alpha=s.alpha,
-        beta=s.beta,
-        sampled=s.sampled,
-    )
+    task = _lm_task(model, store, s, pre.backwards)
     return store, task, pre
 
 

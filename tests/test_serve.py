@@ -301,7 +301,8 @@ def test_the_load_benchmark_runs(tmp_path):
     assert [r["clients"] for r in js["server"]] == [1, 4] and js["failed"] == 0
     assert all(r["requests"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in js["server"])
     assert js["in_process"]["reviews_per_s"] > 0 and js["server_peak_rss_mb"] > 0
-    assert "throughput_ratio_at_4" in js and "p50_overhead_ms_at_1" in js
+    assert "throughput_ratio_at_4" in js and "p50_overhead_ms_at_1" in js and js["n_compared_at_1"] == 3
+    assert js["server_workers"] >= 1 and js["server_threads"] == 1
 
 
 def test_onnx_backend_serves_and_explains(clas, tmp_path):

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ..settings import ServeSettings
 from .batcher import Batcher, QueueFull
+from .model import serve_workers
 
 
 class PredictRequest(BaseModel):
@@ -92,7 +93,7 @@ class BodyLimit:
 def create_app(served, settings: ServeSettings | None = None) -> FastAPI:
     """The app over a loaded predictor (`serve.model.Served`, or anything with its methods)."""
     s = settings or ServeSettings()
-    batcher = Batcher(served.predict_proba, s.bs, s.batch_ms / 1000, s.max_queue, s.workers)
+    batcher = Batcher(served.predict_proba, s.bs, s.batch_ms / 1000, s.max_queue, serve_workers(s))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -67,6 +67,14 @@ class Served:
         return {"classes": self.classes, "multi_label": self.multi_label, **self._info}
 
 
+DEFAULT_MAX_WORKERS = 4  # workers when --workers is not given: one per core up to this many
+
+
+def serve_workers(s: ServeSettings) -> int:
+    """How many inference workers the server runs (--workers, or one per core up to DEFAULT_MAX_WORKERS)."""
+    return s.workers or min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS)
+
+
 def load(folder, s: ServeSettings) -> Served:
     """Load what `ulmfit serve` serves, with torch's threads set once, here, for the whole process."""
     import torch
@@ -75,7 +83,7 @@ def load(folder, s: ServeSettings) -> Served:
     from ..inference import TextClassifier, set_threads
     from ..io import read_json
 
-    set_threads(s.threads or max(1, (os.cpu_count() or 1) // s.workers))
+    set_threads(s.threads or max(1, (os.cpu_count() or 1) // serve_workers(s)))
     kw: dict = {"int8": s.int8}
     if s.onnx:
         kw["backend"] = "onnx"  # a folder exported with `export-classifier --onnx`
@@ -123,7 +131,7 @@ def load(folder, s: ServeSettings) -> Served:
             "timeout_s": s.timeout,
             "batch_ms": s.batch_ms,
             "max_batch": s.bs,
-            "workers": s.workers,
+            "workers": serve_workers(s),
             "torch_threads": torch.get_num_threads(),
         },
         "versions": {

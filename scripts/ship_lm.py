@@ -40,13 +40,17 @@ def cpu_model() -> str:
 
 
 def epochs_of(history, train) -> float | None:
-    """Passes over the training tokens. A run stopped by --max-steps ends inside its last epoch: its length
-    is known from a first epoch that ended (None: it never did)."""
-    steps = history[-1]["step"]
-    if len(history) > 1:
-        return round(steps / history[0]["step"], 2)
-    cut = train.get("max_steps") or any(ph.get("steps") for ph in train.get("phases", []))
-    return None if cut or history[0].get("partial") else 1.0
+    """Passes over the training tokens. The epoch's length in steps comes from the last phase's first epoch
+    (after the steps of the phases before it: a fine-tune's frozen steps); a run whose only epoch of that
+    phase was cut (--max-steps, a phase's own step cap, or a stop) ends inside it: None."""
+    last = history[-1].get("phase")
+    phase = [h for h in history if h.get("phase") == last]
+    start = next((h["step"] for h in reversed(history) if h.get("phase") != last), 0)
+    phases = train.get("phases") or []
+    cap = phases[last - 1].get("steps") if last and len(phases) >= last else None
+    if len(phase) == 1 and (train.get("max_steps") or cap or phase[0].get("partial")):
+        return None
+    return round(history[-1]["step"] / (phase[0]["step"] - start), 2)
 
 
 def main(argv=None):

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_prepare import make_imdb_tar
 
 from ulmfit.training.precision import cpu_bf16_speedup
@@ -44,8 +46,16 @@ def test_lm_throughput_runs_its_default_precisions_on_any_cpu():
 def test_predict_imdb_without_a_folder_and_with_one(tmp_path):
     tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=12)
     js = run_script("benchmarks/predict_imdb.py", "--source", tar, "--limit", "8", "--single", "4", "--bs", "4",
-                    "--vocab-docs", "10", "--preset", "tiny", "--arch", "qrnn", "--threads", "1")
-    assert js["n_reviews"] == 8 and js["reviews_per_s"] > 0 and js["p50_ms"] > 0
+                    "--vocab-docs", "10", "--preset", "tiny", "--arch", "qrnn", "--threads", "1", "--workers", "1,2")
+    assert js["n_reviews"] == 8 and js["reviews_per_s"] > 0 and js["p50_ms"] > 0 and js["workers_tried"] == [1, 2]
+    for m in ("float32", "int8", "onnx", "onnx_int8"):  # each mode both ways, the faster reported
+        by = js[m]["reviews_per_s_by_workers"]
+        assert set(by) == {"1", "2"} and js[m]["reviews_per_s"] == max(by.values()) == by[str(js[m]["workers"])]
+    # the roofline: the recurrent layers' matmul rate against the machine's float32 matmul ceiling
+    assert js["macs_per_token"] > 0 and js["tokens_per_review"] > 1 and js["gemm_peak_gflops_float32"] > 0
+    r = js["float32"]
+    want = 2 * js["macs_per_token"] * r["reviews_per_s"] * js["tokens_per_review"] / 1e9
+    assert r["gflops_recurrent"] == pytest.approx(want, rel=0.05, abs=0.1) and r["share_of_gemm_peak"] >= 0
     assert set(js) >= {"float32", "int8", "int8_agreement"} and "tiny" in js["model"]
     # every backend in the same run: the ONNX export (float32) gives torch's probabilities, int8 ONNX close to them
     assert all(js[m]["reviews_per_s"] > 0 and js[m]["p50_ms"] > 0 for m in ("onnx", "onnx_int8"))

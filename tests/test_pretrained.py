@@ -82,3 +82,23 @@ def test_a_model_trained_further_is_shipped_with_what_it_started_from(shipped, m
     readme = (folder / "README.md").read_text()
     assert "| started from | tiny-en" in readme and "corpus (lm_train, first" in readme
     assert card["perplexity"]["corpus"] > 1
+
+
+def _ship_module():
+    spec = importlib.util.spec_from_file_location("ship_lm", ROOT / "scripts" / "ship_lm.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    return ship
+
+
+def test_the_card_counts_epochs_after_a_fine_tunes_frozen_steps():
+    epochs_of = _ship_module().epochs_of
+    two_epochs = [{"phase": 1, "epoch": 1, "step": 500}, {"phase": 1, "epoch": 2, "step": 1000}]
+    assert epochs_of(two_epochs, {"phases": [{"steps": None}]}) == 2.0
+    # 300 frozen steps, then one epoch of 10,361 steps: 1.03 passes (not 10,661 / 300)
+    fine = [{"phase": 1, "epoch": 1, "step": 300}, {"phase": 2, "epoch": 2, "step": 10661}]
+    assert epochs_of(fine, {"phases": [{"steps": 300}, {"steps": None}]}) == 1.03
+    # its only epoch cut by a step cap: the epoch's length is unknown
+    assert epochs_of(fine, {"phases": [{"steps": 300}, {"steps": 5000}]}) is None
+    assert epochs_of(two_epochs[:1], {"max_steps": 400, "phases": [{"steps": None}]}) is None
+    assert epochs_of(two_epochs[:1], {"phases": [{"steps": None}]}) == 1.0

@@ -113,6 +113,18 @@ def test_predict_cli_inputs(trained, tmp_path, run_cli, monkeypatch):
     assert [json.loads(line)["label"] for line in out.splitlines()] == ["neg", "pos"]
     code, out, err = run_cli("predict", fwd, "--input", tmp_path / "in.csv", "--text-col", "body")
     assert code == 1 and "in.csv" in err and "body" in err
+    # batches predicted side by side (--workers) give the same rows as one at a time, in input order
+    many = [POS, NEG, "w3 w9 w0 w11 w2", NEG + " " + POS, "w1"] * 30  # 150 texts: 5 batches of 32
+    (tmp_path / "many.txt").write_text("\n".join(many) + "\n")
+    outs = []
+    for workers in ("1", "3"):
+        code, out, err = run_cli("predict", fwd, "--input", tmp_path / "many.txt", "--bs", "32", "--threads", "2",
+                                 "--workers", workers, "--quiet")
+        assert code == 0, err
+        outs.append([json.loads(line) for line in out.splitlines()])
+    assert len(outs[0]) == 150 and [r["label"] for r in outs[0]] == [r["label"] for r in outs[1]]
+    assert [r["probability"] for r in outs[1]] == pytest.approx([r["probability"] for r in outs[0]], abs=1e-5)
+    assert torch.get_num_threads() == 2  # the workers' one thread each was put back
 
 
 def test_evaluate_and_ensemble(trained, tmp_path, run_cli):

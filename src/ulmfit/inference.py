@@ -36,6 +36,17 @@ _threads_lock = threading.Lock()
 _threads_state = {"inside": 0, "saved": 0}
 
 
+MAX_DEFAULT_WORKERS = 4  # batches at once when not given: one per thread (or core) up to this many
+
+
+def default_workers(threads: int | None = None) -> int:
+    """Batches predicted at once by default: one per thread (all cores when threads is None), at most 4. On few
+    cores the per-step recurrent matmuls of one batch split poorly over threads (docs/benchmarks.md)."""
+    import os
+
+    return max(1, min(threads or os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+
+
 def set_threads(n: int):
     """Set torch's CPU threads (process-wide), also while multi-worker predictions run (they restore n)."""
     with _threads_lock:
@@ -315,8 +326,10 @@ def check_ensemble(classifiers):
             )
 
 
-def ensemble_proba(classifiers, texts, bs: int = InferenceSettings.bs, progress: bool = False) -> np.ndarray:
+def ensemble_proba(
+    classifiers, texts, bs: int = InferenceSettings.bs, progress: bool = False, workers: int = 1
+) -> np.ndarray:
     """The mean of several classifiers' probabilities (e.g. a forward and a backward model).
     Each classifier tokenizes with its own folder's encoder; they must pass `check_ensemble`."""
     check_ensemble(classifiers)
-    return np.mean([c.predict_proba(texts, bs, progress=progress) for c in classifiers], axis=0)
+    return np.mean([c.predict_proba(texts, bs, workers, progress) for c in classifiers], axis=0)

@@ -690,6 +690,13 @@ class InferenceSettings(Settings):
     )
     bs: int = opt(64, "documents per batch", metavar="N", ge=1)
     threads: int | None = opt(None, "CPU threads (default: all cores)", metavar="N", ge=1)
+    workers: int | None = opt(
+        None,
+        "batches predicted at once, sharing the threads (default: one per thread, at most 4: on 2 AVX2 cores two "
+        "1-thread batches beat one 2-thread batch for every backend and model size, docs/benchmarks.md)",
+        metavar="N",
+        ge=1,
+    )
     onnx: bool = opt(False, "run the folder's ONNX export with onnxruntime (`export-classifier --onnx`)")
     quiet: bool = opt(False, "no progress bar")
     ensemble: list[str] = opt(
@@ -768,7 +775,7 @@ class ServeSettings(InferenceSettings):
     port: int = opt(8000, "TCP port (0: any free port)", metavar="PORT", ge=0, le=65535)
     workers: int | None = opt(
         None,
-        "inference threads, each running one batch at a time (default: one per core, at most 4; torch threads per "
+        "inference workers, each running one batch at a time (default: one per core, at most 4; torch threads per "
         "worker: --threads, default cores / N). On 2 cores, 2 workers of 1 thread served 1.25x the requests of 1 "
         "worker of 2 at the same single-request latency (docs/serving.md)",
         metavar="N",

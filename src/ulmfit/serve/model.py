@@ -67,12 +67,11 @@ class Served:
         return {"classes": self.classes, "multi_label": self.multi_label, **self._info}
 
 
-DEFAULT_MAX_WORKERS = 4  # workers when --workers is not given: one per core up to this many
-
-
 def serve_workers(s: ServeSettings) -> int:
-    """How many inference workers the server runs (--workers, or one per core up to DEFAULT_MAX_WORKERS)."""
-    return s.workers or min(os.cpu_count() or 1, DEFAULT_MAX_WORKERS)
+    """How many inference workers the server runs (--workers, or one per core up to 4)."""
+    from ..inference import default_workers
+
+    return s.workers or default_workers()
 
 
 def load(folder, s: ServeSettings) -> Served:

@@ -9,15 +9,27 @@ from ..io import check_output_dir, check_output_file
 from ..settings import EvaluateSettings, ExportSettings, PredictSettings
 
 
+def _workers(s) -> int:
+    from ..inference import default_workers
+
+    return s.workers or default_workers(s.threads)
+
+
 def _load_all(s, dirs):
+    """The classifiers, with torch's threads set (ONNX sessions get their share of them per worker: the
+    workers' batches run side by side)."""
     import os
 
     import torch
 
     from ..inference import TextClassifier
 
-    torch.set_num_threads(s.threads or os.cpu_count() or 1)
-    return [TextClassifier.load(d, int8=s.int8, backend="onnx" if s.onnx else "torch") for d in dirs]
+    threads = s.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    if s.onnx:
+        each = max(1, threads // _workers(s))
+        return [TextClassifier.load(d, int8=s.int8, backend="onnx", threads=each) for d in dirs]
+    return [TextClassifier.load(d, int8=s.int8) for d in dirs]
 
 
 def read_texts(texts=None, input=None, text_col=PredictSettings.text_col, tsv_quotes=False):
@@ -79,7 +91,7 @@ def predict(model, texts=None, settings: PredictSettings | None = None) -> list:
         check_not_an_input(s.output, read, "--output", inside=False)
     texts = read_texts(texts, s.input, s.text_col, s.tsv_quotes)
     clfs = _load_all(s, [model, *s.ensemble])
-    probs = ensemble_proba(clfs, texts, s.bs, progress=not s.quiet)
+    probs = ensemble_proba(clfs, texts, s.bs, progress=not s.quiet, workers=_workers(s))
     if s.blend:
         if s.blend_weight is None:
             raise UlmfitError(
@@ -249,9 +261,9 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     probs = []
     for clf, (kind, docs) in zip(clfs, inputs):
         probs.append(
-            clf.predict_ids(docs, s.bs, progress=not s.quiet)
+            clf.predict_ids(docs, s.bs, _workers(s), progress=not s.quiet)
             if kind == "ids"
-            else clf.predict_proba(docs, s.bs, progress=not s.quiet)
+            else clf.predict_proba(docs, s.bs, _workers(s), progress=not s.quiet)
         )
     p = np.mean(probs, axis=0)
     extra = {
@@ -365,7 +377,7 @@ def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
             )
         pv = np.mean(
             [
-                c.predict_ids(docs, s.bs) if kind == "ids" else c.predict_proba(docs, s.bs)
+                c.predict_ids(docs, s.bs, _workers(s)) if kind == "ids" else c.predict_proba(docs, s.bs, _workers(s))
                 for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))
             ],
             axis=0,

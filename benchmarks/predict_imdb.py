@@ -102,24 +102,51 @@ def measure_single(clf, singles):
 MODES = ("float32", "int8", "onnx", "onnx_int8")
 
 
+def int8_gemm_peak_gops(threads, seconds=1.0, n=1024) -> float | None:
+    """onnxruntime's u8 x s8 integer matmul rate (MatMulInteger, n x n) at `threads`: the ceiling of the int8
+    backends' matmuls here (on AVX2 without VNNI about twice the float32 rate). None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.integers(-128, 127, (n, n)).astype(np.int8), "W")
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "W"], ["Y"])], "mm",
+                              [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = {"A": rng.integers(0, 255, (n, n)).astype(np.uint8)}
+    return _best_rate(lambda: sess.run(None, x), 2 * n**3, seconds)
+
+
 def macs_per_token(model) -> int:
     """Multiply-adds per token of the encoder's recurrent layers: every weight matrix but the embedding is used
     once per token (an LSTM's input and hidden matrices, a QRNN's windowed linear), the head once per document."""
     return sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "encoder.rnns." in n)
 
 
-def gemm_peak_gflops(seconds=1.0, n=1024) -> float:
-    """This machine's float32 matmul rate at torch's threads (best of a few square n x n products): the
-    ceiling any backend's float32 matmuls can reach here, measured in the same minutes as the rest."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
+def _best_rate(run, ops, seconds) -> float:
+    """The best of a few timings of 4 calls of run(), as ops per second / 1e9."""
+    run()
     best, stop = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < stop:
         t = time.perf_counter()
         for _ in range(4):
-            torch.mm(a, b)
-        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
+            run()
+        best = max(best, 4 * ops / (time.perf_counter() - t) / 1e9)
     return round(best, 1)
+
+
+def gemm_peak_gflops(seconds=1.0, n=1024) -> float:
+    """This machine's float32 matmul rate at torch's threads (best of a few square n x n products): the
+    ceiling any backend's float32 matmuls can reach here, measured in the same minutes as the rest."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return _best_rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
 
 
 def main(argv=None):
@@ -182,6 +209,7 @@ def main(argv=None):
     result["tokens_per_review"] = round(tokens / len(texts), 1)
     result["macs_per_token"] = macs_per_token(ref.model)
     result["gemm_peak_gflops_float32"] = gemm_peak_gflops()
+    result["gemm_peak_gops_int8"] = int8_gemm_peak_gops(torch.get_num_threads())
     del ref
     preds = {}
     for mode in modes:
@@ -203,6 +231,8 @@ def main(argv=None):
         # the recurrent layers' matmul work per second, against the float32 matmul ceiling measured above
         r["gflops_recurrent"] = round(2 * result["macs_per_token"] * r["reviews_per_s"] * tokens / len(texts) / 1e9, 1)
         r["share_of_gemm_peak"] = round(r["gflops_recurrent"] / result["gemm_peak_gflops_float32"], 3)
+        if "int8" in mode and result["gemm_peak_gops_int8"]:
+            r["share_of_int8_gemm_peak"] = round(r["gflops_recurrent"] / result["gemm_peak_gops_int8"], 3)
         result[mode] = r
         print(f"# {mode}: {json.dumps(r)}", file=sys.stderr)
     for mode in [m for m in modes if m != "float32" and "float32" in preds]:

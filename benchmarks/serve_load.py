@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _proc import tree_rss_mb  # noqa: E402
-from predict_imdb import read_reviews, untrained_classifier  # noqa: E402
+from predict_imdb import measure_batch, read_reviews, untrained_classifier  # noqa: E402
 
 
 def free_port() -> int:
@@ -113,12 +113,7 @@ def in_process(folder, reviews, singles, bs, int8, cores):
 
     clf = TextClassifier.load(folder, int8=int8)
     clf.predict(reviews[:bs])  # warm-up
-    rates = {}
-    for workers in sorted({1, cores}):
-        clf.encoder.processor.cache.clear()  # tokenized afresh each time, as the server does
-        t = time.perf_counter()
-        clf.predict(reviews, bs, workers=workers)
-        rates[workers] = round(len(reviews) / (time.perf_counter() - t), 2)
+    rates = {w: measure_batch(clf, reviews, bs, w)[1]["reviews_per_s"] for w in sorted({1, cores})}  # cold cache
     lat = []
     for s in singles:
         t = time.perf_counter()

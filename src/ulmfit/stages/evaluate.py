@@ -15,6 +15,13 @@ def _workers(s) -> int:
     return s.workers or default_workers(s.threads)
 
 
+def _proba(clf, kind, docs, s, progress=False):
+    """One classifier's probabilities for token ids ("ids") or raw texts, with the settings' batch and workers."""
+    if kind == "ids":
+        return clf.predict_ids(docs, s.bs, _workers(s), progress=progress)
+    return clf.predict_proba(docs, s.bs, _workers(s), progress=progress)
+
+
 def _load_all(s, dirs):
     """The classifiers, with torch's threads set (ONNX sessions get their share of them per worker: the
     workers' batches run side by side)."""
@@ -258,13 +265,7 @@ def evaluate(model, data, settings: EvaluateSettings | None = None) -> dict:
     check_ensemble(clfs)
     inputs, y, split, index = _labelled_data(data, s, clfs)
     t0 = time.time()
-    probs = []
-    for clf, (kind, docs) in zip(clfs, inputs):
-        probs.append(
-            clf.predict_ids(docs, s.bs, _workers(s), progress=not s.quiet)
-            if kind == "ids"
-            else clf.predict_proba(docs, s.bs, _workers(s), progress=not s.quiet)
-        )
+    probs = [_proba(clf, kind, docs, s, progress=not s.quiet) for clf, (kind, docs) in zip(clfs, inputs)]
     p = np.mean(probs, axis=0)
     extra = {
         "models": [str(model), *s.ensemble],
@@ -375,13 +376,7 @@ def _evaluate_blend(s, clfs, data, p, y, texts) -> dict:
                 f"{clf.config.training['valid_frac']}: the baseline must hold out the same documents "
                 "(the baseline's valid_frac), or they cannot choose the blend weight fairly"
             )
-        pv = np.mean(
-            [
-                c.predict_ids(docs, s.bs, _workers(s)) if kind == "ids" else c.predict_proba(docs, s.bs, _workers(s))
-                for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))
-            ],
-            axis=0,
-        )
+        pv = np.mean([_proba(c, kind, docs, s) for c, (kind, docs) in zip(clfs, _inputs(Path(data), index, clfs))], 0)
         w, acc = choose_weight(pv, _tfidf_proba(base, clf, _raw_texts(Path(data), index)), yv)
         how = (
             f"best of 0, 0.05, ..., 1 on the {len(index)} documents held out of the classifier's training "

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -54,6 +55,23 @@ def test_predict_keeps_input_order(trained):
     one_by_one = np.concatenate([clf.predict_proba([t]) for t in texts])
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
     np.testing.assert_allclose(clf.predict_proba(texts, bs=4, workers=2), batch, atol=1e-5)
+    # with workers, each batch is tokenized by the worker that runs it (overlapping the others' model work), one
+    # at a time: the tokenizer is not thread-safe
+    calls, inside, most = [], [0], [0]
+    encode = clf.encode
+
+    def watched(batch_texts):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.01)
+        calls.append(len(batch_texts))
+        inside[0] -= 1
+        return encode(batch_texts)
+
+    clf.encode = watched
+    np.testing.assert_allclose(clf.predict_proba(texts + [""], bs=4, workers=3)[:-1], batch, atol=1e-5)
+    assert sorted(calls) == [2] + [4] * 9 and most[0] == 1
+    clf.encode = encode
     labels = [r["label"] for r in clf.predict(texts, bs=8)]
     assert sum(lab == ("pos" if k % 2 else "neg") for k, lab in enumerate(labels)) >= 34
     r = clf.predict([POS, NEG])

@@ -26,12 +26,17 @@ def test_forget_mult_matches_the_recurrence_and_its_gradient():
     assert torch.autograd.gradcheck(ForgetMult.apply, (f, z, c0))
 
 
-def test_layer_computes_the_windowed_gates():
+@pytest.mark.parametrize("mode", ["grad", "inference"])  # inference takes tanh as 2 sigmoid(2a) - 1
+def test_layer_computes_the_windowed_gates(mode):
     torch.manual_seed(0)
     layer = QRNNLayer(3, 5, window=2).eval()
+    with torch.no_grad():
+        layer.linear.weight.mul_(3)  # gates well away from 0: tanh and a sigmoid mistaken for each other differ
     x = torch.randn(2, 4, 3)
     prev_x, c0 = torch.randn(2, 3), torch.randn(2, 5)
-    h, (c_last, x_last) = layer(x, (c0[None], prev_x[None]))
+    with torch.inference_mode() if mode == "inference" else torch.enable_grad():
+        h, (c_last, x_last) = layer(x, (c0[None], prev_x[None]))
+        assert torch.is_inference(h) == (mode == "inference")
     W, b = layer.linear.weight, layer.linear.bias
     c, xs = c0, torch.cat([prev_x[:, None], x], 1)
     for t in range(4):

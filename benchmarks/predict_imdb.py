@@ -149,6 +149,27 @@ def gemm_peak_gflops(seconds=1.0, n=1024) -> float:
     return _best_rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
 
 
+def activation_ns(n=1 << 20, seconds=0.3) -> dict:
+    """torch's float32 tanh and sigmoid, ns per element on one thread (best of a few calls on n elements): the
+    QRNN's torch inference takes tanh as 2 sigmoid(2a) - 1 because the sigmoid is cheaper; this shows whether it
+    is on the machine at hand."""
+    x, out = {}, torch.randn(n)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, fn in (("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
+            fn(out)
+            best, stop = float("inf"), time.perf_counter() + seconds
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                fn(out)
+                best = min(best, time.perf_counter() - t)
+            x[f"{name}_ns_per_element"] = round(best * 1e9 / n, 3)
+    finally:
+        torch.set_num_threads(threads)
+    return x
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", nargs="?", metavar="DIR", help="a classifier folder (default: untrained paper model)")
@@ -210,6 +231,7 @@ def main(argv=None):
     result["macs_per_token"] = macs_per_token(ref.model)
     result["gemm_peak_gflops_float32"] = gemm_peak_gflops()
     result["gemm_peak_gops_int8"] = int8_gemm_peak_gops(torch.get_num_threads())
+    result.update(activation_ns())
     del ref
     preds = {}
     for mode in modes:

@@ -57,6 +57,7 @@ def test_predict_imdb_without_a_folder_and_with_one(tmp_path):
     want = 2 * js["macs_per_token"] * r["reviews_per_s"] * js["tokens_per_review"] / 1e9
     assert r["gflops_recurrent"] == pytest.approx(want, rel=0.05, abs=0.1) and r["share_of_gemm_peak"] >= 0
     assert js["gemm_peak_gops_int8"] > 0 and js["onnx_int8"]["share_of_int8_gemm_peak"] >= 0
+    assert js["tanh_ns_per_element"] > 0 and js["sigmoid_ns_per_element"] > 0
     assert set(js) >= {"float32", "int8", "int8_agreement"} and "tiny" in js["model"]
     # every backend in the same run: the ONNX export (float32) gives torch's probabilities, int8 ONNX close to them
     assert all(js[m]["reviews_per_s"] > 0 and js[m]["p50_ms"] > 0 for m in ("onnx", "onnx_int8"))

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -84,6 +85,13 @@ def test_int8_onnx_loads_and_predicts_close_to_float(trained, tmp_path, run_cli,
     assert np.abs(got - want).max() < INT8_TOL
     with pytest.raises(UlmfitError, match="int8, not float32"):
         TextClassifier.load(tmp_path / "i8", backend="onnx", int8=False)
+    if arch == "qrnn":  # the light graph: per layer one int8 input for three gate products, no Where in each step
+        import onnx
+
+        ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "i8" / "chunk.onnx")).graph.node)
+        n_layers = json.loads((tmp_path / "i8" / "config.json").read_text())["model"]["n_layers"]
+        assert ops["MatMulInteger"] == 3 * n_layers and ops["DynamicQuantizeLinear"] == n_layers, ops
+        assert ops["Where"] < BPTT, ops
     # predict --onnx on the CLI: the same rows as the backend in Python
     code, stdout, err = run_cli("predict", tmp_path / "i8", *TEXTS[1:3], "--onnx", "--threads", "1")
     assert code == 0, err

@@ -153,21 +153,21 @@ def activation_ns(n=1 << 20, seconds=0.3) -> dict:
     """torch's float32 tanh and sigmoid, ns per element on one thread (best of a few calls on n elements): the
     QRNN's torch inference takes tanh as 2 sigmoid(2a) - 1 because the sigmoid is cheaper; this shows whether it
     is on the machine at hand."""
-    x, out = {}, torch.randn(n)
+    rates, x = {}, torch.randn(n)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for name, fn in (("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
-            fn(out)
+            fn(x)
             best, stop = float("inf"), time.perf_counter() + seconds
             while time.perf_counter() < stop:
                 t = time.perf_counter()
-                fn(out)
+                fn(x)
                 best = min(best, time.perf_counter() - t)
-            x[f"{name}_ns_per_element"] = round(best * 1e9 / n, 3)
+            rates[f"{name}_ns_per_element"] = round(best * 1e9 / n, 3)
     finally:
         torch.set_num_threads(threads)
-    return x
+    return rates
 
 
 def main(argv=None):

@@ -12,7 +12,6 @@ encoder's `embed` (which sees every embedding the model reads, in reading order)
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import html
 import threading
@@ -170,16 +169,16 @@ def readable(words, scores):
     return toks, out, spaces
 
 
-def explain(clf, text: str, steps: int, lock=None) -> dict:
+def explain(clf, text: str, steps: int) -> dict:
     """`TextClassifier.explain`: the predicted class (the most probable label for a multi-label classifier)
-    and each token's share of its probability. lock: held while tokenizing (a server's)."""
+    and each token's share of its probability."""
     from .batching.documents import pad_collate
 
     if not isinstance(text, str):
         raise UlmfitError(f"explain takes one text (a str), got {type(text).__name__}")
     s = clf.settings
     model = _float_model(clf)
-    with lock or contextlib.nullcontext():  # the server's tokenizer lock: held while tokenizing only
+    with clf.encode_lock:  # held while tokenizing only: other threads may tokenize with this classifier
         ids = clf.encode([text])[0]
         words = _words(clf, text, ids)
     x, lengths = pad_collate([ids], model.encoder.pad_id, EOS_ID if s.add_eos else None, s.backwards)

@@ -122,6 +122,9 @@ class TextClassifier:
         self.folder = Path(folder) if folder is not None else None
         self.int8 = False
         self.backend = "torch"
+        # The tokenizer's chunk cache is not safe for concurrent writers: whoever tokenizes from several threads
+        # (predict's workers, the server's, explain) holds this.
+        self.encode_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -197,10 +200,7 @@ class TextClassifier:
         workers > 1 runs that many batches at once, each on one thread (torch's intra-op threads are set
         to 1 meanwhile): on a few cores this beats splitting every small per-step matmul across threads.
         progress: a progress bar on stderr (documents done) when there is more than one batch."""
-        from .batching.documents import sort_order
-
-        order = sort_order([len(d) for d in docs])
-        batches = [order[s : s + bs] for s in range(0, len(docs), bs)]
+        batches = _batches([len(d) for d in docs], bs)
         return self._predict_batches(batches, lambda idx: [docs[i] for i in idx], len(docs), workers, progress)
 
     def _predict_batches(self, batches, docs_of, n, workers, progress) -> np.ndarray:
@@ -261,14 +261,10 @@ class TextClassifier:
         # Several workers: each tokenizes its own batch just before running it, so that one batch's tokenizing
         # (Python: one core) overlaps the others' model work instead of preceding all of it (the shipped size
         # spends about a sixth of its time there). Batches are cut by characters, which order like tokens.
-        from .batching.documents import sort_order
-
-        order = sort_order([len(t) if isinstance(t, str) else sum(map(len, t)) for t in texts])
-        batches = [order[s : s + bs] for s in range(0, len(texts), bs)]
-        lock = threading.Lock()  # one tokenizer, used by one thread at a time
+        batches = _batches([len(t) if isinstance(t, str) else sum(map(len, t)) for t in texts], bs)
 
         def docs_of(idx):
-            with lock:
+            with self.encode_lock:
                 return self.encode([texts[i] for i in idx])
 
         return self._predict_batches(batches, docs_of, len(texts), workers, progress)
@@ -330,6 +326,14 @@ class TextClassifier:
                 d["onnx"] = write_onnx(self.model if exact else load_classifier(self.folder)[0], config, tmp, int8)
             write_json(tmp / "config.json", d)
         return Path(out)
+
+
+def _batches(lengths, bs: int) -> list:
+    """Index arrays of batches of `bs` documents, longest first (little padding)."""
+    from .batching.documents import sort_order
+
+    order = sort_order(lengths)
+    return [order[s : s + bs] for s in range(0, len(order), bs)]
 
 
 def check_ensemble(classifiers):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +31,13 @@ class Served:
         self.explain_steps = explain_steps
         self.first = clfs[0]
         self.classes, self.multi_label = self.first.classes, self.first.settings.multi_label
-        self._encode = threading.Lock()  # the tokenizer's chunk cache is not safe for concurrent writers
         self._info = extra_info or {}
 
     def predict_proba(self, texts: list) -> np.ndarray:
         """Called on an inference thread: texts -> probabilities [n, n_classes] (length-sorted inside)."""
         probs = []
         for c in self.clfs:
-            with self._encode:
+            with c.encode_lock:  # the inference threads share each classifier's tokenizer
                 ids = c.encode(texts)
             probs.append(c.predict_ids(ids, self.bs))
         p = np.mean(probs, axis=0)
@@ -61,7 +59,7 @@ class Served:
     def explain(self, text: str) -> dict:
         from ..explain import explain
 
-        return explain(self.first, text, self.explain_steps, self._encode)
+        return explain(self.first, text, self.explain_steps)
 
     def info(self) -> dict:
         return {"classes": self.classes, "multi_label": self.multi_label, **self._info}

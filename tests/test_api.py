@@ -30,6 +30,20 @@ def test_help_lists_the_stage_functions():
         assert callable(getattr(ulmfit, name)) and f"{name}(" in text, name
 
 
+def test_the_package_exports_every_stage_function_and_stays_light():
+    from ulmfit import api
+
+    assert ulmfit.__all__ == [*api.__all__, "TextClassifier"]
+    for name in ulmfit.__all__:  # each name resolves (a stage added to api.__all__ but not importable fails here)
+        assert callable(getattr(ulmfit, name)), name
+    import subprocess
+    import sys
+
+    code = "import sys, ulmfit; ulmfit.generate; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_python_api_end_to_end_makes_the_same_artifacts_as_the_cli(tmp_path):
     tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=20)
     runs = {}

@@ -1,7 +1,7 @@
 """ulmfit: text classifiers by transfer learning from a language model (ULMFiT).
 
 Stage functions (each takes paths and a settings object from `ulmfit.settings`; see `ulmfit.api`):
-    prepare, tokenize, pretrain, finetune_lm, evaluate_lm, lr_find_lm, train_classifier, self_train,
+    prepare, tokenize, pretrain, finetune_lm, evaluate_lm, lr_find_lm, generate, train_classifier, self_train,
     evaluate, predict, export_classifier, baseline (TF-IDF + logistic regression: what you get without the LM)
 Serving: TextClassifier.load(folder).predict(texts).
 Shipped language models: `ulmfit.pretrained` (names usable wherever an LM folder is taken).
@@ -10,36 +10,11 @@ Shipped language models: `ulmfit.pretrained` (names usable wherever an LM folder
 __version__ = "0.1.0"
 
 # The stage modules import torch only inside their functions, so `import ulmfit` stays light.
-from .api import (
-    baseline,
-    evaluate,
-    evaluate_lm,
-    export_classifier,
-    finetune_lm,
-    lr_find_lm,
-    predict,  # noqa: E402
-    prepare,
-    pretrain,
-    self_train,
-    tokenize,
-    train_classifier,
-)
+# api.__all__ is the one list of the stage functions.
+from .api import *  # noqa: F403
+from .api import __all__ as _stages
 
-__all__ = [
-    "prepare",
-    "tokenize",
-    "pretrain",
-    "finetune_lm",
-    "evaluate_lm",
-    "lr_find_lm",
-    "train_classifier",
-    "self_train",
-    "evaluate",
-    "predict",
-    "export_classifier",
-    "baseline",
-    "TextClassifier",
-]
+__all__ = [*_stages, "TextClassifier"]  # noqa: F405 (TextClassifier: lazy, below)
 
 
 def __getattr__(name):

@@ -4,6 +4,8 @@ import ast
 import dataclasses
 import json
 import pydoc
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +38,6 @@ def test_the_package_exports_every_stage_function_and_stays_light():
     assert ulmfit.__all__ == [*api.__all__, "TextClassifier"]
     for name in ulmfit.__all__:  # each name resolves (a stage added to api.__all__ but not importable fails here)
         assert callable(getattr(ulmfit, name)), name
-    import subprocess
-    import sys
-
     code = "import sys, ulmfit; ulmfit.generate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -58,7 +58,7 @@ def test_predict_keeps_input_order(trained):
     # with workers, each batch is tokenized by the worker that runs it (overlapping the others' model work), one
     # at a time: the tokenizer is not thread-safe
     calls, inside, most = [], [0], [0]
-    encode = clf.encode
+    encode = clf.encoder.encode
 
     def watched(batch_texts):
         inside[0] += 1
@@ -68,10 +68,10 @@ def test_predict_keeps_input_order(trained):
         inside[0] -= 1
         return encode(batch_texts)
 
-    clf.encode = watched
+    clf.encoder.encode = watched
     np.testing.assert_allclose(clf.predict_proba(texts + [""], bs=4, workers=3)[:-1], batch, atol=1e-5)
     assert sorted(calls) == [2] + [4] * 9 and most[0] == 1
-    clf.encode = encode
+    clf.encoder.encode = encode
     labels = [r["label"] for r in clf.predict(texts, bs=8)]
     assert sum(lab == ("pos" if k % 2 else "neg") for k, lab in enumerate(labels)) >= 34
     r = clf.predict([POS, NEG])

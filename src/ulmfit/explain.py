@@ -178,8 +178,8 @@ def explain(clf, text: str, steps: int) -> dict:
         raise UlmfitError(f"explain takes one text (a str), got {type(text).__name__}")
     s = clf.settings
     model = _float_model(clf)
-    with clf.encode_lock:  # held while tokenizing only: other threads may tokenize with this classifier
-        ids = clf.encode([text])[0]
+    ids = clf.encode([text])[0]
+    with clf.encode_lock:  # _words tokenizes too, and other threads may tokenize with this classifier
         words = _words(clf, text, ids)
     x, lengths = pad_collate([ids], model.encoder.pad_id, EOS_ID if s.add_eos else None, s.backwards)
     with torch.no_grad():

@@ -122,8 +122,8 @@ class TextClassifier:
         self.folder = Path(folder) if folder is not None else None
         self.int8 = False
         self.backend = "torch"
-        # The tokenizer's chunk cache is not safe for concurrent writers: whoever tokenizes from several threads
-        # (predict's workers, the server's, explain) holds this.
+        # The tokenizer's chunk cache is not safe for concurrent writers: `encode` holds this, so predict's workers,
+        # a server's threads and any caller's own threads may share one classifier (explain holds it too).
         self.encode_lock = threading.Lock()
 
     @classmethod
@@ -192,7 +192,9 @@ class TextClassifier:
     def encode(self, texts) -> list:
         if isinstance(texts, str):
             raise TypeError("pass a list of texts (a single string would be read as a list of characters)")
-        return self.encoder.encode(list(texts))
+        texts = list(texts)
+        with self.encode_lock:
+            return self.encoder.encode(texts)
 
     def predict_ids(self, docs, bs: int = InferenceSettings.bs, workers: int = 1, progress: bool = False) -> np.ndarray:
         """Token id arrays (each starting with bos) -> probabilities [n, n_classes], in input order.
@@ -261,13 +263,11 @@ class TextClassifier:
         # Several workers: each tokenizes its own batch just before running it, so that one batch's tokenizing
         # (Python: one core) overlaps the others' model work instead of preceding all of it (the shipped size
         # spends about a sixth of its time there). Batches are cut by characters, which order like tokens.
+        # One batch tokenizes at a time: encode holds the tokenizer's lock.
         batches = _batches([len(t) if isinstance(t, str) else sum(map(len, t)) for t in texts], bs)
-
-        def docs_of(idx):
-            with self.encode_lock:
-                return self.encode([texts[i] for i in idx])
-
-        return self._predict_batches(batches, docs_of, len(texts), workers, progress)
+        return self._predict_batches(
+            batches, lambda idx: self.encode([texts[i] for i in idx]), len(texts), workers, progress
+        )
 
     def labels_of(self, probs: np.ndarray) -> list:
         """Probabilities -> [{"label", "probability"}] (multi-label: [{"labels", "probabilities"}])."""

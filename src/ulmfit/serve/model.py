@@ -37,8 +37,7 @@ class Served:
         """Called on an inference thread: texts -> probabilities [n, n_classes] (length-sorted inside)."""
         probs = []
         for c in self.clfs:
-            with c.encode_lock:  # the inference threads share each classifier's tokenizer
-                ids = c.encode(texts)
+            ids = c.encode(texts)  # the inference threads share each classifier's tokenizer: encode locks it
             probs.append(c.predict_ids(ids, self.bs))
         p = np.mean(probs, axis=0)
         if self.tfidf is not None and self.weight is not None:  # load() refuses a blend without a weight

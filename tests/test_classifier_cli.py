@@ -71,6 +71,13 @@ def test_predict_keeps_input_order(trained):
     clf.encoder.encode = watched
     np.testing.assert_allclose(clf.predict_proba(texts + [""], bs=4, workers=3)[:-1], batch, atol=1e-5)
     assert sorted(calls) == [2] + [4] * 9 and most[0] == 1
+    # ...and two threads of a caller's own, each predicting with one worker, do not tokenize at once either
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda t: clf.predict_proba(t, bs=8), [texts[:20], texts[20:]]))
+    np.testing.assert_allclose(np.concatenate(got), batch, atol=1e-5)
+    assert most[0] == 1
     clf.encoder.encode = encode
     labels = [r["label"] for r in clf.predict(texts, bs=8)]
     assert sum(lab == ("pos" if k % 2 else "neg") for k, lab in enumerate(labels)) >= 34

@@ -124,6 +124,9 @@ def test_the_bf16_probe_measures_this_machine():
     assert torch.equal(torch.rand(3), torch.manual_seed(3) and torch.rand(3))  # the seeded RNG is untouched
     assert s == 0.0 or s > 0.05  # 0: no bf16 kernels at all; otherwise a measured ratio
     assert precision.cpu_bf16_speedup() == s  # once per process
+    torch.manual_seed(3)
+    precision._bf16_lstm_runs()  # reached only where bf16 kernels exist, so called here on every machine
+    assert torch.equal(torch.rand(3), torch.manual_seed(3) and torch.rand(3))
 
 
 def test_pretrain_qrnn_with_sampled_softmax_and_finetune_it(tmp_path):

@@ -31,14 +31,16 @@ def _time_matmul(dtype, reps=5):
 def _bf16_lstm_runs() -> bool:
     """Whether oneDNN builds a bf16 LSTM here. The CPU flags are not enough: ONEDNN_MAX_CPU_ISA (or a CPU
     without AVX512-BF16) makes oneDNN refuse the primitive although the matmul probe would run."""
-    try:
-        lstm = torch.nn.LSTM(8, 8)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out, _ = lstm(torch.zeros(3, 2, 8, requires_grad=True))
-        out.float().sum().backward()
-        return True
-    except RuntimeError:
-        return False
+    # fork the RNG: the LSTM's init draws from it, and the probe must not move the seed a run set
+    with torch.random.fork_rng(devices=[]):
+        try:
+            lstm = torch.nn.LSTM(8, 8)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out, _ = lstm(torch.zeros(3, 2, 8, requires_grad=True))
+            out.float().sum().backward()
+            return True
+        except RuntimeError:
+            return False
 
 
 @functools.cache

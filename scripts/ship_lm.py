@@ -53,6 +53,14 @@ def epochs_of(history, train) -> float | None:
     return round(history[-1]["step"] / (phase[0]["step"] - start), 2)
 
 
+def chain(prior: dict) -> str:
+    """What a model trained further started from, back to the first model: "NAME (N tokens of ...; after ...)"."""
+    if prior.get("started_from"):
+        return (f"{prior['name']} ({prior['tokens_seen']:,} tokens in all: the last {prior['last_tokens']:,} of "
+                f"{prior['trained_on']}, after {chain(prior['started_from'])})")
+    return f"{prior['name']} ({prior['tokens_seen']:,} tokens of {prior['trained_on']})"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, help="the pretrain --out folder")
@@ -94,9 +102,12 @@ def main(argv=None):
         from ulmfit.pretrained import resolve_lm
 
         prior = read_json(resolve_lm(a.started_from) / "card.json")
-        card["started_from"] = {"name": a.started_from, "tokens_seen": prior["tokens_seen"],
-                                "trained_on": prior["trained_on"]}
-        card["tokens_seen_in_all"] = prior["tokens_seen"] + card["tokens_seen"]
+        # a model that was itself trained further counts everything it saw, and keeps its own start (a chain)
+        before = prior.get("tokens_seen_in_all", prior["tokens_seen"])
+        card["started_from"] = {"name": a.started_from, "tokens_seen": before, "trained_on": prior["trained_on"]}
+        if prior.get("started_from"):
+            card["started_from"].update(last_tokens=prior["tokens_seen"], started_from=prior["started_from"])
+        card["tokens_seen_in_all"] = before + card["tokens_seen"]
     for spec in a.eval:
         label, data = spec.split("=", 1)
         s = EvaluateLMSettings(valid_tokens=a.eval_tokens, split=a.eval_split)
@@ -113,8 +124,7 @@ def main(argv=None):
     ppl = "\n".join(f"| {k} ({a.eval_split}, first {a.eval_tokens:,} tokens) | {v} |"
                     for k, v in card["perplexity"].items())
     prior = card.get("started_from")
-    start = (f"| started from | {prior['name']} ({prior['tokens_seen']:,} tokens of {prior['trained_on']}); "
-             f"{card['tokens_seen_in_all']:,} tokens in all |\n" if prior else "")
+    start = (f"| started from | {chain(prior)}; {card['tokens_seen_in_all']:,} tokens in all |\n" if prior else "")
     loss = f"sampled softmax of {card['sampled_softmax']} words per step" if card["sampled_softmax"] else "full softmax"
     write_text(out / "README.md", f"""# {a.name}: a general-English {m.get('arch', 'awd_lstm')} language model ({'backward' if backwards else 'forward'})
 

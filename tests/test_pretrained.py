@@ -84,6 +84,29 @@ def test_a_model_trained_further_is_shipped_with_what_it_started_from(shipped, m
     assert card["perplexity"]["corpus"] > 1
 
 
+def test_a_model_trained_further_twice_counts_every_token_back_to_the_first(shipped, monkeypatch):
+    """en-qrnn was continued twice: the second card must add the first continuation's tokens *and* the original
+    pretraining's (not only the model it started from's own run), and say both steps."""
+    ship = _ship_module()
+    dest = shipped / "chain"
+    first = json.loads((shipped / "shipped" / "tiny-en" / "card.json").read_text())
+    for n, start in ((2, "tiny-en"), (3, "tiny-en-2")):
+        monkeypatch.setattr(pretrained, "HERE", shipped / "shipped" if start == "tiny-en" else dest)
+        run = shipped / f"chain-run{n}"
+        assert main(["finetune-lm", str(shipped / "corpus"), "--from", start, "--out", str(run), "--frozen-epochs",
+                     "0", "--epochs", "1", "--max-steps", str(2 + n)] + COMMON[2:]) == 0
+        ship.main([str(run), f"tiny-en-{n}", "--corpus-desc", f"words, round {n}", "--command", "finetune-lm ...",
+                   "--wall-time", "1 s", "--started-from", start, "--dest", str(dest)])
+    second = json.loads((dest / "tiny-en-2" / "card.json").read_text())
+    third = json.loads((dest / "tiny-en-3" / "card.json").read_text())
+    assert third["tokens_seen_in_all"] == first["tokens_seen"] + second["tokens_seen"] + third["tokens_seen"]
+    assert third["started_from"]["tokens_seen"] == second["tokens_seen_in_all"]
+    assert third["started_from"]["last_tokens"] == second["tokens_seen"]
+    assert third["started_from"]["started_from"]["name"] == "tiny-en"
+    line = next(x for x in (dest / "tiny-en-3" / "README.md").read_text().splitlines() if "started from" in x)
+    assert "tiny-en-2 (" in line and "words, round 2, after tiny-en (" in line and "counting words" in line
+
+
 def _ship_module():
     spec = importlib.util.spec_from_file_location("ship_lm", ROOT / "scripts" / "ship_lm.py")
     ship = importlib.util.module_from_spec(spec)

@@ -56,7 +56,7 @@ def epochs_of(history, train) -> float | None:
 def chain(prior: dict) -> str:
     """What a model trained further started from, back to the first model: "NAME (N tokens of ...; after ...)"."""
     if prior.get("started_from"):
-        return (f"{prior['name']} ({prior['tokens_seen']:,} tokens in all: the last {prior['last_tokens']:,} of "
+        return (f"{prior['name']} ({prior['tokens_seen']:,} tokens in all: the last {prior['last_tokens']:,} on "
                 f"{prior['trained_on']}, after {chain(prior['started_from'])})")
     return f"{prior['name']} ({prior['tokens_seen']:,} tokens of {prior['trained_on']})"
 

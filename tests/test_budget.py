@@ -169,3 +169,15 @@ def test_short_texts_get_more_classifier_epochs_long_ones_do_not():
     # never past the most epochs, however short
     tiny = B.size_to_data(None, 2240, None, 500, STAGES, n_train_tokens=3_000)
     assert tiny["classifier"]["stages"] == B.spread_epochs(STAGES, B.CLAS_EPOCHS[1])
+
+
+def test_the_report_says_when_a_stage_of_a_data_sized_run_was_sized_by_the_probe():
+    from ulmfit.run.report import _render_sizing
+
+    z = {"budget_seconds": None, "lines": ["LM fine-tuning: 2,470 steps"], "planned_seconds": {"finetune_lm": 720.0},
+         "actual_seconds": {"finetune_lm": 600.0}, "probe_seconds": 12.4, "probed": True}
+    text = "\n".join(_render_sizing(z, 900.0))
+    assert "measured speed (a 12 s probe)" in text and "Sized to the data:" not in text
+    assert "| finetune_lm | 12.0 min | 10.0 min |" in text
+    z["probed"] = False  # sized to the data alone: no probe ran
+    assert "Sized to the data:" in "\n".join(_render_sizing(z, 900.0))

@@ -146,6 +146,7 @@ def _sizing(state) -> dict | None:
         "planned_seconds": plan.get("seconds"),
         "actual_seconds": actual,
         "probe_seconds": state["_plan"].get("seconds"),
+        "probed": bool(plan.get("probe")),
     }
 
 
@@ -233,6 +234,12 @@ def _render_sizing(z, run_seconds) -> list[str]:
         )
         L += [
             f"Budget {z['budget_seconds'] / 60:g} min: {took}. Sized from this machine's measured speed "
+            f"(a {z.get('probe_seconds') or 0:.0f} s probe):",
+            "",
+        ]
+    elif z.get("probed"):  # no run budget, but a stage's own (text-cpu's LM): the probe sized that stage
+        L += [
+            "Sized to the data, a stage with its own time budget to this machine's measured speed "
             f"(a {z.get('probe_seconds') or 0:.0f} s probe):",
             "",
         ]

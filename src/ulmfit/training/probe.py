@@ -29,13 +29,18 @@ def _sample(batches, n: int) -> list:
     return out
 
 
-def measure(task, cfg, train_steps: int = 6, warmup: int = 2, eval_batches: int = 2) -> dict:
+def measure(task, cfg, train_steps: int = 6, eval_batches: int = 2) -> dict:
     """Seconds per token of a training step (forward, backward, AdamW step, all groups trainable: the
     slowest phase) and of an evaluation step, measured on the task's batches; the model's weights,
-    trainability and the RNGs are as they were afterwards."""
+    trainability and the RNGs are as they were afterwards.
+
+    Every sampled batch runs twice and only the second run is timed. The first call of a batch shape pays
+    for allocation and kernel choice (oneDNN's bf16 primitives most of all): a real run pays that once per
+    shape and then reuses it, but LM batches vary in length (variable bptt) and document batches too, so
+    timing first calls measured a bf16 CPU 1.2-2.5x slower than its stages then ran (docs/benchmarks.md)."""
     device = pick_device(cfg)
     model = task.model.to(device)
-    batches = _sample(task.train_batches(0, cfg.seed), warmup + train_steps)
+    batches = _sample(task.train_batches(0, cfg.seed), train_steps)
     train_s = train_tokens = eval_s = eval_tokens = 0.0
     with trial_steps(model):
         for p in model.parameters():
@@ -43,26 +48,31 @@ def measure(task, cfg, train_steps: int = 6, warmup: int = 2, eval_batches: int 
         opt = make_optimizer(model, cfg)
         model.train()
         state = None
-        for i, batch in enumerate(batches):
-            tokens = task.n_tokens(batch)
-            t0 = time.perf_counter()
-            with autocast(device, cfg):
-                loss, _, state = task.train_step(model, to_device(batch, device), state)
-            loss, _ = split_loss(loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if i >= min(warmup, len(batches) - 1):  # the first steps pay for allocation and kernel choice
-                train_s += time.perf_counter() - t0
-                train_tokens += tokens
-        model.eval()
-        state = None
-        with torch.no_grad():
-            for batch in _sample(task.valid_batches(), eval_batches):
+        for timed in (False, True):
+            for batch in batches:
                 t0 = time.perf_counter()
                 with autocast(device, cfg):
-                    _, state = task.eval_step(model, to_device(batch, device), state)
-                eval_s += time.perf_counter() - t0
-                eval_tokens += task.n_tokens(batch)
+                    loss, _, state = task.train_step(model, to_device(batch, device), state)
+                loss, _ = split_loss(loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip:  # as fit does
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                opt.step()
+                if timed:
+                    train_s += time.perf_counter() - t0
+                    train_tokens += task.n_tokens(batch)
+        model.eval()
+        with torch.no_grad():
+            valid = _sample(task.valid_batches(), eval_batches)
+            for timed in (False, True):
+                state = None
+                for batch in valid:
+                    t0 = time.perf_counter()
+                    with autocast(device, cfg):
+                        _, state = task.eval_step(model, to_device(batch, device), state)
+                    if timed:
+                        eval_s += time.perf_counter() - t0
+                        eval_tokens += task.n_tokens(batch)
         model.train()
     return {"train_s_per_token": train_s / max(train_tokens, 1.0), "eval_s_per_token": eval_s / max(eval_tokens, 1.0)}

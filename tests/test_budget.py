@@ -48,11 +48,11 @@ def test_epochs_are_spread_over_the_unfreezing_stages_as_the_preset_spreads_them
 def test_a_fake_throughput_gives_the_expected_steps_and_epochs():
     plan = B.size_to_budget(600, 60, fake_lm(), fake_clas(), test_tokens=50_000, stages=STAGES, lm_tokens=224_000)
     # by hand: evaluation 50k x 5e-5 x 1.2 + 5 = 8 s; left 600 x 0.95 - 60 - 8 = 502 s; the LM's share 45 %
-    # = 225.9 s -> (225.9 - 5 - 2 x 0.2) / (0.224 + 0.2 / 100) = 975 steps: 58 frozen, then 917 unfrozen (9 whole
-    # epochs and 17 steps of a 10th)
-    assert plan["finetune_lm"]["frozen_steps"] == 58 and plan["finetune_lm"]["epochs"] == 10
-    assert plan["finetune_lm"]["max_steps"] == 917
-    # the classifier gets the rest: 502 - (5 + 975 x 0.224 + 11 x 0.2) = 276.4 s -> (276.4 - 5) // 42 = 6 epochs
+    # = 225.9 s; a step 2,240 tokens x 1e-4 s x the probe's slack 1.15 = 0.2576 s -> (225.9 - 5 - 2 x 0.2) /
+    # (0.2576 + 0.2 / 100) = 849 steps: 51 frozen, then 798 unfrozen (7 whole epochs and 98 steps of an 8th)
+    assert plan["finetune_lm"]["frozen_steps"] == 51 and plan["finetune_lm"]["epochs"] == 8
+    assert plan["finetune_lm"]["max_steps"] == 798
+    # the classifier gets the rest: 502 - (5 + 849 x 0.2576 + 10 x 0.2) = 276.3 s -> (276.3 - 5) // 42 = 6 epochs
     assert plan["classifier"]["stages"] == B.spread_epochs(STAGES, 6)
     planned = sum(plan["seconds"].values())
     assert planned <= 600 * (1 - B.MARGIN) - 60 + 1e-6

@@ -149,7 +149,8 @@ def size_to_data(
 
 def _lm_plan(lm: dict, share: float, lm_tokens: int | None) -> tuple[dict, float, str]:
     """The LM fine-tuning steps that fit `share` seconds -> (its settings' changes, its seconds, a line)."""
-    step_s = lm["tokens_per_step"] * lm["train_s_per_token"] * LM_STEP_SLACK
+    s_per_token = lm["train_s_per_token"] * LM_STEP_SLACK
+    step_s = lm["tokens_per_step"] * s_per_token
     valid_s = lm["valid_tokens"] * lm["eval_s_per_token"]
     spe = max(1, lm["steps_per_epoch"])
     room = share - STAGE_OVERHEAD_S - 2 * valid_s  # the frozen phase's validation and the last one
@@ -168,7 +169,7 @@ def _lm_plan(lm: dict, share: float, lm_tokens: int | None) -> tuple[dict, float
         lm_s,
         (
             f"LM fine-tuning: {steps:,} steps ({tokens / 1e6:.1f}M tokens{passes}) at "
-            f"{1 / (lm['train_s_per_token'] * LM_STEP_SLACK):,.0f} tokens/s: about {lm_s / 60:.1f} min"
+            f"{1 / s_per_token:,.0f} tokens/s: about {lm_s / 60:.1f} min"
         ),
     )
 

@@ -226,23 +226,16 @@ def write_report(runner) -> dict:
 
 def _render_sizing(z, run_seconds) -> list[str]:
     L = ["## Schedule", ""]
+    probe = f"this machine's measured speed (a {z.get('probe_seconds') or 0:.0f} s probe)"
     if z.get("budget_seconds"):
         took = (
             f"the run took {run_seconds / 60:.1f} min ({100 * run_seconds / z['budget_seconds']:.0f} % of it)"
             if run_seconds
             else "the run did not finish"
         )
-        L += [
-            f"Budget {z['budget_seconds'] / 60:g} min: {took}. Sized from this machine's measured speed "
-            f"(a {z.get('probe_seconds') or 0:.0f} s probe):",
-            "",
-        ]
+        L += [f"Budget {z['budget_seconds'] / 60:g} min: {took}. Sized from {probe}:", ""]
     elif z.get("probed"):  # no run budget, but a stage's own (text-cpu's LM): the probe sized that stage
-        L += [
-            "Sized to the data, a stage with its own time budget to this machine's measured speed "
-            f"(a {z.get('probe_seconds') or 0:.0f} s probe):",
-            "",
-        ]
+        L += [f"Sized to the data, a stage with its own time budget to {probe}:", ""]
     else:
         L += ["Sized to the data:", ""]
     L += [f"- {line}" for line in z["lines"]]

@@ -29,6 +29,19 @@ def _sample(batches, n: int) -> list:
     return out
 
 
+def _second_runs(task, batches, step) -> tuple[float, float]:
+    """Every batch through `step` once untimed, then again timed -> (seconds, tokens) of the timed runs."""
+    for batch in batches:
+        step(batch)
+    seconds = tokens = 0.0
+    for batch in batches:
+        t0 = time.perf_counter()
+        step(batch)
+        seconds += time.perf_counter() - t0
+        tokens += task.n_tokens(batch)
+    return seconds, tokens
+
+
 def measure(task, cfg, train_steps: int = 6, eval_batches: int = 2) -> dict:
     """Seconds per token of a training step (forward, backward, AdamW step, all groups trainable: the
     slowest phase) and of an evaluation step, measured on the task's batches; the model's weights,
@@ -41,38 +54,35 @@ def measure(task, cfg, train_steps: int = 6, eval_batches: int = 2) -> dict:
     device = pick_device(cfg)
     model = task.model.to(device)
     batches = _sample(task.train_batches(0, cfg.seed), train_steps)
-    train_s = train_tokens = eval_s = eval_tokens = 0.0
     with trial_steps(model):
         for p in model.parameters():
             p.requires_grad_(True)
         opt = make_optimizer(model, cfg)
         model.train()
         state = None
-        for timed in (False, True):
-            for batch in batches:
-                t0 = time.perf_counter()
-                with autocast(device, cfg):
-                    loss, _, state = task.train_step(model, to_device(batch, device), state)
-                loss, _ = split_loss(loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip:  # as fit does
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                opt.step()
-                if timed:
-                    train_s += time.perf_counter() - t0
-                    train_tokens += task.n_tokens(batch)
+
+        def train_step(batch):
+            nonlocal state
+            with autocast(device, cfg):
+                loss, _, state = task.train_step(model, to_device(batch, device), state)
+            loss, _ = split_loss(loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:  # as fit does
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+
+        train_s, train_tokens = _second_runs(task, batches, train_step)
         model.eval()
         with torch.no_grad():
-            valid = _sample(task.valid_batches(), eval_batches)
-            for timed in (False, True):
-                state = None
-                for batch in valid:
-                    t0 = time.perf_counter()
-                    with autocast(device, cfg):
-                        _, state = task.eval_step(model, to_device(batch, device), state)
-                    if timed:
-                        eval_s += time.perf_counter() - t0
-                        eval_tokens += task.n_tokens(batch)
+
+            def eval_step(batch):
+                nonlocal state
+                with autocast(device, cfg):
+                    _, state = task.eval_step(model, to_device(batch, device), state)
+
+            state = None
+
+            eval_s, eval_tokens = _second_runs(task, _sample(task.valid_batches(), eval_batches), eval_step)
         model.train()
     return {"train_s_per_token": train_s / max(train_tokens, 1.0), "eval_s_per_token": eval_s / max(eval_tokens, 1.0)}

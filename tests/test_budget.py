@@ -181,3 +181,15 @@ def test_the_report_says_when_a_stage_of_a_data_sized_run_was_sized_by_the_probe
     assert "| finetune_lm | 12.0 min | 10.0 min |" in text
     z["probed"] = False  # sized to the data alone: no probe ran
     assert "Sized to the data:" in "\n".join(_render_sizing(z, 900.0))
+
+
+def test_the_backward_model_is_trained_when_the_run_with_it_ends_within_its_limit():
+    # no run budget: BACKWARD_AUTO_S; the backward direction is taken to need the forward one's time
+    limit = B.BACKWARD_AUTO_S
+    ok, line = B.backward_fits(spent_s=limit / 2, forward_s=limit / 2 - 60, eval_s=30)
+    assert ok and "trained too" in line and f"within {limit / 60:g} min" in line
+    ok, line = B.backward_fits(spent_s=limit / 2, forward_s=limit / 2 - 60, eval_s=90)
+    assert not ok and "not trained" in line and "past" in line
+    # a run budget is the limit instead, less its margin
+    assert B.backward_fits(spent_s=600, forward_s=500, eval_s=0, budget_s=1200)[0]  # 1100 s of 1140
+    assert not B.backward_fits(spent_s=600, forward_s=600, eval_s=0, budget_s=1200)[0]

@@ -48,7 +48,8 @@ def test_bad_configs_are_clear_errors(tmp_path):
                         ("[classifier]\nbs = 'big'\n", r"\[classifier\]: key 'bs' must be an integer, got 'big'"),
                         ("[classifier]\nhead = [50, 'x']\n", r"\[classifier\]: key 'head' must be a list of an integer"),
                         ("[pretrain]\narch = 'gru'\n", r"\[pretrain\]: key 'arch' must be one of awd_lstm, qrnn"),
-                        ("[classifier]\nbackwards = 'yes'\n", r"\[classifier\]: key 'backwards' must be a bool"),
+                        ("[classifier]\nbackwards = 'yes'\n", r"\[classifier\] backwards must be true, false or \"auto\", got 'yes'"),
+                        ("[classifier]\nbackwards = 1\n", r"\[classifier\]: key 'backwards' must be a bool or str"),
                         ("[evaluate]\nout = 'x'\n", r"\[evaluate\]: key 'out' is set by `ulmfit run` itself"),
                         ("[pretrain]\nmode = 'from'\nfolder = 'en'\nepochs = 2\n", r"\[pretrain\]: key 'epochs' does nothing"),
                         ("[tokenize]\nkeep_vocab = 'pretrained'\n", r"keep_vocab = 'pretrained'.*needs \[pretrain\] mode = 'from'"),
@@ -234,6 +235,41 @@ def test_run_corpus_pretraining_both_directions_and_the_ensemble(tmp_path, run_c
     report = (out / "report.md").read_text()
     assert "(forward + backward ensemble)" in report and "| backward |" in report
     assert f"each model alone: forward {ev['single_accuracy'][0]:.4f}, backward" in report
+
+
+def test_backwards_auto_trains_the_backward_model_only_when_the_run_has_time_for_it(tmp_path, run_cli, monkeypatch):
+    """backwards = "auto": decided from the forward direction's own time once it is trained, kept in stages.json
+    (a rerun goes the same way), and said in the report; left out, the backward stages never run."""
+    from ulmfit.run import budget
+
+    tar = make_imdb_tar(tmp_path / "aclImdb_v1.tar.gz", n=20)
+    cfg = load_config("tiny")
+    cfg.pop("lr_find")
+    cfg["classifier"]["backwards"] = "auto"
+    (tmp_path / "c.toml").write_text(dump_toml(cfg))
+    monkeypatch.setattr(budget, "BACKWARD_AUTO_S", 0.0)  # no time for it
+    out = tmp_path / "short"
+    code, _, err = run_cli("run", tmp_path / "c.toml", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["_backward"]["train"] is False and "not trained" in err
+    assert "classifier-bwd" not in stages and "lm-bwd" not in stages and not (out / "classifier-bwd").exists()
+    assert len(json.loads((out / "evaluation" / "evaluation.json").read_text())["models"]) == 1
+    assert "Backward model: not trained (backwards = \"auto\")" in (out / "report.md").read_text()
+    monkeypatch.setattr(budget, "BACKWARD_AUTO_S", 1e9)  # a rerun keeps the decision its forward model was given
+    code, _, err = run_cli("run", tmp_path / "c.toml", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["evaluate"]["reused"] and "classifier-bwd" not in stages
+
+    out = tmp_path / "long"  # time enough: both directions, evaluated as an ensemble
+    code, _, err = run_cli("run", tmp_path / "c.toml", "--source", tar, "--out", out, "--quiet")
+    assert code == 0, err
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["_backward"]["train"] is True
+    assert stages["lm-bwd"]["status"] == stages["classifier-bwd"]["status"] == "done"
+    assert len(json.loads((out / "evaluation" / "evaluation.json").read_text())["models"]) == 2
+    assert "Backward model: trained too" in (out / "report.md").read_text()
 
 
 def test_every_presets_sections_are_valid_stage_settings():

@@ -33,6 +33,9 @@ HARD_STOP = 1.15  # a stage is stopped at this multiple of its planned time (val
 # agnews-small 25.4k vs 21.7k on a bf16 CPU, docs/benchmarks.md): planned at the probe's speed, a stage filling its
 # budget would meet the hard stop just before its end
 LM_STEP_SLACK = 1.15
+# [classifier] backwards = "auto" without a run budget: the backward LM and classifier are trained when the run,
+# with them, should end within this; so text-cpu on a table of 10k rows stays under half an hour on any CPU
+BACKWARD_AUTO_S = 25 * 60
 
 
 def parse_duration(value, where: str = "budget") -> float:
@@ -276,3 +279,20 @@ def size_to_budget(
     if directions == 2:
         plan["lines"].append("the same again for the backward model")
     return plan
+
+
+def backward_fits(spent_s: float, forward_s: float, eval_s: float, budget_s: float | None = None) -> tuple[bool, str]:
+    """backwards = "auto", once the forward direction is trained: train the backward one too? It is taken to
+    need what the forward one took (the same texts and schedule). spent_s: the run so far; eval_s: evaluating
+    both models. Within a run budget the limit is the budget (less its margin). -> (yes or no, a report line)."""
+    limit = budget_s * (1 - MARGIN) if budget_s else BACKWARD_AUTO_S
+    end = spent_s + forward_s + eval_s
+    if end <= limit:
+        return True, (
+            f'backward model: trained too (backwards = "auto"): the forward one took {forward_s / 60:.1f} min, '
+            f"so with it the run should end at about {end / 60:.1f} min, within {limit / 60:g} min"
+        )
+    return False, (
+        f'backward model: not trained (backwards = "auto"): the forward one took {forward_s / 60:.1f} min, '
+        f"so with it the run would end at about {end / 60:.1f} min, past {limit / 60:g} min"
+    )

@@ -52,7 +52,7 @@ RUN_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "data": {"kind": str, "source": str},
     "pretrain": {"mode": str, "corpus": list, "folder": str},
     "finetune_lm": {"budget": (str, int, float)},
-    "classifier": {"backwards": bool, "budget": (str, int, float)},
+    "classifier": {"backwards": (bool, str), "budget": (str, int, float)},
 }
 # Top-level keys: besides name/description/base, how the training stages are sized (ulmfit.run.budget) and
 # how many processes train (torchrun, ulmfit.training.distributed).
@@ -82,7 +82,8 @@ class RunConfig:
     mode: str  # [pretrain] mode: one of PRETRAIN_MODES
     corpus: tuple[str, ...]  # [pretrain] corpus (mode corpus)
     folder: str | None  # [pretrain] folder (mode from): a language-model folder or shipped name
-    backwards: bool  # [classifier] backwards: a backward LM and classifier too, ensembled
+    backwards: bool | str  # [classifier] backwards: a backward LM and classifier too, ensembled; "auto": when
+    # the run has time for it (runner: decided once the forward classifier is trained)
     lr_find: bool  # an [lr_find] section: the lr finder before the first LM training stage
     self_train: bool  # a [self_train] section: rounds after the classifier
     blend_baseline: bool  # [evaluate] blend = "baseline": blend with this run's own baseline stage
@@ -103,7 +104,7 @@ class RunConfig:
             mode=pre["mode"],
             corpus=tuple(str(p) for p in pre.get("corpus") or ()),
             folder=pre.get("folder"),
-            backwards=bool(clas.get("backwards")),
+            backwards=clas["backwards"] if clas.get("backwards") == "auto" else bool(clas.get("backwards")),
             lr_find="lr_find" in cfg,
             self_train="self_train" in cfg,
             blend_baseline=(cfg["evaluate"].get("blend") or None) == "baseline",
@@ -227,6 +228,9 @@ def validate(cfg: dict, where: str) -> dict:
             f"{where}: a time budget sizes the fine-tuning of a pretrained model: it needs [pretrain] "
             f"mode = 'from' (or 'none'), not {mode!r}"
         )
+    backwards = cfg["classifier"].get("backwards", False)
+    if isinstance(backwards, str) and backwards != "auto":
+        raise UlmfitError(f'{where}: [classifier] backwards must be true, false or "auto", got {backwards!r}')
     nproc = cfg.setdefault("nproc", 1)
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise UlmfitError(f"{where}: nproc must be a whole number of processes (1 or more), got {nproc!r}")

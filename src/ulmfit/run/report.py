@@ -215,6 +215,7 @@ def write_report(runner) -> dict:
         "stages": stages,
         "total_seconds": round(sum(s["seconds"] or 0 for s in stages), 1),
         "sizing": _sizing(state),
+        "backward": (state.get("_backward") or {}).get("line"),  # [classifier] backwards = "auto": what it chose
         "hardware": hardware(),
         "versions": versions(),
         "config": runner.cfg,
@@ -296,6 +297,8 @@ def _verdict_and_sizing(r) -> list:
         L += [f"**{r['verdict']}**" if "NOT" in r["verdict"] else r["verdict"], ""]
     if r.get("sizing"):
         L += _render_sizing(r["sizing"], r["total_seconds"] + (r["sizing"].get("probe_seconds") or 0))
+    if r.get("backward"):
+        L += [r["backward"][0].upper() + r["backward"][1:] + ".", ""]
     return L
 
 

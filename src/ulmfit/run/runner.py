@@ -365,6 +365,41 @@ class Runner:
         self.state["_plan"] = {"key": key, "plan": plan, "seconds": round(time.time() - t0, 2)}
         self._save()
 
+    def _backward_decided(self) -> bool:
+        """backwards = "auto", at the first backward stage: train that direction too if the run has time for it
+        (`budget.backward_fits`, from the forward direction's own time). Decided once per forward direction and
+        kept in stages.json, so that a resumed run goes the same way; without it, the backward stages are left out
+        of the run and of the evaluation. -> whether they run."""
+        from . import budget as B
+
+        fwd = [n for n, s in self.stages.items() if s.kind in G.DIRECTIONAL and not s.backwards]
+        key = _key([self.keys.get(n) for n in fwd])
+        prev = self.state.get("_backward") or {}
+        if not self.main:  # rank 0 decides; the others read its decision
+            self.dist.barrier()
+            prev = read_json(self.state_path)["_backward"]
+        elif prev.get("key") != key:
+            forward_s = sum(self.state.get(n, {}).get("seconds", 0.0) for n in fwd)
+            spent = sum(self.state.get(n, {}).get("seconds", 0.0) for n in self.order)
+            spent += (self.state.get("_plan") or {}).get("seconds", 0.0)
+            eval_s = 2 * (self.plan.get("seconds") or {}).get("evaluate", 0.0)
+            budget = B.parse_duration(self.rc.budget) if self.rc.budget is not None else None
+            train, line = B.backward_fits(spent, forward_s, eval_s, budget)
+            prev = {"key": key, "train": train, "line": line}
+            self.state["_backward"] = prev
+            self._save()
+            self._say(line)
+            self.dist.barrier()
+        else:
+            self.dist.barrier()
+        if not prev["train"]:
+            self.stages = {n: s for n, s in self.stages.items() if not s.backwards}
+            bwd = G.name_of(G.CLASSIFIER, True)
+            for n, s in self.stages.items():
+                if bwd in s.inputs:
+                    self.stages[n] = dataclasses.replace(s, inputs=tuple(i for i in s.inputs if i != bwd))
+        return prev["train"]
+
     def _lr_find(self, st: G.Stage):
         """A side stage (nothing reads it): the lr finder on the language model that the next stage
         trains: the fresh one (scratch) or the pretrained one's frozen phase (corpus, from)."""
@@ -483,10 +518,16 @@ class Runner:
             G.EVALUATE: self._evaluate,
         }
         sized = False
-        for st in self.stages.values():
+        for name in list(self.stages):
+            st = self.stages.get(name)
+            if st is None:  # a backward stage that backwards = "auto" left out
+                continue
             if st.kind.sized and not sized:  # once, after the data stages and before any LM or classifier
-                self._size(self.data, self.rc.mode, 2 if self.rc.backwards else 1)
+                # "auto" plans the forward direction; the backward one is added only if the run has time
+                self._size(self.data, self.rc.mode, 2 if self.rc.backwards is True else 1)
                 sized = True
+            if st.backwards and self.rc.backwards == "auto" and not self._backward_decided():
+                continue
             run[st.kind](st)
         from .report import write_report
 

@@ -375,10 +375,7 @@ class Runner:
         fwd = [n for n, s in self.stages.items() if s.kind in G.DIRECTIONAL and not s.backwards]
         key = _key([self.keys.get(n) for n in fwd])
         prev = self.state.get("_backward") or {}
-        if not self.main:  # rank 0 decides; the others read its decision
-            self.dist.barrier()
-            prev = read_json(self.state_path)["_backward"]
-        elif prev.get("key") != key:
+        if self.main and prev.get("key") != key:  # rank 0 decides; the others read its decision
             forward_s = sum(self.state.get(n, {}).get("seconds", 0.0) for n in fwd)
             spent = sum(self.state.get(n, {}).get("seconds", 0.0) for n in self.order)
             spent += (self.state.get("_plan") or {}).get("seconds", 0.0)
@@ -389,9 +386,9 @@ class Runner:
             self.state["_backward"] = prev
             self._save()
             self._say(line)
-            self.dist.barrier()
-        else:
-            self.dist.barrier()
+        self.dist.barrier()
+        if not self.main:
+            prev = read_json(self.state_path)["_backward"]
         if not prev["train"]:
             self.stages = {n: s for n, s in self.stages.items() if not s.backwards}
             bwd = G.name_of(G.CLASSIFIER, True)

@@ -110,3 +110,21 @@ def test_a_command_leaves_the_process_group_before_exit(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_a_torchrun_worker_exits_with_its_code_and_output_but_without_the_interpreters_teardown(tmp_path):
+    # the teardown is where gloo's C++ threads now and then abort a finished worker; `python -m ulmfit` skips it
+    # under torchrun (WORLD_SIZE > 1), keeping the command's exit code and everything it printed
+    hook = ("import atexit, runpy, sys; atexit.register(lambda: print('teardown ran')); "
+            "sys.argv = ['ulmfit', *sys.argv[1:]]; runpy.run_module('ulmfit', run_name='__main__', alter_sys=True)")
+
+    def run(world, *args):
+        env = {**os.environ, "WORLD_SIZE": world}
+        return subprocess.run([sys.executable, "-c", hook, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    alone, worker = run("1", "models"), run("2", "models")
+    assert alone.returncode == worker.returncode == 0
+    assert "teardown ran" in alone.stdout and "teardown ran" not in worker.stdout
+    assert "en-qrnn" in worker.stdout and worker.stdout == alone.stdout.replace("teardown ran\n", "")
+    failed = run("2", "evaluate-lm", str(tmp_path / "missing"), str(tmp_path / "missing"))
+    assert failed.returncode == 1 and "ulmfit evaluate-lm: error:" in failed.stderr

@@ -53,12 +53,23 @@ def epochs_of(history, train) -> float | None:
     return round(history[-1]["step"] / (phase[0]["step"] - start), 2)
 
 
-def chain(prior: dict) -> str:
-    """What a model trained further started from, back to the first model: "NAME (N tokens of ...; after ...)"."""
+def runs_before(prior: dict) -> list:
+    """The runs a model trained further went through before this one, oldest first: [(tokens, corpus), ...]."""
     if prior.get("started_from"):
-        return (f"{prior['name']} ({prior['tokens_seen']:,} tokens in all: the last {prior['last_tokens']:,} on "
-                f"{prior['trained_on']}, after {chain(prior['started_from'])})")
-    return f"{prior['name']} ({prior['tokens_seen']:,} tokens of {prior['trained_on']})"
+        return runs_before(prior["started_from"]) + [(prior["last_tokens"], prior["trained_on"])]
+    return [(prior["tokens_seen"], prior["trained_on"])]
+
+
+def chain(prior: dict, tokens: int, trained_on: str) -> str:
+    """The card's "started from": the model, then every run back to the first, oldest first, a corpus named once
+    where runs repeat it ("1. N tokens of X; 2. M tokens of Y; 3. (this one) K tokens of the same corpus")."""
+    runs = [*runs_before(prior), (tokens, trained_on)]
+    parts = []
+    for i, (n, corpus) in enumerate(runs):
+        same = i > 0 and corpus == runs[i - 1][1]
+        this = " (this one)" if i == len(runs) - 1 else ""
+        parts.append(f"{i + 1}.{this} {n:,} tokens of {'the same corpus' if same else corpus}")
+    return f"{prior['name']}; the runs, oldest first: {'; '.join(parts)}"
 
 
 def main(argv=None):
@@ -124,7 +135,8 @@ def main(argv=None):
     ppl = "\n".join(f"| {k} ({a.eval_split}, first {a.eval_tokens:,} tokens) | {v} |"
                     for k, v in card["perplexity"].items())
     prior = card.get("started_from")
-    start = (f"| started from | {chain(prior)}; {card['tokens_seen_in_all']:,} tokens in all |\n" if prior else "")
+    start = (f"| started from | {chain(prior, card['tokens_seen'], card['trained_on'])}; "
+             f"{card['tokens_seen_in_all']:,} tokens in all |\n" if prior else "")
     loss = f"sampled softmax of {card['sampled_softmax']} words per step" if card["sampled_softmax"] else "full softmax"
     write_text(out / "README.md", f"""# {a.name}: a general-English {m.get('arch', 'awd_lstm')} language model ({'backward' if backwards else 'forward'})
 

@@ -95,7 +95,7 @@ def test_a_model_trained_further_twice_counts_every_token_back_to_the_first(ship
         run = shipped / f"chain-run{n}"
         assert main(["finetune-lm", str(shipped / "corpus"), "--from", start, "--out", str(run), "--frozen-epochs",
                      "0", "--epochs", "1", "--max-steps", str(2 + n)] + COMMON[2:]) == 0
-        ship.main([str(run), f"tiny-en-{n}", "--corpus-desc", f"words, round {n}", "--command", "finetune-lm ...",
+        ship.main([str(run), f"tiny-en-{n}", "--corpus-desc", "words, again", "--command", "finetune-lm ...",
                    "--wall-time", "1 s", "--started-from", start, "--dest", str(dest)])
     second = json.loads((dest / "tiny-en-2" / "card.json").read_text())
     third = json.loads((dest / "tiny-en-3" / "card.json").read_text())
@@ -104,7 +104,10 @@ def test_a_model_trained_further_twice_counts_every_token_back_to_the_first(ship
     assert third["started_from"]["last_tokens"] == second["tokens_seen"]
     assert third["started_from"]["started_from"]["name"] == "tiny-en"
     line = next(x for x in (dest / "tiny-en-3" / "README.md").read_text().splitlines() if "started from" in x)
-    assert "tiny-en-2 (" in line and "words, round 2, after tiny-en (" in line and "counting words" in line
+    # every run, oldest first, a corpus that repeats the run before's named once
+    assert (f"| started from | tiny-en-2; the runs, oldest first: 1. {first['tokens_seen']:,} tokens of counting words; "
+            f"2. {second['tokens_seen']:,} tokens of words, again; 3. (this one) {third['tokens_seen']:,} tokens of the "
+            f"same corpus; {third['tokens_seen_in_all']:,} tokens in all |") == line
 
 
 def _ship_module():

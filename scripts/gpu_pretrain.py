@@ -5,7 +5,9 @@ device call) yields both. On an H100 the card time-slices between the two: toget
 alone (the 128/384 QRNN: 498k tokens/s for the pair, 529k for one; docs/gpu.md). The lr schedule
 must end inside the budget, so a short calibration run of both first measures seconds per step, and the
 real runs get `--max-steps` fitted to the time left (a `--max-minutes` hard stop a little later is the net).
-The run folders then get fp16 weights (half the size; `ship_lm.py` reads them) and no checkpoints.
+The run folders then get fp16 weights (half the size; `ship_lm.py` reads them) and no checkpoints; with
+`--pieces-mib N` each is also cut into OUT/pieces/run-{fwd,bwd}.tar.NNN of at most N MiB (`scripts/pieces.py`), for
+a device that brings back files of limited size.
 
 usage: python scripts/gpu_pretrain.py CORPUS OUT --budget-s 420 [pretrain options, e.g. --bs 256 --lr 1.5e-2]
 On a machine without a GPU it runs the same on the CPU (tests/test_gpu_pretrain.py does, tiny).
@@ -23,6 +25,9 @@ from pathlib import Path
 import torch
 
 from ulmfit.artifacts import half_precision, load_model, save_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pieces  # noqa: E402  (scripts/pieces.py, beside this file)
 
 DIRECTIONS = {"fwd": [], "bwd": ["--backwards"]}
 
@@ -71,6 +76,7 @@ def main(argv=None):
     p.add_argument("out", type=Path, help="where the run folders go")
     p.add_argument("--budget-s", type=float, required=True, help="seconds from now until both runs must be saved")
     p.add_argument("--calib-steps", type=int, default=300)
+    p.add_argument("--pieces-mib", type=float, default=0, help="also cut each run folder into pieces of N MiB")
     a, extra = p.parse_known_args(argv)
     t_start = time.time()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +105,8 @@ def main(argv=None):
         config, sd, _ = load_model(run, with_encoder=False)
         save_model(run, half_precision(sd), config)  # the folder's other files (vocab, logs) stay
         info[d] = json.loads((run / "history.json").read_text())[-1]
+        if a.pieces_mib > 0:
+            info[d]["pieces"] = len(pieces.split(run, a.out / "pieces", a.pieces_mib)["pieces"])
     info["seconds"] = time.time() - t_start
     (a.out / "gpu_pretrain.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info), flush=True)

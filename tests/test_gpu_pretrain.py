@@ -31,7 +31,8 @@ def test_gpu_pretrain_trains_both_directions_in_budget_and_ships_them(tmp_path):
     run("-m", "ulmfit", "tokenize", tmp_path / "corpus", "--quiet")
     out = tmp_path / "runs"
     run("scripts/gpu_pretrain.py", tmp_path / "corpus", out, "--budget-s", "60", "--calib-steps", "5",
-        "--preset", "tiny", "--bs", "4", "--bptt", "8", "--epochs", "50", "--threads", "1", "--valid-tokens", "300")
+        "--preset", "tiny", "--bs", "4", "--bptt", "8", "--epochs", "50", "--threads", "1", "--valid-tokens", "300",
+        "--pieces-mib", "0.01")
     info = json.loads((out / "gpu_pretrain.json").read_text())
     assert info["steps"] >= 10 and info["step_s"] > 0
     for d, backwards in (("fwd", False), ("bwd", True)):
@@ -42,6 +43,12 @@ def test_gpu_pretrain_trains_both_directions_in_budget_and_ships_them(tmp_path):
             assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
         lm, config, _ = load_language_model(run_dir)
         assert config.backwards is backwards and lm.decoder.weight is lm.encoder.embedding.weight
+        # the pieces (what a device call brings back) join into the same folder
+        assert info[d]["pieces"] == len(list((out / "pieces").glob(f"run-{d}.tar.*"))) > 1
+    run("scripts/pieces.py", "join", out / "pieces", tmp_path / "joined")
+    for d in ("fwd", "bwd"):
+        for f in (out / f"run-{d}").iterdir():
+            assert (tmp_path / "joined" / f"run-{d}" / f.name).read_bytes() == f.read_bytes()
     shipped = json.loads(run("scripts/ship_lm.py", out / "run-bwd", "en-tiny", "--dest", tmp_path / "ship",
                              "--corpus-desc", "words", "--command", "gpu_pretrain.py", "--wall-time", "1 min",
                              "--machine", "a test").strip().splitlines()[-1])

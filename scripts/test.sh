@@ -17,5 +17,7 @@ fi
 # lint and type-check src/ first (settings in pyproject.toml): CI fails on a finding
 .venv/bin/python -m ruff check src
 .venv/bin/python -m ruff format --check src
+# scripts, benchmarks and tests: the same rules but line length (so a script that rots shows here)
+.venv/bin/python -m ruff check scripts benchmarks tests --ignore E501
 .venv/bin/python -m mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -34,7 +34,7 @@ def test_lm_throughput_runs_its_default_precisions_on_any_cpu():
                     "--precisions", "fp32,bf16,auto")
     rows = {(r["arch"], r["requested"] if "requested" in r else r["precision"], r["softmax"]): r for r in js["results"]}
     assert len(rows) == 2 * 3 * 2
-    for (arch, prec, softmax), r in rows.items():
+    for (_arch, prec, _softmax), r in rows.items():
         if prec == "bf16" and cpu_bf16_speedup() == 0.0:
             assert "skipped" in r and "tokens_per_s" not in r
         else:
@@ -123,7 +123,7 @@ def test_peers_score_every_bag_of_words_model_on_the_same_split(tmp_path):
         with open(tmp_path / f"{name}.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["label", "text"])
-            for i in range(n):
+            for _ in range(n):
                 y = rng.choice(["sport", "money"])
                 cue = {"sport": "match goal", "money": "bank price"}[y]
                 w.writerow([y, f"{cue} " + " ".join(rng.choice(["the", "a", "of", "news", "today"]) for _ in range(6))])

@@ -45,7 +45,7 @@ def _reviews(n_per_class: int) -> dict[str, str]:
 
 
 def test_the_corpus_keeps_every_review_in_tarball_order_and_every_8th_book(tmp_path):
-    tar = _tarball(tmp_path / "aclImdb_v1.tar.gz", _reviews(2))
+    _tarball(tmp_path / "aclImdb_v1.tar.gz", _reviews(2))
     (tmp_path / "general-en").mkdir()
     with lzma.open(tmp_path / "general-en" / "gutenberg-part1.jsonl.xz", "wt", encoding="utf-8") as f:
         for i in range(17):

@@ -166,7 +166,7 @@ def test_the_check_sees_literals_and_lets_references_pass():
     def literal(bptt=70, max_len=20 * 70, head=[50]):  # noqa: B006
         pass
 
-    def reference(bptt=S.LMDataSettings.bptt, max_len=S.default(S.TrainClassifierSettings, "max_len")):
+    def reference(bptt=S.LMDataSettings.bptt, max_len=S.default(S.TrainClassifierSettings, "max_len")):  # noqa: B008
         pass
 
     nodes = {"literal": ast.parse(inspect.getsource(literal).strip()).body[0],

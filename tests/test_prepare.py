@@ -80,7 +80,7 @@ def test_imdb_folder_and_bad_bytes(tmp_path):
 
 
 def test_imdb_download_from_local_server(tmp_path, monkeypatch):
-    tar = make_imdb_tar(tmp_path / "served" / "aclImdb_v1.tar.gz" if (tmp_path / "served").mkdir() is None else None)
+    make_imdb_tar(tmp_path / "served" / "aclImdb_v1.tar.gz" if (tmp_path / "served").mkdir() is None else None)
     requests = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):

@@ -2,8 +2,8 @@
 
 The device tool brings back at most 8 files of 16 MiB (64 MiB together) per call, and a paper-size model is more
 (docs/gpu.md, "Issue 28 under today's device limits"); a folder travels as an uncompressed tar cut into pieces,
-with a manifest holding each piece's and the whole tar's sha256, so that a missing or broken piece is named
-before anything is unpacked.
+with a manifest holding each piece's sha256 (and the whole tar's, to compare two splits), so that a missing or
+broken piece is named before anything is unpacked.
 
     python scripts/pieces.py split FOLDER DEST --mib 15     # DEST/NAME.tar.000, .001, ... and DEST/NAME.pieces.json
     python scripts/pieces.py join SRC DEST                  # every SRC/*.pieces.json -> DEST/NAME/
@@ -24,23 +24,18 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = info.mtime = 0
+    info.uname = info.gname = ""
+    return info
+
+
 def _tar_bytes(folder: Path) -> bytes:
-    """The folder as an uncompressed tar (fp16 weights barely compress), members in sorted order under the folder's
-    name, with fixed owners and times so that the same folder gives the same bytes."""
+    """The folder as an uncompressed tar (fp16 weights barely compress) under the folder's name; tarfile adds a
+    folder's entries sorted, and owners and times are fixed, so the same folder gives the same bytes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in [folder, *sorted(folder.rglob("*"))]:
-            if not (path.is_file() or path.is_dir()) or path.is_symlink():
-                continue
-            info = tar.gettarinfo(str(path), arcname=str(Path(folder.name) / path.relative_to(folder)))
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = 0
-            if path.is_file():
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
+        tar.add(folder, arcname=folder.name, filter=_reset)
     return buf.getvalue()
 
 
@@ -55,7 +50,7 @@ def split(folder: Path, dest: Path, mib: float) -> dict:
     size = max(1, int(mib * 2**20))
     dest.mkdir(parents=True, exist_ok=True)
     pieces = []
-    for k, start in enumerate(range(0, max(len(data), 1), size)):
+    for k, start in enumerate(range(0, len(data), size)):
         chunk = data[start : start + size]
         name = f"{folder.name}.tar.{k:03d}"
         (dest / name).write_bytes(chunk)
@@ -83,9 +78,7 @@ def join(src: Path, dest: Path) -> list[Path]:
             if len(chunk) != p["bytes"] or _sha256(chunk) != p["sha256"]:
                 raise SystemExit(f"{path}: {len(chunk)} bytes that do not match {mf} (expected {p['bytes']})")
             parts.append(chunk)
-        data = b"".join(parts)
-        if _sha256(data) != m["sha256"]:
-            raise SystemExit(f"{mf}: the joined pieces do not match the whole tar's sha256")
+        data = b"".join(parts)  # every piece matched its sha256, in the manifest's order
         target = Path(dest) / m["folder"]
         if target.exists():
             raise SystemExit(f"{target} exists: not overwritten (move it away or join elsewhere)")

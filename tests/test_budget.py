@@ -90,6 +90,9 @@ def test_sized_to_the_data_small_corpora_get_many_passes_large_ones_one():
     large = B.size_to_data(27_000_000, 4480, 6_000, 24_000, STAGES)
     assert B.lm_steps_of(large["finetune_lm"], 6_000) == 6_000  # one pass
     assert large["classifier"]["stages"] == B.spread_epochs(STAGES, B.CLAS_EPOCHS[0])
+    # a large table still gets several all-layer epochs (one, after the unfreezing stages, left a 67k-row table
+    # 2 points short on its hold-out)
+    assert large["classifier"]["stages"] == "1:1:0.04,2:1:0.02,3:1:0.01,all:4:0.005"
 
 
 def _table(path, n, rng):

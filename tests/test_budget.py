@@ -1,9 +1,11 @@
 """Sizing a run to its data and to a time budget (ulmfit.run.budget, the runner's plan, the report)."""
 
 import json
+import math
 import time
 
 import numpy as np
+
 import pytest
 
 import ulmfit
@@ -70,6 +72,13 @@ def test_the_data_caps_a_generous_budget_and_a_tiny_budget_is_refused():
     plan = B.size_to_budget(36_000, 60, fake_lm(), fake_clas(n_docs=5_000), 50_000, STAGES, lm_tokens=224_000)
     assert B.lm_steps_of(plan["finetune_lm"], 100) <= B.LM_MAX_PASSES * 100  # passes capped
     assert plan["classifier"]["stages"] == B.spread_epochs(STAGES, 12)  # 60k doc-visits / 5k docs
+    assert "max_minutes" in plan["classifier"]  # sized to a share of the budget: a hard stop past it
+    # no budget for the run or the classifier (text-cpu budgets only its LM): epochs from the data, and no hard
+    # stop from the probe's estimate (the preset's max_minutes stays the cap)
+    free = B.size_to_budget(math.inf, 60, fake_lm(), fake_clas(n_docs=5_000), 50_000, STAGES, lm_tokens=224_000,
+                            lm_budget_s=600)
+    assert free["classifier"]["stages"] == B.spread_epochs(STAGES, 12) and "max_minutes" not in free["classifier"]
+    assert "max_minutes" in free["finetune_lm"]
     # less than an epoch fits: one whole epoch (its schedule completes) over the documents that fit
     slow = B.size_to_budget(300, 60, None, fake_clas(tokens_per_s=200), 50_000, STAGES)
     assert slow["classifier"]["stages"] == "all:1:0.005" and 4 <= slow["classifier"]["limit_train"] < 5_000

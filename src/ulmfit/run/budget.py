@@ -19,7 +19,7 @@ from ..errors import UlmfitError
 
 LM_TARGET_TOKENS = 10_000_000  # tokens an LM fine-tune should see when the data allows (imdb-cpu: 20M)
 LM_MAX_PASSES = 30  # more passes over a small corpus stop helping (and start memorizing)
-CLAS_TARGET_DOCS = 60_000  # document-visits a classifier should see: 10 epochs of 6k (a large table gets the floor below)
+CLAS_TARGET_DOCS = 60_000  # document-visits a classifier should see: 10 epochs of 6k (a large table: the floor)
 # ...or token-visits, whichever asks for more epochs: short texts are cheap, and TREC-6's questions (12 tokens)
 # were still improving at 14 epochs (hold-out 86.7 %; 24 epochs: 90.6 %, docs/benchmarks.md)
 CLAS_TARGET_TOKENS = 1_500_000

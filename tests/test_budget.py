@@ -5,7 +5,6 @@ import math
 import time
 
 import numpy as np
-
 import pytest
 
 import ulmfit

@@ -1,6 +1,7 @@
 """Early stopping (TrainConfig.patience): the last phase stops when the monitored metric has not improved for
 `patience` epochs; the stages keep their best epoch (the classifier's best/, the LM folder itself)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -103,3 +104,34 @@ def test_a_classifier_stops_when_its_hold_out_accuracy_stalls_and_keeps_the_best
     assert epochs_since_best(hist, "accuracy", "max") == 2
     best = json.loads((tmp_path / "c" / "best" / "metrics.json").read_text())
     assert best["accuracy"] == max(acc) and best["epoch"] == acc.index(max(acc)) + 1
+
+
+def test_a_classifiers_best_is_an_epoch_of_its_last_stage(tmp_path, monkeypatch):
+    """An earlier stage of gradual unfreezing that ties or beats the last one on the hold-out is not kept: on
+    IMDb a stage-2 epoch won best/ on 1,000 held-out reviews and cost two points on the test split."""
+    import ulmfit
+    import ulmfit.training
+    from classifier_helpers import synthetic_store
+    from ulmfit.settings import TrainClassifierSettings
+
+    script = {False: [(1, 0.90), (2, 0.95), (3, 0.80), (3, 0.85), (3, 0.84)], True: [(3, 0.83), (3, 0.86)]}
+
+    def scripted_fit(task, phases, cfg, out, resume=False, on_epoch_end=None, identity=None):
+        assert len(phases) == 3
+        rows = [{"phase": p, "epoch": e, "step": e, "accuracy": a} for e, (p, a) in enumerate(script[resume], 1)]
+        for row in rows:
+            on_epoch_end(task.model, row)
+        return rows
+
+    monkeypatch.setattr(ulmfit.training, "fit", scripted_fit)
+    synthetic_store(tmp_path / "data", n_docs=60, n_test=20)
+    s = TrainClassifierSettings(preset="tiny", stages="1:1:1e-2,2:1:1e-2,all:3:1e-2", bs=16, bptt=10, max_len=30,
+                                valid_frac=0.2, threads=1, quiet=True)
+
+    def kept():
+        return json.loads((tmp_path / "c" / "best" / "metrics.json").read_text())
+
+    ulmfit.train_classifier(tmp_path / "data", tmp_path / "c", settings=s)
+    assert (kept()["phase"], kept()["accuracy"]) == (3, 0.85)  # not stage 2's 0.95
+    ulmfit.train_classifier(tmp_path / "data", tmp_path / "c", settings=dataclasses.replace(s, resume=True))
+    assert kept()["accuracy"] == 0.86  # the resumed run compares with the kept 0.85: 0.83 is not kept

@@ -3,7 +3,7 @@
 A classifier folder is a model folder (config.json with kind "classifier", model.safetensors,
 tokenizer.json, vocab.json) that train-classifier also fills with its training files (log.csv,
 history.json, metrics.json, confusion.json/.png, training_curve.png, checkpoint.safetensors) and a
-best/ sub-folder (the epoch with the best valid accuracy).
+best/ sub-folder (the last stage's epoch with the best valid accuracy).
 """
 
 from __future__ import annotations
